@@ -1,0 +1,95 @@
+"""The `biomechgpt` command: one entry point, one subcommand per stage.
+
+Each stage lives in `biomechgpt/commands/<name>.py` and exposes `register(subparsers)`, which adds its parser and
+sets `func` (called with the parsed arguments, returns an exit status). Command modules keep heavy imports (torch,
+transformers) inside their functions so `biomechgpt --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from biomechgpt.processing.motion import MotionInputError
+
+__all__ = ["main", "build_parser", "COMMANDS", "UsageError"]
+
+# The order in which `biomechgpt --help` lists the stages; also the pipeline order of `biomechgpt run`.
+COMMANDS = (
+    "inspect",
+    "simulate",
+    "train_tokenizer",
+    "build_dataset",
+    "train",
+    "evaluate",
+    "ask",
+    "chat",
+    "push",
+    "run",
+)
+
+
+class UsageError(Exception):
+    """A bad command-line argument or input; printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage block before the error; we keep errors to one line and point at --help.
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def available_commands() -> list[str]:
+    """The stages that exist in this installation (later stages may not be built yet)."""
+    found = []
+    for name in COMMANDS:
+        try:
+            importlib.import_module(f"biomechgpt.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"biomechgpt.commands.{name}":
+                raise
+            continue
+        found.append(name)
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="biomechgpt", description="Answer clinical questions about human movement.")
+    parser.add_argument("--version", action="version", version=f"biomechgpt {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in available_commands():
+        importlib.import_module(f"biomechgpt.commands.{name}").register(sub)
+    return parser
+
+
+def _version() -> str:
+    from biomechgpt import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (MotionInputError, UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
+        sys.stderr.write(f"biomechgpt {args.command}: error: {_one_line(err)}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("biomechgpt: interrupted\n")
+        return 130
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) if not isinstance(err, FileNotFoundError) or not err.filename else f"{err.filename}: not found"
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `biomechgpt` command, one module each (see `biomechgpt.cli`)."""

@@ -1,0 +1,125 @@
+"""The canonical motion data model shared by every stage of biomechgpt.
+
+It lives in `processing/` (installed as `biomechgpt.processing.motion`) rather than in `biomechgpt/` so that the
+MotionTokenizer files can be uploaded to the Hub as remote code and still import it: this module depends on numpy
+only. `biomechgpt.Motion` is this same class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CANONICAL_COORDINATES",
+    "CANONICAL_FRAME_RATE",
+    "TRANSLATION_COORDINATES",
+    "ARM_COORDINATES",
+    "LUMBAR_COORDINATES",
+    "Motion",
+    "MotionInputError",
+]
+
+# OpenSim full-body coordinates of the Rajagopal 2016 / OpenCap / AddBiomechanics models, in this fixed order.
+_LEG = ("hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle", "subtalar_angle", "mtp_angle")
+_ARM = ("arm_flex", "arm_add", "arm_rot", "elbow_flex", "pro_sup")
+CANONICAL_COORDINATES: tuple[str, ...] = (
+    ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz")
+    + tuple(f"{name}_r" for name in _LEG)
+    + tuple(f"{name}_l" for name in _LEG)
+    + ("lumbar_extension", "lumbar_bending", "lumbar_rotation")
+    + tuple(f"{name}_r" for name in _ARM)
+    + tuple(f"{name}_l" for name in _ARM)
+)
+TRANSLATION_COORDINATES: tuple[str, ...] = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
+ARM_COORDINATES: tuple[str, ...] = tuple(f"{n}_{s}" for s in ("r", "l") for n in _ARM)
+LUMBAR_COORDINATES: tuple[str, ...] = ("lumbar_extension", "lumbar_bending", "lumbar_rotation")
+
+# Markerless video (OpenCap and most clinical pipelines) delivers 30 Hz; joint-angle content of walking, running and
+# the clinical tests lies well below 15 Hz, so 30 Hz loses nothing the tasks need and keeps token sequences short.
+CANONICAL_FRAME_RATE: float = 30.0
+
+
+class MotionInputError(ValueError):
+    """Bad motion input. The message is one line that names the input and the problem."""
+
+
+@dataclass
+class Motion:
+    """Joint angles over time in SI units.
+
+    Args:
+        coordinates (`list[str]`): coordinate names, one per column of `values`.
+        values (`np.ndarray` of shape `(frames, coordinates)`, float32): radians for angles, meters for the pelvis
+            translations. Columns of coordinates that were not recorded hold 0 and are `False` in `mask`.
+        frame_rate (`float`): frames per second.
+        mask (`np.ndarray` of shape `(coordinates,)`, bool, *optional*): which coordinates were actually present in
+            the source. Defaults to all present.
+        meta (`dict`, *optional*): source file, subject id, units and conventions detected, anything else.
+
+    Canonical form (what `biomechgpt.load_motion` returns): `coordinates == CANONICAL_COORDINATES`, frame rate
+    `CANONICAL_FRAME_RATE`, knee flexion positive.
+    """
+
+    coordinates: list[str]
+    values: np.ndarray
+    frame_rate: float
+    mask: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        name = self.meta.get("source", "motion") if isinstance(self.meta, dict) else "motion"
+        self.coordinates = [str(c) for c in self.coordinates]
+        values = np.asarray(self.values)
+        if values.ndim != 2:
+            raise MotionInputError(f"{name}: values must be 2-D (frames, coordinates), got shape {values.shape}")
+        if values.shape[1] != len(self.coordinates):
+            raise MotionInputError(
+                f"{name}: values have {values.shape[1]} columns but {len(self.coordinates)} coordinate names"
+            )
+        if len(set(self.coordinates)) != len(self.coordinates):
+            raise MotionInputError(f"{name}: duplicate coordinate names")
+        self.values = np.ascontiguousarray(values, dtype=np.float32)
+        if not np.isfinite(self.frame_rate) or self.frame_rate <= 0:
+            raise MotionInputError(f"{name}: frame_rate must be a positive number, got {self.frame_rate}")
+        self.frame_rate = float(self.frame_rate)
+        if self.mask is None:
+            self.mask = np.ones(len(self.coordinates), dtype=bool)
+        else:
+            self.mask = np.asarray(self.mask, dtype=bool)
+            if self.mask.shape != (len(self.coordinates),):
+                raise MotionInputError(f"{name}: mask must have one entry per coordinate, got {self.mask.shape}")
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds (frames / frame rate)."""
+        return self.n_frames / self.frame_rate
+
+    @property
+    def time(self) -> np.ndarray:
+        return np.arange(self.n_frames, dtype=np.float64) / self.frame_rate
+
+    @property
+    def is_canonical(self) -> bool:
+        return tuple(self.coordinates) == CANONICAL_COORDINATES and self.frame_rate == CANONICAL_FRAME_RATE
+
+    def column(self, name: str) -> np.ndarray:
+        """The values of one coordinate, shape `(frames,)`."""
+        try:
+            return self.values[:, self.coordinates.index(name)]
+        except ValueError:
+            raise KeyError(f"coordinate {name!r} not in this motion") from None
+
+    def present(self) -> list[str]:
+        """Names of the coordinates that were actually recorded."""
+        return [c for c, m in zip(self.coordinates, self.mask) if m]
+
+    def slice_frames(self, start: int, stop: int) -> Motion:
+        return Motion(list(self.coordinates), self.values[start:stop].copy(), self.frame_rate, self.mask.copy(),
+                      dict(self.meta))
