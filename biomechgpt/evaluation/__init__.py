@@ -1,0 +1,1 @@
+"""biomechgpt.evaluation"""
