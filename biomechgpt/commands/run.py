@@ -1,0 +1,31 @@
+"""`biomechgpt run`: the whole pipeline on the embedded default."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="simulate, train the tokenizer, build the QA corpus, fine-tune and evaluate (the main job)",
+        description="Runs every stage on the embedded default into runs/<name>/, with timings.json and metrics.json.",
+    )
+    parser.add_argument("--out", default="runs", help="parent folder of run folders (default: runs)")
+    parser.add_argument("--name", default=None, help="run folder name (default: 'default', or 'quick' with --quick)")
+    parser.add_argument("--quick", action="store_true", help="small cohort, short training: a smoke test")
+    parser.add_argument("--seed", type=int, default=0, help="seed for every stage (default: 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    parser.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from biomechgpt.pipeline import run_pipeline
+
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    name = args.name or ("quick" if args.quick else "default")
+    run_pipeline(args.out, name, quick=args.quick, seed=args.seed, overwrite=args.overwrite, stages=stages)
+    return 0
