@@ -46,7 +46,14 @@ _AUTO_REGISTRATION_MODULES = (
     "biomechgpt.processing.processing_biomechgpt",
 )
 
-__all__ = ["CANONICAL_COORDINATES", "CANONICAL_FRAME_RATE", "Motion", "MotionInputError", "__version__", *_LAZY]
+__all__ = [  # noqa: PLE0604 - the lazy names are strings too
+    "CANONICAL_COORDINATES",
+    "CANONICAL_FRAME_RATE",
+    "Motion",
+    "MotionInputError",
+    "__version__",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:
