@@ -1,0 +1,219 @@
+"""Per-browser-session state of the chat page, and the answerer it talks to.
+
+A `ChatSession` holds the selected motion, its cached prefix (whatever the answerer computes once per motion and
+reuses for every question about it) and the conversation. Selecting a different motion drops the prefix and starts a
+new conversation. Nothing here imports gradio or torch, so the logic is tested without a server or a model.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from biomechgpt.processing.motion import Motion
+
+__all__ = [
+    "TASK_ORDER",
+    "SUGGESTED_QUESTIONS",
+    "MAX_QUESTION_CHARS",
+    "Answerer",
+    "PrefixAnswerer",
+    "ModelAnswerer",
+    "ChatSession",
+    "format_answer",
+]
+
+# The corpus tasks (ARCHITECTURE.md, QA corpus folder), in the order the page suggests them.
+TASK_ORDER: tuple[str, ...] = (
+    "activity",
+    "impairment",
+    "impairment_side",
+    "diagnosis",
+    "assistive_device",
+    "fall_history",
+    "cadence",
+    "walking_speed",
+    "stride_length",
+    "tug_time",
+    "fsst_time",
+    "summary",
+)
+
+# One plain question per task; the page prefers the corpus's own wording when a QA corpus is given.
+SUGGESTED_QUESTIONS: dict[str, str] = {
+    "activity": "What activity is this person doing?",
+    "impairment": "Is this person's movement impaired?",
+    "impairment_side": "Which side is affected?",
+    "diagnosis": "What is the most likely diagnosis?",
+    "assistive_device": "Does this person use an assistive device?",
+    "fall_history": "Does this person have a history of falls?",
+    "cadence": "What is the cadence in steps per minute?",
+    "walking_speed": "How fast is this person walking?",
+    "stride_length": "What is the stride length?",
+    "tug_time": "How long did the Timed Up and Go test take?",
+    "fsst_time": "How long did the Four Square Step Test take?",
+    "summary": "Summarize this movement.",
+}
+
+# A question is one sentence; a cap keeps a pasted document from tying up the model.
+MAX_QUESTION_CHARS = 500
+
+_ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence")
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    """Anything that answers a question about a motion.
+
+    `answer(motion, question)` returns a mapping with the keys `question`, `task`, `answer`, `label`, `value`,
+    `unit` and `confidence` (missing keys count as `None`).
+    """
+
+    def answer(self, motion: Motion, question: str) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class PrefixAnswerer(Protocol):
+    """An answerer that computes a motion's prefix once (`prepare`) and answers many questions from it."""
+
+    def prepare(self, motion: Motion) -> Any: ...
+
+    def answer_prepared(self, prefix: Any, question: str) -> Mapping[str, Any]: ...
+
+
+class ModelAnswerer:
+    """Adapts a [`BiomechGPTForCausalLM`] to the chat page.
+
+    `prepare` runs the model's MotionTokenizer once per motion and keeps the motion codes; every question about that
+    motion then reuses them (`model.answer` accepts codes), so the tokenizer never runs twice for one selection. Model
+    calls are serialised with a lock: one torch process already uses every core for a forward pass, and
+    `model.answer` toggles the module's train/eval flag.
+
+    Args:
+        model ([`BiomechGPTForCausalLM`]): a loaded model whose processor is reachable (`model.processor`).
+        max_new_tokens (`int`, *optional*, defaults to 48): limit for generated (numeric and summary) answers.
+    """
+
+    def __init__(self, model: Any, max_new_tokens: int = 48) -> None:
+        self.model = model
+        self.max_new_tokens = max_new_tokens
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str, **kwargs: Any) -> ModelAnswerer:
+        """Load a model folder (`biomechgpt train --out DIR`) on CPU in eval mode."""
+        from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
+
+        model = BiomechGPTForCausalLM.from_pretrained(model_dir)
+        model.eval()
+        _ = model.processor  # load the processor now, not on the first question
+        return cls(model, **kwargs)
+
+    def prepare(self, motion: Motion) -> list[int]:
+        with self._lock:
+            codes = self.model.processor.encode_motion(motion)
+        return [int(c) for c in (codes.tolist() if hasattr(codes, "tolist") else codes)]
+
+    def answer_prepared(self, prefix: list[int], question: str) -> dict[str, Any]:
+        with self._lock:
+            result = self.model.answer(prefix, question, max_new_tokens=self.max_new_tokens)
+        return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+    def answer(self, motion: Motion, question: str) -> dict[str, Any]:
+        return self.answer_prepared(self.prepare(motion), question)
+
+
+@dataclass
+class ChatSession:
+    """What one browser session has selected and asked.
+
+    Args:
+        motion (`Motion`, *optional*): the selected motion.
+        source (`str`, *optional*): what it is (a trial id, or `upload:<file name>`); a new source resets the chat.
+        info (`dict`): the metadata shown next to it.
+        history (`list[dict]`): the conversation as Gradio chat messages (`{"role", "content"}`).
+        answers (`list[dict]`): the raw answers, one per assistant message.
+    """
+
+    motion: Motion | None = None
+    source: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    prefix: Any = None
+    prefix_builds: int = 0  # how often a prefix was computed: once per selected motion when the cache works
+
+    def select(self, motion: Motion, source: str, info: Mapping[str, Any] | None = None) -> bool:
+        """Select a motion. Returns whether it changed (then the conversation and the cached prefix are dropped).
+
+        Re-selecting the same source keeps the conversation, so refreshing the view does not lose it.
+        """
+        if not isinstance(motion, Motion):
+            raise TypeError(f"motion must be a Motion, got {type(motion).__name__}")
+        changed = source != self.source or self.motion is None
+        if changed:
+            self.history = []
+            self.answers = []
+            self.prefix = None
+        self.motion = motion
+        self.source = source
+        self.info = dict(info or {})
+        return changed
+
+    def clear(self) -> None:
+        """Forget the selection and the conversation."""
+        self.motion = None
+        self.source = None
+        self.info = {}
+        self.history = []
+        self.answers = []
+        self.prefix = None
+
+    def ask(self, answerer: Answerer | PrefixAnswerer, question: str) -> dict[str, Any]:
+        """Answer a question about the selected motion and append both to the conversation.
+
+        Raises:
+            `ValueError`: one line, when no motion is selected or the question is empty or too long.
+        """
+        if not isinstance(question, str):
+            raise ValueError("question: must be text")
+        question = " ".join(question.split())
+        if not question:
+            raise ValueError("question: type a question first")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise ValueError(f"question: {len(question)} characters, the limit is {MAX_QUESTION_CHARS}")
+        if self.motion is None:
+            raise ValueError("no motion selected: choose a trial or upload a motion file first")
+        start = time.perf_counter()
+        if isinstance(answerer, PrefixAnswerer):
+            if self.prefix is None:
+                self.prefix = answerer.prepare(self.motion)
+                self.prefix_builds += 1
+            raw = answerer.answer_prepared(self.prefix, question)
+        else:
+            raw = answerer.answer(self.motion, question)
+        result = {key: raw.get(key) for key in _ANSWER_KEYS}
+        result["question"] = question
+        result["latency_s"] = time.perf_counter() - start
+        self.answers.append(result)
+        self.history.append({"role": "user", "content": question})
+        self.history.append({"role": "assistant", "content": format_answer(result)})
+        return result
+
+
+def format_answer(result: Mapping[str, Any]) -> str:
+    """The chat text of one answer: the sentence, then task and confidence on a second line (Markdown)."""
+    text = str(result.get("answer") or "").strip() or "(no answer)"
+    details = []
+    task = result.get("task")
+    details.append(f"task: {task}" if task else "task: not recognised")
+    confidence = result.get("confidence")
+    if confidence is not None and math.isfinite(float(confidence)):
+        details.append(f"confidence: {100 * float(confidence):.0f}%")
+    else:
+        details.append("confidence: n/a (generated answer)")
+    return f"{text}\n\n*{' · '.join(details)}*"
