@@ -1,0 +1,486 @@
+"""Fine-tune a causal LM on the QA corpus into a `BiomechGPTForCausalLM` (`biomechgpt train`).
+
+One code path for every base model: the embedded `tiny` sizes (a Llama config and a BPE tokenizer trained here on the
+corpus text, weights from scratch) and any Hub id or local folder (pretrained weights). The text vocabulary gains
+`<motion>`, `</motion>` and one token per MotionTokenizer code; training runs on transformers' `Trainer`:
+
+- `mode="full"` trains every weight (the default for `tiny`, which starts random);
+- `mode="lora"` (the default for pretrained bases) trains LoRA adapters on every linear layer plus the new token rows
+  (peft `trainable_token_indices`);
+- `mode="qlora"` does the same on a base loaded in 4-bit NF4 with bitsandbytes, as in the paper.
+
+The rows of one trial become one multi-turn conversation with the motion once (at most `max_turns` questions each, in
+a seeded random order); the loss covers answer tokens only. Checkpoints go to `OUT/checkpoints/` and a rerun resumes
+from the newest; the final model folder holds merged weights, the processor, the MotionTokenizer and a model card.
+
+Token budget of the default run: motion codes are cropped to their middle `max_motion_codes` (256 codes = 34 s at
+7.5 codes/s, longer than every simulated gait trial and clinical test), conversations hold at most 8 questions, so a
+sequence stays under ~600 tokens and the default corpus is ~2 M tokens per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from biomechgpt.processing.motion import MotionInputError
+
+__all__ = ["BiomechGPTTrainingArguments", "train_model", "load_corpus", "corpus_task_metadata", "TRAINING_MODES"]
+
+logger = logging.getLogger(__name__)
+
+TRAINING_MODES = ("lora", "qlora", "full")
+CHECKPOINTS = "checkpoints"
+CORPUS_COLUMNS = ("id", "trial_id", "split", "task", "question", "answer", "target_label", "target_value",
+                  "target_unit", "motion_codes")
+
+
+@dataclass
+class BiomechGPTTrainingArguments:
+    """Hyperparameters of `train_model` (not part of the model config).
+
+    Args:
+        mode (`str`, *optional*): "lora", "qlora" or "full"; defaults to "full" for the embedded `tiny` sizes (random
+            weights) and "lora" for pretrained bases.
+        epochs (`float`, defaults to 2.0): passes over the training conversations.
+        max_steps (`int`, defaults to -1): stop after this many optimizer steps when positive (overrides `epochs`).
+        learning_rate (`float`, *optional*): defaults to 2e-3 (full, tiny), 5e-4 (LoRA/QLoRA) or 5e-5 (full,
+            pretrained).
+        batch_size (`int`, defaults to 8): conversations per device and step.
+        gradient_accumulation_steps (`int`, defaults to 1).
+        warmup_ratio (`float`, defaults to 0.05), weight_decay (`float`, defaults to 0.01).
+        max_motion_codes (`int`, defaults to 256): longer trials are cropped to their middle codes.
+        max_turns (`int`, defaults to 8): questions per conversation; a trial with more is split.
+        lora_r (`int`, defaults to 16), lora_alpha (`int`, defaults to 32), lora_dropout (`float`, defaults to 0.0).
+        tokenizer_vocab_size (`int`, defaults to 2048): text vocabulary of the embedded tokenizer.
+        bf16 (`bool`, *optional*): bfloat16 autocast; defaults to on for `tiny` (about 2.5x faster on CPU).
+        seed (`int`, defaults to 0): everything random (initial weights, turn order, batches) follows it.
+        save_steps (`int`, defaults to 200), save_total_limit (`int`, defaults to 2): checkpointing.
+        keep_checkpoints (`bool`, defaults to `False`): keep `OUT/checkpoints/` after a finished run.
+        logging_steps (`int`, defaults to 25).
+        progress (`bool`, defaults to `True`): show the progress bar.
+    """
+
+    mode: str | None = None
+    epochs: float = 2.0
+    max_steps: int = -1
+    learning_rate: float | None = None
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.01
+    max_motion_codes: int = 256
+    max_turns: int = 8
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    tokenizer_vocab_size: int = 2048
+    bf16: bool | None = None
+    seed: int = 0
+    save_steps: int = 200
+    save_total_limit: int = 2
+    keep_checkpoints: bool = False
+    logging_steps: int = 25
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and self.mode not in TRAINING_MODES:
+            raise ValueError(f"mode must be one of {TRAINING_MODES}, got {self.mode!r}")
+        for name in ("batch_size", "gradient_accumulation_steps", "max_motion_codes", "max_turns", "lora_r"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("set epochs > 0 or max_steps > 0")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# corpus
+
+
+def load_corpus(dataset_dir: str | os.PathLike, split: str = "train"):
+    """The rows of one split of a QA corpus folder (`DIR/data/{split}-*.parquet`) as a pandas DataFrame."""
+    import pandas as pd
+
+    folder = Path(dataset_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: dataset folder not found")
+    files = sorted((folder / "data").glob(f"{split}-*.parquet"))
+    if not files:
+        raise MotionInputError(f"{folder}: no {split} shards under data/ (expected data/{split}-*.parquet)")
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    missing = [c for c in CORPUS_COLUMNS if c not in frame.columns]
+    if missing:
+        raise MotionInputError(f"{folder}: corpus lacks columns {', '.join(missing)}")
+    if frame.empty:
+        raise MotionInputError(f"{folder}: the {split} split is empty")
+    return frame
+
+
+def corpus_task_metadata(frame, *, max_questions: int = 200) -> dict[str, Any]:
+    """What the processor needs to know about the tasks, learned from training rows: each task's kind, one answer
+    sentence per label of closed-set tasks (with its share among that label's answers), units and example questions.
+
+    The candidate sentence of a label is the shortest among its frequent answers (at least half as frequent as the
+    most frequent one): short candidates make ranking cheap, and the share corrects for the wording's frequency.
+    """
+    kinds: dict[str, str] = {}
+    candidates: dict[str, dict[str, str]] = {}
+    priors: dict[str, dict[str, float]] = {}
+    units: dict[str, str] = {}
+    questions: dict[str, list[str]] = {}
+    for task, rows in sorted(frame.groupby("task"), key=lambda kv: kv[0]):
+        has_value = rows["target_value"].notna().any()
+        has_label = rows["target_label"].notna().any()
+        if has_value:
+            kinds[task] = "numeric"
+            unit_counts = Counter(u for u in rows["target_unit"] if isinstance(u, str))
+            if unit_counts:
+                units[task] = sorted(unit_counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        elif has_label and task != "summary":
+            kinds[task] = "closed"
+            candidates[task], priors[task] = {}, {}
+            for label, label_rows in sorted(rows.groupby("target_label"), key=lambda kv: kv[0]):
+                counts = Counter(str(a).strip() for a in label_rows["answer"])
+                top = max(counts.values())
+                frequent = [a for a, c in counts.items() if c * 2 >= top]
+                best = min(frequent, key=lambda a: (len(a), -counts[a], a))
+                candidates[task][str(label)] = best
+                priors[task][str(label)] = math.log(counts[best] / len(label_rows))
+        else:
+            kinds[task] = "free"
+        q_counts = Counter(str(q).strip() for q in rows["question"])
+        questions[task] = [q for q, _ in sorted(q_counts.items(), key=lambda kv: (-kv[1], kv[0]))][:max_questions]
+    return {"task_kinds": kinds, "answer_candidates": candidates, "answer_log_priors": priors, "task_units": units,
+            "task_questions": questions}
+
+
+def build_conversations(frame, processor, *, max_turns: int, seed: int, progress: bool = False) -> list[dict]:
+    """Token ids and labels of every training conversation: one trial's rows (in a seeded random order), split into
+    conversations of at most `max_turns` questions, each with the trial's motion once."""
+    from tqdm.auto import tqdm
+
+    rng = random.Random(seed)
+    examples = []
+    groups = sorted(frame.groupby("trial_id", sort=True), key=lambda kv: kv[0])
+    for _, rows in tqdm(groups, desc="tokenizing conversations", unit="trial", disable=not progress):
+        rows = rows.sort_values("id")
+        codes = [int(c) for c in rows["motion_codes"].iloc[0]]
+        turns = list(zip(rows["question"].astype(str), rows["answer"].astype(str)))
+        rng.shuffle(turns)
+        for start in range(0, len(turns), max_turns):
+            example = processor.build_training_example(codes, turns[start:start + max_turns])
+            examples.append(example)
+    return examples
+
+
+class _Collator:
+    """Right-pads `input_ids` (pad id), `labels` (-100) and builds `attention_mask`."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        length = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), length), -100, dtype=torch.long)
+        mask = torch.zeros((len(features), length), dtype=torch.long)
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[row, :n] = torch.tensor(f["input_ids"])
+            labels[row, :n] = torch.tensor(f["labels"])
+            mask[row, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# model
+
+
+def _load_motion_tokenizer(motion_tokenizer: Any, dataset_dir: Path):
+    """The MotionTokenizer object: given, from a folder, or found next to the corpus (`DATASET/motion_tokenizer` or
+    the `biomechgpt run` layout `DATASET/../tokenizer`)."""
+    from biomechgpt.processing.tokenization_motion import MotionTokenizer
+
+    if motion_tokenizer is not None and not isinstance(motion_tokenizer, (str, os.PathLike)):
+        return motion_tokenizer
+    candidates = [Path(motion_tokenizer)] if motion_tokenizer is not None else [
+        dataset_dir / "motion_tokenizer", dataset_dir.parent / "tokenizer"]
+    for folder in candidates:
+        if (folder / "config.json").is_file():
+            return MotionTokenizer.from_pretrained(folder)
+    if motion_tokenizer is not None:
+        raise FileNotFoundError(f"{motion_tokenizer}: MotionTokenizer folder not found (no config.json)")
+    raise MotionInputError(f"{dataset_dir}: no MotionTokenizer found next to the corpus; pass --tokenizer DIR")
+
+
+def _codebook(motion_tokenizer: Any, codebook_size: int):
+    """The codebook vectors `(codebook_size, dim)` from the MotionTokenizer's weights, or None."""
+    model = getattr(motion_tokenizer, "model", None)
+    if model is None:
+        return None
+    for name, tensor in model.state_dict().items():
+        if name.endswith("codebook") and tensor.ndim == 2 and tensor.shape[0] == codebook_size:
+            return tensor.detach().float().cpu()
+    return None
+
+
+def _disable_bnb_cpu_repacking(model) -> None:
+    """bitsandbytes 0.50 repacks 4-bit weights for AVX512-BF16 CPUs on the first no-grad forward, after which they
+    cannot train (no LoRA gradients); keep the trainable layout (see FACTS.md)."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def _load_base(base_model: str, mode: str, texts: list[str], args: BiomechGPTTrainingArguments):
+    """(language model, text tokenizer) of the base, before the motion vocabulary is added."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from biomechgpt.processing.processing_biomechgpt import prepare_text_tokenizer
+    from biomechgpt.training.tiny_lm import build_tiny_model, is_tiny, train_bpe_tokenizer
+
+    if is_tiny(base_model):
+        tokenizer = train_bpe_tokenizer(texts, vocab_size=args.tokenizer_vocab_size)
+        return build_tiny_model(base_model, len(tokenizer), seed=args.seed), tokenizer
+    if not Path(base_model).exists() and "/" not in str(base_model):
+        raise MotionInputError(f"base model {base_model!r}: not a folder, a Hub id (owner/name) or an embedded size")
+    tokenizer = prepare_text_tokenizer(AutoTokenizer.from_pretrained(base_model))
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if mode == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    torch.manual_seed(args.seed)
+    model = AutoModelForCausalLM.from_pretrained(base_model, **kwargs)
+    if mode == "qlora":
+        _disable_bnb_cpu_repacking(model)
+    return model, tokenizer
+
+
+def _build_model(base_model: str, mode: str, texts: list[str], motion_tokenizer: Any, codebook_size: int,
+                 args: BiomechGPTTrainingArguments):
+    from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
+
+    language_model, tokenizer = _load_base(base_model, mode, texts, args)
+    motion_config = motion_tokenizer.config.to_dict() if motion_tokenizer is not None else None
+    model = BiomechGPTForCausalLM.from_language_model(
+        language_model, tokenizer, codebook_size=codebook_size,
+        codebook=_codebook(motion_tokenizer, codebook_size) if motion_tokenizer is not None else None,
+        motion_tokenizer_config=motion_config, seed=args.seed)
+    return model, tokenizer
+
+
+def _lora_config(model, args: BiomechGPTTrainingArguments):
+    from peft import LoraConfig
+
+    new_ids = sorted({model.config.motion_start_token_id, model.config.motion_end_token_id,
+                      *model.config.motion_token_ids})
+    return LoraConfig(
+        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
+        trainable_token_indices={"embed_tokens": new_ids},
+    )
+
+
+def _wrap_for_mode(model, mode: str, args: BiomechGPTTrainingArguments):
+    if mode == "full":
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if mode == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        _disable_bnb_cpu_repacking(model)
+    return get_peft_model(model, _lora_config(model, args))
+
+
+def _merged_model(trained, mode: str, base_model: str, texts: list[str], motion_tokenizer: Any, codebook_size: int,
+                  args: BiomechGPTTrainingArguments):
+    """A plain `BiomechGPTForCausalLM` with the adapters merged into full-precision weights."""
+    if mode == "full":
+        return trained
+    if mode == "lora":
+        return trained.merge_and_unload()
+    # QLoRA: merging into 4-bit weights would round them again; rebuild the base in float32 and merge there.
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    state = get_peft_model_state_dict(trained)
+    model, _ = _build_model(base_model, "lora", texts, motion_tokenizer, codebook_size, args)
+    peft_model = get_peft_model(model, _lora_config(model, args))
+    set_peft_model_state_dict(peft_model, state)
+    return peft_model.merge_and_unload()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# entry point
+
+
+def train_model(
+    dataset_dir: str | os.PathLike,
+    base_model: str = "tiny",
+    out_dir: str | os.PathLike = "model",
+    *,
+    motion_tokenizer: Any = None,
+    codebook_size: int | None = None,
+    mode: str | None = None,
+    seed: int = 0,
+    resume: bool = True,
+    **kwargs: Any,
+) -> Path:
+    """Fine-tune `base_model` on the corpus in `dataset_dir` and save a `BiomechGPTForCausalLM` folder to `out_dir`.
+
+    Args:
+        dataset_dir (`str` or `os.PathLike`): a QA corpus folder (`data/train-*.parquet`).
+        base_model (`str`, *optional*, defaults to `"tiny"`): "tiny-s" / "tiny" / "tiny-l" (embedded, trained from
+            scratch), a Hub id or a local model folder.
+        out_dir (`str` or `os.PathLike`): the model folder to write.
+        motion_tokenizer (`MotionTokenizer` or path, *optional*): the tokenizer that made the corpus's codes;
+            looked up next to the corpus when omitted. Saved under `OUT/motion_tokenizer/`.
+        codebook_size (`int`, *optional*): only without a MotionTokenizer (tests): the number of motion codes.
+        mode (`str`, *optional*): "lora", "qlora" or "full" (see [`BiomechGPTTrainingArguments`]).
+        seed (`int`, *optional*, defaults to 0): same seed, same weights.
+        resume (`bool`, *optional*, defaults to `True`): continue from the newest checkpoint in `OUT/checkpoints/`.
+        **kwargs: any other field of [`BiomechGPTTrainingArguments`].
+
+    Returns:
+        `Path` of the model folder.
+    """
+    import torch
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+    from biomechgpt.training.tiny_lm import is_tiny
+
+    args = BiomechGPTTrainingArguments(mode=mode, seed=seed, **kwargs)
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    mode = args.mode or ("full" if is_tiny(base_model) else "lora")
+    if is_tiny(base_model) and mode != "full":
+        raise MotionInputError(f"base model {base_model!r} starts from random weights: train it with mode 'full'")
+    frame = load_corpus(dataset_dir, "train")
+    if codebook_size is None or motion_tokenizer is not None:
+        motion_tokenizer = _load_motion_tokenizer(motion_tokenizer, dataset_dir)
+        codebook_size = motion_tokenizer.codebook_size
+    biggest = max(max(codes) for codes in frame["motion_codes"] if len(codes))
+    if biggest >= codebook_size:
+        raise MotionInputError(f"{dataset_dir}: motion code {biggest} does not fit codebook_size {codebook_size}")
+    texts = sorted(set(frame["question"].astype(str)) | set(frame["answer"].astype(str)))
+
+    set_seed(args.seed)
+    model, tokenizer = _build_model(base_model, mode, texts, motion_tokenizer, codebook_size, args)
+    processor = BiomechGPTProcessor(
+        tokenizer, motion_tokenizer, motion_token_offset=model.config.motion_token_offset,
+        codebook_size=codebook_size, max_motion_codes=args.max_motion_codes, **corpus_task_metadata(frame))
+    examples = build_conversations(frame, processor, max_turns=args.max_turns, seed=args.seed,
+                                   progress=args.progress)
+    trainable = _wrap_for_mode(model, mode, args)
+
+    bf16 = args.bf16 if args.bf16 is not None else (is_tiny(base_model) and mode == "full")
+    learning_rate = args.learning_rate or (2e-3 if is_tiny(base_model) else 5e-4 if mode != "full" else 5e-5)
+    checkpoints = out_dir / CHECKPOINTS
+    training_args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
+        seed=args.seed,
+        data_seed=args.seed,
+        train_sampling_strategy="group_by_length",
+        logging_steps=args.logging_steps,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        report_to="none",
+        disable_tqdm=not args.progress,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        **args.extra,
+    )
+    trainer = Trainer(model=trainable, args=training_args, train_dataset=examples,
+                      data_collator=_Collator(processor.pad_token_id))
+    last = _last_checkpoint(checkpoints) if resume else None
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+
+    if trainer.is_world_process_zero():
+        final = _merged_model(trainer.model if mode == "full" else trainable, mode, base_model, texts,
+                              motion_tokenizer, codebook_size, args)
+        final = getattr(final, "module", final)
+        final.config.use_cache = True
+        final.save_pretrained(out_dir)
+        processor.save_pretrained(out_dir)
+        history = [entry for entry in trainer.state.log_history if "loss" in entry]
+        summary = {
+            "base_model": str(base_model), "mode": mode, "seed": args.seed,
+            "train_conversations": len(examples), "train_rows": int(len(frame)),
+            "train_tokens": int(sum(len(e["input_ids"]) for e in examples)),
+            "answer_tokens": int(sum(sum(1 for t in e["labels"] if t != -100) for e in examples)),
+            "parameters": int(sum(p.numel() for p in final.parameters())),
+            "steps": int(trainer.state.global_step), "train_loss": float(result.training_loss),
+            "first_loss": history[0]["loss"] if history else None,
+            "final_loss": history[-1]["loss"] if history else None,
+            "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
+            "arguments": asdict(args) | {"learning_rate": learning_rate, "bf16": bf16},
+        }
+        (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _write_model_card(out_dir, summary)
+        if not args.keep_checkpoints:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return out_dir
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return Path(get_last_checkpoint(str(folder))) if folder.is_dir() and get_last_checkpoint(str(folder)) else None
+
+
+def _write_model_card(out_dir: Path, summary: dict) -> None:
+    """A minimal model card; `biomechgpt evaluate` / `run` replace it with one that holds the results."""
+    card = f"""---
+library_name: transformers
+tags: [biomechgpt, motion-language-model, gait, clinical]
+license: apache-2.0
+---
+
+# BiomechGPT ({summary['base_model']}, {summary['mode']})
+
+A motion-language model that answers clinical questions about a movement recorded as joint angles. Load it with:
+
+```python
+import biomechgpt
+from transformers import AutoModelForCausalLM
+
+model = AutoModelForCausalLM.from_pretrained("{out_dir.name}")
+print(model.answer("walk.mot", "What activity is the person performing?"))
+```
+
+Trained with `biomechgpt train` on {summary['train_rows']} question-answer pairs about simulated movement
+({summary['train_conversations']} conversations, {summary['steps']} steps, final training loss
+{summary['final_loss']}). Not a medical device; simulated training data.
+"""
+    (out_dir / "README.md").write_text(card)

@@ -1,0 +1,106 @@
+"""Configuration of the BiomechGPT motion-language model.
+
+This file imports only transformers so it can be uploaded to the Hub as remote code next to the weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+__all__ = ["BiomechGPTConfig"]
+
+
+class BiomechGPTConfig(PretrainedConfig):
+    r"""
+    Configuration of [`BiomechGPTForCausalLM`]: a causal language model (any Hugging Face family: Llama, Qwen, Gemma,
+    GPT-2, ...) whose vocabulary is extended by one token per MotionTokenizer code and two markers around a motion.
+
+    The token ids are laid out as `[0, motion_token_offset)` for text (the text tokenizer's ids, including the
+    `<motion>` / `</motion>` markers it was given) and `[motion_token_offset, motion_token_offset + codebook_size)`
+    for motion code `c` at id `motion_token_offset + c`. Motion codes never pass through the text tokenizer: the
+    processor splices their ids between the two markers.
+
+    Args:
+        text_config (`dict` or `PretrainedConfig`, *optional*):
+            Config of the wrapped causal LM. Its `vocab_size` covers text and motion tokens. Defaults to
+            a Llama config.
+        codebook_size (`int`, *optional*, defaults to 512):
+            Number of MotionTokenizer codes, i.e. of motion tokens.
+        motion_token_offset (`int`, *optional*):
+            Id of motion code 0. Defaults to `text_config.vocab_size - codebook_size` (motion tokens last).
+        motion_start_token_id (`int`, *optional*):
+            Id of the `<motion>` marker in the text tokenizer.
+        motion_end_token_id (`int`, *optional*):
+            Id of the `</motion>` marker in the text tokenizer.
+        motion_start_token (`str`, *optional*, defaults to `"<motion>"`):
+            The string of the start marker.
+        motion_end_token (`str`, *optional*, defaults to `"</motion>"`):
+            The string of the end marker.
+        motion_tokenizer_config (`dict`, *optional*):
+            The MotionTokenizer's config as a plain dict (kept for provenance: which codebook the ids refer to).
+        tie_word_embeddings (`bool`, *optional*, defaults to `False`):
+            Copied from `text_config` when that ties its input and output embeddings.
+
+    Example:
+
+    ```python
+    >>> from transformers import LlamaConfig
+    >>> from biomechgpt import BiomechGPTConfig, BiomechGPTForCausalLM
+    >>> text = LlamaConfig(vocab_size=300 + 16, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                    num_attention_heads=4, num_key_value_heads=4)
+    >>> config = BiomechGPTConfig(text_config=text, codebook_size=16, motion_start_token_id=298,
+    ...                           motion_end_token_id=299)
+    >>> config.motion_token_offset
+    300
+    ```
+    """
+
+    model_type = "biomechgpt"
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama")}
+
+    text_config: dict | PretrainedConfig | None = None
+    codebook_size: int = 512
+    motion_token_offset: int | None = None
+    motion_start_token_id: int | None = None
+    motion_end_token_id: int | None = None
+    motion_start_token: str = "<motion>"
+    motion_end_token: str = "</motion>"
+    motion_tokenizer_config: dict | None = None
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        # Tying lives in the text config for most families; mirror it so the top-level flag tells the truth.
+        if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
+            self.tie_word_embeddings = True
+        if self.codebook_size < 1:
+            raise ValueError(f"codebook_size must be at least 1, got {self.codebook_size}")
+        vocab_size = self.text_config.vocab_size
+        if self.motion_token_offset is None:
+            self.motion_token_offset = vocab_size - self.codebook_size
+        if self.motion_token_offset < 0 or self.motion_token_offset + self.codebook_size > vocab_size:
+            raise ValueError(
+                f"motion tokens [{self.motion_token_offset}, {self.motion_token_offset + self.codebook_size}) do not "
+                f"fit the text_config vocab_size {vocab_size}"
+            )
+        for name in ("motion_start_token_id", "motion_end_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.motion_token_offset:
+                raise ValueError(f"{name} must be a text token id below motion_token_offset, got {value}")
+
+    @property
+    def vocab_size(self) -> int:
+        """Text plus motion tokens: the rows of the embedding matrix."""
+        return self.text_config.vocab_size
+
+    @vocab_size.setter
+    def vocab_size(self, value: int) -> None:
+        self.text_config.vocab_size = value
+
+    @property
+    def motion_token_ids(self) -> range:
+        """The ids of motion codes 0 .. codebook_size - 1."""
+        return range(self.motion_token_offset, self.motion_token_offset + self.codebook_size)

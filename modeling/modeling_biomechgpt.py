@@ -1,0 +1,518 @@
+"""BiomechGPT: a causal language model that reads motion as discrete tokens and answers clinical questions.
+
+`BiomechGPTForCausalLM` wraps any Hugging Face causal LM (built from `config.text_config`) whose vocabulary is
+extended by one token per MotionTokenizer code. It answers questions with `answer(...)`: closed-set questions rank
+their candidate answers by likelihood in one batched pass, numeric and free questions decode greedily; the KV cache of
+a motion's prefix is computed once and shared by every question about that motion.
+
+This file imports only torch, transformers and its sibling files so it can be uploaded to the Hub as remote code.
+The processor (text tokenizer + MotionTokenizer + the answer sets learned from the training corpus) is found with
+`AutoProcessor` from the model's folder, so this file does not import it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from .configuration_biomechgpt import BiomechGPTConfig
+
+__all__ = [
+    "BiomechGPTAnswer",
+    "BiomechGPTPreTrainedModel",
+    "BiomechGPTForCausalLM",
+    "init_new_token_embeddings",
+    "register_auto_classes",
+]
+
+
+@dataclass
+class BiomechGPTAnswer:
+    """One answered question.
+
+    Args:
+        question (`str`): the question as asked.
+        task (`str` or `None`): the task the question was routed to (e.g. `"activity"`, `"cadence"`), `None` when no
+            task matched and the answer is free text.
+        answer (`str`): the answer sentence.
+        label (`str` or `None`): the predicted class for closed-set tasks.
+        value (`float` or `None`): the predicted number for numeric tasks (parsed from the generated sentence).
+        unit (`str` or `None`): the unit of `value`.
+        confidence (`float` or `None`): the probability of `label` among the task's candidate answers.
+    """
+
+    question: str
+    task: str | None
+    answer: str
+    label: str | None = None
+    value: float | None = None
+    unit: str | None = None
+    confidence: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def init_new_token_embeddings(
+    weight: torch.Tensor,
+    rows: Sequence[int] | torch.Tensor,
+    *,
+    reference_rows: int,
+    codebook: torch.Tensor | None = None,
+    codebook_rows: Sequence[int] | torch.Tensor | None = None,
+    noise_scale: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> None:
+    """Initialise new rows of an embedding (or output) matrix in place, at the scale of the existing rows.
+
+    Each new row is the mean of the first `reference_rows` rows plus a perturbation with the per-dimension standard
+    deviation of those rows times `noise_scale`. The perturbation is random noise, or, for rows that stand for
+    MotionTokenizer codes when `codebook` is given, the codebook vector through a fixed random projection: codes
+    that are close in the codebook then start close in the language model, which speeds up learning.
+
+    Args:
+        weight (`torch.Tensor` of shape `(vocab, hidden)`): the matrix to edit in place.
+        rows (`Sequence[int]`): the rows to initialise.
+        reference_rows (`int`): how many leading rows are trained text tokens to take statistics from.
+        codebook (`torch.Tensor` of shape `(codebook_size, code_dim)`, *optional*): the VQ codebook vectors.
+        codebook_rows (`Sequence[int]`, *optional*): the rows of `weight` for codes `0 .. codebook_size - 1`.
+        noise_scale (`float`, *optional*, defaults to 0.5): perturbation size relative to the rows' std.
+        generator (`torch.Generator`, *optional*): for reproducible noise.
+    """
+    rows = torch.as_tensor(list(rows) if not isinstance(rows, torch.Tensor) else rows, dtype=torch.long)
+    if rows.numel() == 0:
+        return
+    with torch.no_grad():
+        reference = weight[:reference_rows].float()
+        mean = reference.mean(0)  # (hidden,)
+        std = reference.std(0).clamp_min(1e-6) if reference_rows > 1 else torch.full_like(mean, 0.02)
+        noise = torch.randn(rows.numel(), weight.shape[1], generator=generator)  # (rows, hidden)
+        if codebook is not None and codebook_rows is not None:
+            code_rows = torch.as_tensor(list(codebook_rows), dtype=torch.long)
+            codes = codebook.detach().float().cpu()
+            codes = (codes - codes.mean(0)) / codes.std(0).clamp_min(1e-6)  # (codebook, code_dim) standardised
+            projection = torch.randn(codes.shape[1], weight.shape[1], generator=generator) / math.sqrt(codes.shape[1])
+            projected = codes @ projection  # (codebook, hidden), unit variance per dimension
+            position = {int(r): i for i, r in enumerate(rows.tolist())}
+            for code, row in enumerate(code_rows.tolist()):
+                if row in position:
+                    noise[position[row]] = projected[code]
+        values = mean + noise * std * noise_scale
+        weight[rows] = values.to(weight.dtype)
+
+
+class BiomechGPTPreTrainedModel(PreTrainedModel):
+    config_class = BiomechGPTConfig
+    base_model_prefix = ""
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = False
+
+
+class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
+    r"""
+    A causal language model over text and motion tokens.
+
+    The wrapped model is `AutoModelForCausalLM.from_config(config.text_config)`, so any Hugging Face causal LM family
+    works; its embedding matrix has `config.vocab_size` rows (text, the two motion markers, one row per code).
+
+    Args:
+        config ([`BiomechGPTConfig`]): the model configuration.
+        language_model (`PreTrainedModel`, *optional*): an already built (e.g. pretrained or 4-bit quantised) causal
+            LM to wrap instead of building a fresh one from `config.text_config`.
+    """
+
+    def __init__(self, config: BiomechGPTConfig, language_model: PreTrainedModel | None = None) -> None:
+        super().__init__(config)
+        self.language_model = language_model or AutoModelForCausalLM.from_config(config.text_config)
+        self._processor = None
+        self.post_init()
+
+    # -- the wrapped model's plumbing ------------------------------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    def get_decoder(self) -> nn.Module:
+        return self.language_model.get_decoder()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Any = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, sequence)`): text and motion token ids (see
+                [`BiomechGPTProcessor`]).
+            labels (`torch.LongTensor` of shape `(batch, sequence)`, *optional*): targets for the next-token loss;
+                `-100` marks positions without loss (the processor keeps only answer tokens).
+
+        Returns:
+            [`~modeling_outputs.CausalLMOutputWithPast`]: the wrapped model's output.
+        """
+        return self.language_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+    # -- building from a text-only model ---------------------------------------------------------------------------
+    @classmethod
+    def from_language_model(
+        cls,
+        language_model: PreTrainedModel,
+        tokenizer: Any,
+        *,
+        codebook_size: int,
+        codebook: torch.Tensor | None = None,
+        motion_tokenizer_config: dict | None = None,
+        seed: int = 0,
+        motion_start_token: str = "<motion>",
+        motion_end_token: str = "</motion>",
+    ) -> BiomechGPTForCausalLM:
+        """Extend a text-only causal LM and its tokenizer with the motion vocabulary.
+
+        The markers are added to `tokenizer` (in place) as special tokens; the embedding matrix (and an untied output
+        matrix) grows to hold the markers and `codebook_size` motion tokens, whose rows are initialised with
+        [`init_new_token_embeddings`] (around the mean embedding, or from `codebook` through a projection).
+
+        Args:
+            language_model (`PreTrainedModel`): a causal LM (pretrained, random or quantised).
+            tokenizer (`PreTrainedTokenizerBase`): its text tokenizer; gains the two marker tokens.
+            codebook_size (`int`): number of MotionTokenizer codes.
+            codebook (`torch.Tensor` of shape `(codebook_size, dim)`, *optional*): the MotionTokenizer's codebook.
+            motion_tokenizer_config (`dict`, *optional*): stored in the config for provenance.
+            seed (`int`, *optional*, defaults to 0): seed of the new rows' noise and projection.
+
+        Returns:
+            [`BiomechGPTForCausalLM`] wrapping `language_model`.
+        """
+        old_rows = language_model.get_input_embeddings().weight.shape[0]
+        # Statistics come from the rows of real text tokens only (Qwen and others pad the matrix with unused rows).
+        reference_rows = min(len(tokenizer), old_rows)
+        tokenizer.add_tokens([motion_start_token, motion_end_token], special_tokens=True)
+        start_id = tokenizer.convert_tokens_to_ids(motion_start_token)
+        end_id = tokenizer.convert_tokens_to_ids(motion_end_token)
+        offset = max(len(tokenizer), old_rows)
+        language_model.resize_token_embeddings(offset + codebook_size, mean_resizing=False)
+        new_rows = sorted({start_id, end_id, *range(old_rows, offset + codebook_size)})
+        generator = torch.Generator().manual_seed(seed)
+        code_rows = range(offset, offset + codebook_size)
+        if codebook is not None and tuple(codebook.shape[:1]) != (codebook_size,):
+            raise ValueError(f"codebook has {codebook.shape[0]} vectors but codebook_size is {codebook_size}")
+        input_embeddings = language_model.get_input_embeddings()
+        init_new_token_embeddings(input_embeddings.weight, new_rows, reference_rows=reference_rows,
+                                  codebook=codebook, codebook_rows=code_rows, generator=generator)
+        output_embeddings = language_model.get_output_embeddings()
+        if output_embeddings is not None and output_embeddings.weight is not input_embeddings.weight:
+            # Output rows get noise only and a lower mean logit is not needed: motion tokens are never targets.
+            init_new_token_embeddings(output_embeddings.weight, new_rows, reference_rows=reference_rows,
+                                      generator=generator)
+        text_config = language_model.config
+        config = cls.config_class(
+            text_config=text_config.to_dict(),
+            codebook_size=codebook_size,
+            motion_token_offset=offset,
+            motion_start_token_id=start_id,
+            motion_end_token_id=end_id,
+            motion_start_token=motion_start_token,
+            motion_end_token=motion_end_token,
+            motion_tokenizer_config=motion_tokenizer_config,
+        )
+        config.text_config = text_config  # keep the live object (quantization and attention settings)
+        return cls(config, language_model=language_model)
+
+    # -- answering -------------------------------------------------------------------------------------------------
+    @property
+    def processor(self) -> Any:
+        """The [`BiomechGPTProcessor`] saved with this model (loaded from the model's folder on first use)."""
+        if self._processor is None:
+            from transformers import AutoProcessor
+
+            source = self.config.name_or_path
+            if not source:
+                raise ValueError("this model has no folder to load its processor from; pass processor=... or set "
+                                 "model.processor")
+            try:
+                self._processor = AutoProcessor.from_pretrained(source)
+            except (ValueError, KeyError):  # the biomechgpt package is not installed: use the folder's code
+                self._processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
+        return self._processor
+
+    @processor.setter
+    def processor(self, value: Any) -> None:
+        self._processor = value
+
+    def answer(
+        self,
+        motion: Any,
+        question: str | Sequence[str],
+        *,
+        task: str | Sequence[str | None] | None = None,
+        processor: Any = None,
+        max_new_tokens: int = 48,
+    ) -> BiomechGPTAnswer | list[BiomechGPTAnswer]:
+        """Answer one or several questions about one motion.
+
+        Args:
+            motion (`Motion`, path, or motion codes): the movement; codes are a list of ints or a 1-D tensor.
+            question (`str` or `list[str]`): the question(s).
+            task (`str` or `list`, *optional*): the task of each question; detected from the wording when omitted.
+            processor ([`BiomechGPTProcessor`], *optional*): defaults to the one saved with the model.
+            max_new_tokens (`int`, *optional*, defaults to 48): limit for generated (numeric and free) answers.
+
+        Returns:
+            [`BiomechGPTAnswer`] for one question, a list for several.
+        """
+        single = isinstance(question, str)
+        questions = [question] if single else list(question)
+        tasks = task if isinstance(task, (list, tuple)) else [task] * len(questions)
+        answers = self.answer_batch([motion] * len(questions), questions, tasks=tasks, processor=processor,
+                                    max_new_tokens=max_new_tokens)
+        return answers[0] if single else answers
+
+    @torch.no_grad()
+    def answer_batch(
+        self,
+        motions: Sequence[Any],
+        questions: Sequence[str],
+        *,
+        tasks: Sequence[str | None] | None = None,
+        processor: Any = None,
+        max_new_tokens: int = 48,
+        batch_size: int = 64,
+    ) -> list[BiomechGPTAnswer]:
+        """Answer `questions[i]` about `motions[i]` for every `i`, batched.
+
+        Questions about the same motion (the same object, path or codes) share one prefix KV cache. Closed-set
+        questions score every candidate answer of their task in one batched forward pass; the confidence is the
+        softmax of the candidates' total log-likelihoods. Numeric and free questions decode greedily together.
+
+        Args:
+            motions (`list`): one motion per question (`Motion`, path or codes); repeat an object to share it.
+            questions (`list[str]`): the questions.
+            tasks (`list`, *optional*): the task of each question (`None` entries are detected from the wording).
+            processor ([`BiomechGPTProcessor`], *optional*): defaults to the one saved with the model.
+            max_new_tokens (`int`, *optional*, defaults to 48): limit for generated answers.
+            batch_size (`int`, *optional*, defaults to 64): questions per forward pass.
+
+        Returns:
+            `list[BiomechGPTAnswer]`, in the order of `questions`.
+        """
+        processor = processor if processor is not None else self.processor
+        if len(motions) != len(questions):
+            raise ValueError(f"got {len(motions)} motions for {len(questions)} questions")
+        tasks = list(tasks) if tasks is not None else [None] * len(questions)
+        if len(tasks) != len(questions):
+            raise ValueError(f"got {len(tasks)} tasks for {len(questions)} questions")
+        for q in questions:
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError("question: must be a non-empty string")
+        tasks = [t if t is not None else processor.detect_task(q) for q, t in zip(questions, tasks)]
+        for t in tasks:
+            if t is not None and t not in processor.task_kinds:
+                raise ValueError(f"task {t!r} is not one this model was trained on ({sorted(processor.task_kinds)})")
+
+        # Motions are tokenized once each; identical objects or identical codes share a prefix.
+        prefix_of: dict[Any, int] = {}
+        prefixes: list[list[int]] = []
+        motion_index = []
+        for motion in motions:
+            key = id(motion) if not isinstance(motion, (str, list, tuple)) else (
+                motion if isinstance(motion, str) else tuple(int(c) for c in motion))
+            if key not in prefix_of:
+                prefix_of[key] = len(prefixes)
+                prefixes.append(processor.prefix_ids(processor.encode_motion(motion)))
+            motion_index.append(prefix_of[key])
+
+        was_training = self.training
+        self.eval()
+        results: list[BiomechGPTAnswer | None] = [None] * len(questions)
+        try:
+            order = sorted(range(len(questions)), key=lambda i: motion_index[i])  # keep a motion's questions together
+            for start in range(0, len(order), batch_size):
+                chunk = order[start:start + batch_size]
+                for i, result in zip(chunk, self._answer_chunk(
+                        processor, [prefixes[motion_index[i]] for i in chunk], [questions[i] for i in chunk],
+                        [tasks[i] for i in chunk], max_new_tokens)):
+                    results[i] = result
+        finally:
+            self.train(was_training)
+        return results  # type: ignore[return-value]
+
+    def _answer_chunk(self, processor: Any, prefixes: list[list[int]], questions: list[str],
+                      tasks: list[str | None], max_new_tokens: int) -> list[BiomechGPTAnswer]:
+        device = self.device
+        # 1. one forward over the distinct prefixes of this chunk, right-padded
+        unique: dict[tuple[int, ...], int] = {}
+        row_of_item = []
+        for prefix in prefixes:
+            row_of_item.append(unique.setdefault(tuple(prefix), len(unique)))
+        prefix_ids, prefix_mask = _right_pad([list(p) for p in unique], processor.pad_token_id, device)
+        cache = self._extend(None, prefix_ids, prefix_mask, prefix_mask.sum(1) * 0, logits=False)[1]
+
+        # 2. the questions, each on a copy of its motion's prefix cache
+        question_tokens = [processor.question_ids(q) for q in questions]
+        rows = torch.tensor(row_of_item, device=device)
+        q_ids, q_mask = _right_pad(question_tokens, processor.pad_token_id, device)
+        mask = torch.cat([prefix_mask[rows], q_mask], 1)  # (items, prefix + question)
+        start = prefix_mask[rows].sum(1)  # logical position of each question's first token
+        logits, cache = self._extend(_fork_cache(cache, rows), q_ids, mask, start)
+        last = q_mask.sum(1) - 1
+        next_logprobs = torch.log_softmax(logits[torch.arange(len(questions), device=device), last].float(), -1)
+
+        answers: list[BiomechGPTAnswer | None] = [None] * len(questions)
+        kinds = [processor.task_kinds.get(t) if t is not None else "free" for t in tasks]
+        closed = [i for i, k in enumerate(kinds) if k == "closed"]
+        generated = [i for i, k in enumerate(kinds) if k != "closed"]
+        if closed:
+            self._rank_candidates(processor, closed, questions, tasks, cache, mask, start + q_mask.sum(1),
+                                  next_logprobs, answers)
+        if generated:
+            self._generate(processor, generated, questions, tasks, cache, mask, start + q_mask.sum(1),
+                           next_logprobs, max_new_tokens, answers)
+        return answers  # type: ignore[return-value]
+
+    def _rank_candidates(self, processor: Any, items: list[int], questions: list[str], tasks: list[str | None],
+                         cache: Any, mask: torch.Tensor, position: torch.Tensor, next_logprobs: torch.Tensor,
+                         answers: list) -> None:
+        device = self.device
+        owners, labels, sequences = [], [], []
+        for i in items:
+            for label, token_ids in processor.candidate_ids(tasks[i]).items():
+                owners.append(i)
+                labels.append(label)
+                sequences.append(token_ids)
+        owner = torch.tensor(owners, device=device)
+        a_ids, a_mask = _right_pad(sequences, processor.pad_token_id, device)
+        # The first answer token is scored from the question's last logits; the rest need one more forward pass.
+        scores = next_logprobs[owner, a_ids[:, 0]]
+        if a_ids.shape[1] > 1:
+            full_mask = torch.cat([mask[owner], a_mask[:, :-1]], 1)  # (candidates, prefix + question + answer)
+            logits, _ = self._extend(_fork_cache(cache, owner), a_ids[:, :-1], full_mask, position[owner])
+            logprobs = torch.log_softmax(logits.float(), -1).gather(-1, a_ids[:, 1:, None])[..., 0]
+            scores = scores + (logprobs * a_mask[:, 1:]).sum(1)
+        scores = scores - torch.tensor([processor.candidate_log_prior(tasks[o], label)
+                                        for o, label in zip(owners, labels)], device=device)
+        for i in items:
+            picks = [j for j, o in enumerate(owners) if o == i]
+            probs = torch.softmax(scores[picks], 0)
+            best = int(probs.argmax())
+            label = labels[picks[best]]
+            answers[i] = BiomechGPTAnswer(question=questions[i], task=tasks[i],
+                                          answer=processor.candidate_text(tasks[i], label), label=label,
+                                          confidence=float(probs[best]))
+
+    def _generate(self, processor: Any, items: list[int], questions: list[str], tasks: list[str | None], cache: Any,
+                  mask: torch.Tensor, position: torch.Tensor, next_logprobs: torch.Tensor, max_new_tokens: int,
+                  answers: list) -> None:
+        device = self.device
+        index = torch.tensor(items, device=device)
+        cache = _fork_cache(cache, index)
+        mask = mask[index]
+        position = position[index]
+        stop = torch.tensor(sorted(processor.stop_token_ids), device=device)
+        token = next_logprobs[index].argmax(-1)  # (items,)
+        outputs = [token]
+        done = torch.isin(token, stop)
+        for _ in range(max_new_tokens - 1):
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            logits, cache = self._extend(cache, token[:, None], mask, position)
+            position = position + 1
+            token = torch.where(done, stop[0], logits[:, -1].argmax(-1))
+            outputs.append(token)
+            done = done | torch.isin(token, stop)
+        generated = torch.stack(outputs, 1).tolist()
+        for row, i in enumerate(items):
+            ids = generated[row]
+            ids = ids[:next((k for k, t in enumerate(ids) if t in processor.stop_token_ids), len(ids))]
+            text = processor.decode(ids, skip_special_tokens=True).strip()
+            label, value, unit = processor.parse_answer(tasks[i], text) if tasks[i] is not None else (None,) * 3
+            answers[i] = BiomechGPTAnswer(question=questions[i], task=tasks[i], answer=text, label=label,
+                                          value=value, unit=unit)
+
+    def _extend(self, cache: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: torch.Tensor,
+                logits: bool = True) -> tuple[torch.Tensor | None, Any]:
+        """Run `input_ids` after `cache`; `attention_mask` covers cache + new tokens (holes allowed for padding),
+        `start` is each row's logical position of its first new token."""
+        from transformers import DynamicCache
+
+        position_ids = start[:, None] + torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+        out = self.language_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache if cache is not None else DynamicCache(config=self.config.text_config),
+            use_cache=True,
+            logits_to_keep=0 if logits else 1,
+        )
+        return (out.logits if logits else None), out.cache
+
+
+def _right_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _fork_cache(cache: Any, index: torch.Tensor) -> Any:
+    """A cache whose row `r` is row `index[r]` of `cache`; the original stays untouched (layers append by cat)."""
+    forked = copy.copy(cache)
+    forked.layers = []
+    for layer in cache.layers:
+        new = copy.copy(layer)
+        if getattr(layer, "is_initialized", False) and layer.keys is not None and layer.keys.numel():
+            new.keys = layer.keys.index_select(0, index)
+            new.values = layer.values.index_select(0, index)
+        forked.layers.append(new)
+    return forked
+
+
+def register_auto_classes() -> None:
+    """Register the config and model with the transformers Auto classes (idempotent), and mark them so
+    `save_pretrained` writes `auto_map` and copies this code next to the weights."""
+    AutoConfig.register(BiomechGPTConfig.model_type, BiomechGPTConfig, exist_ok=True)
+    AutoModel.register(BiomechGPTConfig, BiomechGPTForCausalLM, exist_ok=True)
+    AutoModelForCausalLM.register(BiomechGPTConfig, BiomechGPTForCausalLM, exist_ok=True)
+    BiomechGPTConfig.register_for_auto_class()
+    BiomechGPTForCausalLM.register_for_auto_class("AutoModelForCausalLM")

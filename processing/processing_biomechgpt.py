@@ -1,0 +1,443 @@
+"""The BiomechGPT processor: text tokenizer + MotionTokenizer → token ids, and what a model needs to answer.
+
+A conversation about a motion is laid out with the text tokenizer's chat template. The first user message starts
+with the markers `<motion></motion>`; after tokenization the motion's code ids (`motion_token_offset + code`) are
+spliced between them. Each part of a conversation (the motion prefix, a question, an answer) is tokenized on its own,
+as the string difference between consecutive renderings of the template, so training and answering see exactly the
+same token ids and a motion's prefix can be computed once and cached.
+
+The processor also carries what the training corpus taught about the tasks: the kind of each task (closed set,
+numeric or free text), the answer sentence for each label of a closed-set task, the unit of each numeric task and
+example questions per task (to route a free question to a task).
+
+This file imports only numpy, torch, transformers and sibling files so it can be uploaded to the Hub as remote code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoProcessor
+from transformers.processing_utils import ProcessorMixin
+
+__all__ = [
+    "BiomechGPTProcessor",
+    "DEFAULT_CHAT_TEMPLATE",
+    "CHAT_SPECIAL_TOKENS",
+    "prepare_text_tokenizer",
+    "register_auto_classes",
+]
+
+# Used when a text tokenizer has no chat template (e.g. a base model, or the embedded `tiny` tokenizer).
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+CHAT_SPECIAL_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+TASK_KINDS = ("closed", "numeric", "free")
+MOTION_CODES_FOLDER = "motion_tokenizer"
+_CORPUS_PARSER_MODULE = "biomechgpt.dataset_builder"
+
+_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def prepare_text_tokenizer(tokenizer: Any) -> Any:
+    """Give a text tokenizer what a conversation needs: a chat template (the default one when it has none, with its
+    role markers added as special tokens) and a padding token. Call before extending a model's vocabulary."""
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.add_tokens(list(CHAT_SPECIAL_TOKENS), special_tokens=True)
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else CHAT_SPECIAL_TOKENS[-1]
+    return tokenizer
+
+
+class BiomechGPTProcessor(ProcessorMixin):
+    r"""
+    Turns (motion, conversation) into `input_ids` / `attention_mask` for [`BiomechGPTForCausalLM`] and back.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): the text tokenizer, already holding the `<motion>` / `</motion>`
+            markers (see [`BiomechGPTForCausalLM.from_language_model`]) and a chat template.
+        motion_tokenizer (`MotionTokenizer`, *optional*): turns a `Motion` or motion file into codes. Without it the
+            processor accepts motion codes only.
+        chat_template (`str`, *optional*): overrides the tokenizer's template.
+        motion_token_offset (`int`, *optional*): id of motion code 0. Defaults to `len(tokenizer)`.
+        codebook_size (`int`, *optional*): number of motion codes; taken from the motion tokenizer when omitted.
+        max_motion_codes (`int`, *optional*, defaults to 256): longer code sequences are cropped to their middle
+            `max_motion_codes` codes (256 codes are 34 s of motion at 7.5 codes per second).
+        motion_start_token (`str`, *optional*, defaults to `"<motion>"`): start marker.
+        motion_end_token (`str`, *optional*, defaults to `"</motion>"`): end marker.
+        task_kinds (`dict[str, str]`, *optional*): task → `"closed"`, `"numeric"` or `"free"`.
+        answer_candidates (`dict[str, dict[str, str]]`, *optional*): closed-set task → label → answer sentence.
+        answer_log_priors (`dict[str, dict[str, float]]`, *optional*): closed-set task → label → log of the share of
+            that label's training answers that are exactly its candidate sentence. The corpus words one label many
+            ways; dividing the candidate's likelihood by this share estimates the probability of the label itself.
+        task_units (`dict[str, str]`, *optional*): numeric task → unit of its answers.
+        task_questions (`dict[str, list[str]]`, *optional*): task → example questions, to route a new question.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any = None,
+        motion_tokenizer: Any = None,
+        chat_template: str | None = None,
+        motion_token_offset: int | None = None,
+        codebook_size: int | None = None,
+        max_motion_codes: int = 256,
+        motion_start_token: str = "<motion>",
+        motion_end_token: str = "</motion>",
+        task_kinds: dict[str, str] | None = None,
+        answer_candidates: dict[str, dict[str, str]] | None = None,
+        answer_log_priors: dict[str, dict[str, float]] | None = None,
+        task_units: dict[str, str] | None = None,
+        task_questions: dict[str, list[str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if tokenizer is None:
+            raise ValueError("BiomechGPTProcessor needs a text tokenizer")
+        chat_template = chat_template or getattr(tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
+        super().__init__(tokenizer, chat_template=chat_template)
+        self.motion_tokenizer = motion_tokenizer
+        self.motion_start_token = motion_start_token
+        self.motion_end_token = motion_end_token
+        self.motion_start_token_id = tokenizer.convert_tokens_to_ids(motion_start_token)
+        self.motion_end_token_id = tokenizer.convert_tokens_to_ids(motion_end_token)
+        if self.motion_end_token_id in (None, tokenizer.unk_token_id):
+            raise ValueError(f"the text tokenizer has no {motion_end_token!r} token; build it with "
+                             "BiomechGPTForCausalLM.from_language_model")
+        self.motion_token_offset = int(motion_token_offset if motion_token_offset is not None else len(tokenizer))
+        if codebook_size is None and motion_tokenizer is not None:
+            codebook_size = motion_tokenizer.codebook_size
+        self.codebook_size = int(codebook_size) if codebook_size is not None else None
+        if max_motion_codes < 1:
+            raise ValueError(f"max_motion_codes must be at least 1, got {max_motion_codes}")
+        self.max_motion_codes = int(max_motion_codes)
+        self.task_kinds = dict(task_kinds or {})
+        for task, kind in self.task_kinds.items():
+            if kind not in TASK_KINDS:
+                raise ValueError(f"task_kinds[{task!r}] must be one of {TASK_KINDS}, got {kind!r}")
+        self.answer_candidates = {t: dict(c) for t, c in (answer_candidates or {}).items()}
+        self.answer_log_priors = {t: {k: float(v) for k, v in p.items()} for t, p in (answer_log_priors or {}).items()}
+        self.task_units = dict(task_units or {})
+        self.task_questions = {t: list(q) for t, q in (task_questions or {}).items()}
+        self._candidate_cache: dict[str, dict[str, list[int]]] = {}
+        self._question_index: tuple[dict[str, float], list[tuple[str, set[str]]]] | None = None
+        self._stop_ids: set[int] | None = None
+
+    # -- serialisation ---------------------------------------------------------------------------------------------
+    @classmethod
+    def get_attributes(cls) -> list[str]:
+        # The MotionTokenizer is not a text tokenizer: we save and load it ourselves (under motion_tokenizer/).
+        return ["tokenizer"]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "processor_class": self.__class__.__name__,
+            "motion_token_offset": self.motion_token_offset,
+            "codebook_size": self.codebook_size,
+            "max_motion_codes": self.max_motion_codes,
+            "motion_start_token": self.motion_start_token,
+            "motion_end_token": self.motion_end_token,
+            "task_kinds": self.task_kinds,
+            "answer_candidates": self.answer_candidates,
+            "answer_log_priors": self.answer_log_priors,
+            "task_units": self.task_units,
+            "task_questions": self.task_questions,
+        }
+        if "auto_map" in self.__dict__:
+            out["auto_map"] = self.__dict__["auto_map"]
+        return out
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list:
+        """Save the text tokenizer and `processor_config.json` into `save_directory`, and the MotionTokenizer into
+        `save_directory/motion_tokenizer/`."""
+        files = super().save_pretrained(save_directory, push_to_hub=False, **kwargs)
+        if self.motion_tokenizer is not None:
+            self.motion_tokenizer.save_pretrained(os.path.join(save_directory, MOTION_CODES_FOLDER))
+        if push_to_hub:
+            from huggingface_hub import upload_folder
+
+            upload_folder(repo_id=kwargs.get("repo_id", Path(save_directory).name), folder_path=save_directory,
+                          token=kwargs.get("token"))
+        return files
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> BiomechGPTProcessor:
+        """Load the processor (and the MotionTokenizer under `motion_tokenizer/`, when present) from a model folder
+        or Hub repository."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        folder = Path(pretrained_model_name_or_path)
+        if not folder.is_dir():
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(str(pretrained_model_name_or_path),
+                                            allow_patterns=[f"{MOTION_CODES_FOLDER}/*"], token=kwargs.get("token")))
+        motion_folder = folder / MOTION_CODES_FOLDER
+        if (motion_folder / "config.json").is_file():
+            from .tokenization_motion import MotionTokenizer
+
+            processor.motion_tokenizer = MotionTokenizer.from_pretrained(motion_folder)
+        return processor
+
+    # -- motion ----------------------------------------------------------------------------------------------------
+    def encode_motion(self, motion: Any) -> list[int]:
+        """Motion codes for a `Motion`, a motion file path, or codes (list / 1-D array / tensor), cropped to the
+        middle `max_motion_codes`."""
+        if isinstance(motion, torch.Tensor) or isinstance(motion, np.ndarray) or (
+                isinstance(motion, (list, tuple)) and all(isinstance(c, (int, np.integer)) for c in motion)):
+            codes = [int(c) for c in np.asarray(motion).reshape(-1)]
+            if not codes:
+                raise ValueError("motion codes: empty")
+        else:
+            if self.motion_tokenizer is None:
+                raise ValueError("this processor has no MotionTokenizer: pass motion codes, not a motion")
+            if isinstance(motion, (str, os.PathLike)):
+                out = self.motion_tokenizer(str(motion))
+                codes = out["motion_codes"][0][out["motion_codes_mask"][0]].tolist()
+            else:
+                codes = list(self.motion_tokenizer.encode(motion))
+        if self.codebook_size is not None and (min(codes) < 0 or max(codes) >= self.codebook_size):
+            raise ValueError(f"motion codes must lie in [0, {self.codebook_size}), got {min(codes)}..{max(codes)}")
+        return self.crop_codes(codes)
+
+    def crop_codes(self, codes: Sequence[int]) -> list[int]:
+        """The middle `max_motion_codes` codes: steady movement in the middle of a trial, not its start or end."""
+        codes = list(codes)
+        extra = len(codes) - self.max_motion_codes
+        if extra <= 0:
+            return codes
+        return codes[extra // 2: extra // 2 + self.max_motion_codes]
+
+    # -- conversations ---------------------------------------------------------------------------------------------
+    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(messages, chat_template=self.chat_template, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def _user_message(self, question: str, first: bool) -> dict[str, str]:
+        markers = f"{self.motion_start_token}{self.motion_end_token}\n" if first else ""
+        return {"role": "user", "content": markers + question.strip()}
+
+    def conversation_segments(self, motion_codes: Sequence[int], turns: Sequence[tuple[str, str | None]]
+                              ) -> list[tuple[list[int], bool]]:
+        """Token ids of a conversation as `(ids, is_answer)` segments: the motion prefix, then for each turn the
+        question part and (unless `None`, which ends the conversation with the generation prompt) the answer part.
+        Concatenated, they are the model's input; answer segments carry the loss in training."""
+        if not turns:
+            raise ValueError("a conversation needs at least one question")
+        codes = self.crop_codes(motion_codes)
+        messages: list[dict[str, str]] = []
+        previous = ""
+        segments: list[tuple[list[int], bool]] = []
+        for k, (question, answer) in enumerate(turns):
+            messages.append(self._user_message(question, first=k == 0))
+            text = self._render(messages, add_generation_prompt=True)
+            part = self._take(text, previous)
+            if k == 0:
+                cut = part.index(self.motion_end_token) + len(self.motion_end_token)
+                prefix_ids = self._ids(part[:cut])
+                if prefix_ids[-2:] != [self.motion_start_token_id, self.motion_end_token_id]:
+                    raise ValueError("the chat template altered the motion markers")
+                prefix_ids = prefix_ids[:-1] + [self.motion_token_offset + c for c in codes] + prefix_ids[-1:]
+                segments.append((prefix_ids, False))
+                part = part[cut:]
+            segments.append((self._ids(part), False))
+            previous = text
+            if answer is None:
+                break
+            messages.append({"role": "assistant", "content": answer.strip()})
+            text = self._render(messages, add_generation_prompt=False)
+            segments.append((self._ids(self._take(text, previous)), True))
+            previous = text
+        return segments
+
+    @staticmethod
+    def _take(text: str, previous: str) -> str:
+        if not text.startswith(previous):
+            raise ValueError("the chat template is not prefix-stable (a later turn rewrites earlier ones); "
+                             "set processor.chat_template to one that is")
+        return text[len(previous):]
+
+    def build_training_example(self, motion_codes: Sequence[int], turns: Sequence[tuple[str, str]]
+                               ) -> dict[str, list[int]]:
+        """`input_ids` and `labels` of one trial's questions as one multi-turn conversation with the motion once;
+        labels are `-100` everywhere except on the answer tokens (including the end-of-turn token)."""
+        input_ids: list[int] = []
+        labels: list[int] = []
+        for ids, is_answer in self.conversation_segments(motion_codes, turns):
+            input_ids += ids
+            labels += ids if is_answer else [-100] * len(ids)
+        return {"input_ids": input_ids, "labels": labels}
+
+    def __call__(
+        self,
+        motion: Any = None,
+        text: str | Sequence[str] | None = None,
+        *,
+        answers: str | Sequence[str] | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs: Any,
+    ) -> Any:
+        """Token ids for questions (and optionally answers) about one motion.
+
+        Args:
+            motion (`Motion`, path or codes): the movement.
+            text (`str` or `list[str]`): the question(s), asked in order in one conversation.
+            answers (`str` or `list[str]`, *optional*): answers to those questions; when given, the conversation ends
+                after the last answer and `labels` are returned; otherwise it ends with the generation prompt.
+            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` for tensors of shape `(1, sequence)`,
+                `None` for lists.
+
+        Returns:
+            `BatchFeature` with `input_ids`, `attention_mask` (and `labels` when answers are given).
+        """
+        from transformers import BatchFeature
+
+        if motion is None or text is None:
+            raise ValueError("BiomechGPTProcessor needs a motion and at least one question")
+        questions = [text] if isinstance(text, str) else list(text)
+        codes = self.encode_motion(motion)
+        if answers is None:
+            ids = [i for seg, _ in self.conversation_segments(codes, [(q, None) for q in questions[:1]]) for i in seg]
+            if len(questions) > 1:
+                raise ValueError("without answers, ask one question per call (or use model.answer for several)")
+            data: dict[str, Any] = {"input_ids": [ids], "attention_mask": [[1] * len(ids)]}
+        else:
+            answers = [answers] if isinstance(answers, str) else list(answers)
+            if len(answers) != len(questions):
+                raise ValueError(f"got {len(answers)} answers for {len(questions)} questions")
+            example = self.build_training_example(codes, list(zip(questions, answers)))
+            data = {"input_ids": [example["input_ids"]], "attention_mask": [[1] * len(example["input_ids"])],
+                    "labels": [example["labels"]]}
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    # -- pieces the model's answer() uses --------------------------------------------------------------------------
+    @property
+    def pad_token_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else 0)
+
+    def prefix_ids(self, motion_codes: Sequence[int]) -> list[int]:
+        """The token ids up to and including `</motion>`: identical for every question about one motion."""
+        return self.conversation_segments(motion_codes, [("?", None)])[0][0]
+
+    def question_ids(self, question: str) -> list[int]:
+        """The token ids after `</motion>` up to the assistant's turn, for a first question."""
+        return self.conversation_segments([0], [(question, None)])[1][0]
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """The token ids of an assistant answer, including its end-of-turn token(s)."""
+        return self.conversation_segments([0], [("?", answer)])[2][0]
+
+    @property
+    def stop_token_ids(self) -> set[int]:
+        """Ids that end an answer: the template's end-of-turn token and the tokenizer's end-of-sequence token."""
+        if self._stop_ids is None:
+            marker = "Zq"
+            ids = self.answer_ids(marker)
+            tail = self._ids(marker)
+            stops = set()
+            if ids[: len(tail)] == tail and len(ids) > len(tail):
+                stops.add(ids[len(tail)])
+            if self.tokenizer.eos_token_id is not None:
+                stops.add(int(self.tokenizer.eos_token_id))
+            self._stop_ids = stops
+        return self._stop_ids
+
+    def candidate_ids(self, task: str) -> dict[str, list[int]]:
+        """label → token ids of its answer sentence, for a closed-set task."""
+        if task not in self._candidate_cache:
+            if task not in self.answer_candidates:
+                raise ValueError(f"no answer candidates for task {task!r}")
+            self._candidate_cache[task] = {label: self.answer_ids(text)
+                                           for label, text in self.answer_candidates[task].items()}
+        return self._candidate_cache[task]
+
+    def candidate_text(self, task: str, label: str) -> str:
+        return self.answer_candidates[task][label]
+
+    def candidate_log_prior(self, task: str, label: str) -> float:
+        """log P(candidate sentence | label) in the training corpus (0 when unknown)."""
+        return self.answer_log_priors.get(task, {}).get(label, 0.0)
+
+    def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = True, **kwargs: Any) -> str:
+        """Text of `token_ids`; motion tokens (ids at or above the offset) are dropped."""
+        ids = [int(i) for i in token_ids if int(i) < self.motion_token_offset]
+        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens, **kwargs)
+
+    def batch_decode(self, sequences: Sequence[Sequence[int]], **kwargs: Any) -> list[str]:
+        return [self.decode(s, **kwargs) for s in sequences]
+
+    # -- tasks -----------------------------------------------------------------------------------------------------
+    def detect_task(self, question: str) -> str | None:
+        """The task whose example questions share the most informative words with `question` (IDF-weighted
+        overlap), or `None` when nothing informative is shared."""
+        if self._question_index is None:
+            examples = [(task, set(_WORD.findall(q.lower()))) for task, qs in self.task_questions.items() for q in qs]
+            counts: dict[str, int] = {}
+            for _, words in examples:
+                for w in words:
+                    counts[w] = counts.get(w, 0) + 1
+            idf = {w: math.log((1 + len(examples)) / (1 + c)) for w, c in counts.items()}
+            self._question_index = (idf, examples)
+        idf, examples = self._question_index
+        words = set(_WORD.findall(question.lower()))
+        best, best_score = None, 0.0
+        for task, example in examples:
+            shared = sum(idf[w] for w in words & example)
+            union = sum(idf.get(w, 0.0) for w in words | example) or 1.0
+            score = shared / union
+            if score > best_score:
+                best, best_score = task, score
+        return best
+
+    @property
+    def answer_parser(self) -> Any:
+        """The QA corpus's `parse_answer(task, text)` when the biomechgpt package is installed, else `None`. Imported
+        by name at run time, so this file stays loadable as Hub remote code without the package."""
+        try:
+            return importlib.import_module(_CORPUS_PARSER_MODULE).parse_answer
+        except (ImportError, AttributeError):
+            return None
+
+    def parse_answer(self, task: str, text: str) -> tuple[str | None, float | None, str | None]:
+        """`(label, value, unit)` of an answer sentence, with the QA corpus's own parser when the biomechgpt package
+        is installed, else the first number in the sentence in the task's unit."""
+        parse_answer = self.answer_parser
+        if parse_answer is not None:
+            try:
+                parsed = parse_answer(task, text)
+            except ValueError:  # a task the corpus does not know: fall through to the plain number
+                parsed = None
+            if parsed is not None:
+                if isinstance(parsed, dict):
+                    return parsed.get("label"), parsed.get("value"), parsed.get("unit")
+                return getattr(parsed, "label", None), getattr(parsed, "value", None), getattr(parsed, "unit", None)
+        if self.task_kinds.get(task) != "numeric":
+            return None, None, None
+        match = _NUMBER.search(text)
+        if match is None:
+            return None, None, None
+        return None, float(match.group().replace(",", ".")), self.task_units.get(task)
+
+
+def register_auto_classes() -> None:
+    """Register the processor with `AutoProcessor` for the `biomechgpt` model type (idempotent; the config must be
+    registered first), and mark it so `save_pretrained` writes its `auto_map` and copies this code."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if "biomechgpt" in CONFIG_MAPPING:
+        AutoProcessor.register(CONFIG_MAPPING["biomechgpt"], BiomechGPTProcessor, exist_ok=True)
+    BiomechGPTProcessor.register_for_auto_class()

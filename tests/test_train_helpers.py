@@ -1,0 +1,101 @@
+"""Builders shared by the model, processor, training and ask tests (no tests here).
+
+A small QA corpus in the contract's layout whose answers are a function of the motion codes (so a short training can
+learn them), a tiny Llama with a `tokenizers`-trained BPE tokenizer saved like a Hub checkpoint, and processors for
+them. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CODEBOOK", "ACTIVITY_BY_CODE", "make_corpus", "make_hub_llama", "make_tiny_model_and_processor"]
+
+CODEBOOK = 16
+# Trials whose codes come from the low half of the codebook are walking, the high half running.
+ACTIVITY_BY_CODE = {"walking": range(0, 8), "running": range(8, 16)}
+_ACTIVITY_ANSWERS = {"walking": ("The person is performing walking.", "Walking."),
+                     "running": ("The person is performing running.", "Running.")}
+_ACTIVITY_QUESTIONS = ("What activity is the person performing?", "Name the activity in this trial.")
+_CADENCE_QUESTIONS = ("What is the cadence?", "How many steps per minute?")
+
+
+def make_corpus(folder: Path, *, n_trials: int = 24, seed: int = 0, n_codes: int = 12) -> Path:
+    """A QA corpus folder (`data/{split}-00000.parquet`) with activity (closed), cadence (numeric) and summary
+    (free) questions; 2 splits."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(n_trials):
+        activity = "walking" if t % 2 == 0 else "running"
+        codes = rng.choice(list(ACTIVITY_BY_CODE[activity]), size=n_codes).tolist()
+        cadence = 100 if activity == "walking" else 160
+        split = "train" if t < n_trials * 3 // 4 else "validation"
+        for k, question in enumerate(_ACTIVITY_QUESTIONS):
+            rows.append(dict(task="activity", question=question, answer=_ACTIVITY_ANSWERS[activity][k % 2],
+                             target_label=activity, target_value=None, target_unit=None))
+        rows.append(dict(task="cadence", question=_CADENCE_QUESTIONS[t % 2],
+                         answer=f"The cadence is about {cadence} steps/min.", target_label=None,
+                         target_value=float(cadence), target_unit="steps/min"))
+        rows.append(dict(task="summary", question="Describe this trial.", answer=f"{activity.capitalize()}.",
+                         target_label=None, target_value=None, target_unit=None))
+        for k in range(len(rows) - 4, len(rows)):
+            rows[k].update(id=f"t{t:03d}-{k}", participant_id=f"p{t:03d}", trial_id=f"t{t:03d}", split=split,
+                           motion_codes=codes)
+    frame = pd.DataFrame(rows)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for split, part in frame.groupby("split"):
+        part.reset_index(drop=True).to_parquet(folder / "data" / f"{split}-00000.parquet")
+    (folder / "README.md").write_text("---\nconfigs: []\n---\n# test corpus\n")
+    return folder
+
+
+def make_hub_llama(folder: Path, *, seed: int = 0) -> Path:
+    """A random tiny `LlamaForCausalLM` and a bare BPE tokenizer (no chat template), saved like a Hub checkpoint."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from biomechgpt.training.tiny_lm import train_bpe_tokenizer
+
+    texts = [q for q in _ACTIVITY_QUESTIONS + _CADENCE_QUESTIONS] + [a for p in _ACTIVITY_ANSWERS.values() for a in p]
+    tokenizer = train_bpe_tokenizer(texts * 4 + ["The cadence is about 100 steps/min."], vocab_size=320,
+                                    chat_template=False)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, bos_token_id=None)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True):
+    """An untrained `BiomechGPTForCausalLM` (hidden 32, 2 layers) and its processor with activity / cadence /
+    summary task metadata."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
+    from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+    from biomechgpt.training.tiny_lm import train_bpe_tokenizer
+
+    texts = list(_ACTIVITY_QUESTIONS + _CADENCE_QUESTIONS) + [a for p in _ACTIVITY_ANSWERS.values() for a in p]
+    tokenizer = train_bpe_tokenizer(texts * 4, vocab_size=300)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+                         tie_word_embeddings=tie, pad_token_id=0, eos_token_id=1, bos_token_id=None)
+    torch.manual_seed(seed)
+    model = BiomechGPTForCausalLM.from_language_model(LlamaForCausalLM(config), tokenizer, codebook_size=CODEBOOK,
+                                                      codebook=torch.randn(CODEBOOK, 8), seed=seed)
+    processor = BiomechGPTProcessor(
+        tokenizer, motion_token_offset=model.config.motion_token_offset, codebook_size=CODEBOOK,
+        task_kinds={"activity": "closed", "cadence": "numeric", "summary": "free"},
+        answer_candidates={"activity": {"walking": "Walking.", "running": "Running."}},
+        answer_log_priors={"activity": {"walking": -0.69, "running": -0.69}},
+        task_units={"cadence": "steps/min"},
+        task_questions={"activity": list(_ACTIVITY_QUESTIONS), "cadence": list(_CADENCE_QUESTIONS),
+                        "summary": ["Describe this trial."]},
+    )
+    return model, processor
