@@ -300,7 +300,7 @@ def _table_from_path(path: Path, coordinates, max_bytes: int) -> _Table:
                                f"{', '.join(SUPPORTED_SUFFIXES)}")
     size = path.stat().st_size
     if size > max_bytes:
-        raise MotionInputError(f"{name}: file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit "
+        raise MotionInputError(f"{name}: file is {_human_bytes(size)}, over the {_human_bytes(max_bytes)} limit "
                                "(pass max_bytes= to allow it)")
     if size == 0:
         raise MotionInputError(f"{name}: empty file")
@@ -317,6 +317,13 @@ def _table_from_path(path: Path, coordinates, max_bytes: int) -> _Table:
     if coordinates is not None:
         raise MotionInputError(f"{name}: coordinates= applies to arrays and header-less CSV, not {suffix}")
     return _read_opensim(name, text, suffix.lstrip("."))
+
+
+def _human_bytes(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def _decode_text(name: str, raw: bytes) -> str:
@@ -483,7 +490,10 @@ def _read_npz(path: Path) -> _Table:
             meta_json = str(archive["meta_json"]) if "meta_json" in keys else None
     except MotionInputError:
         raise
-    except ValueError as err:  # object arrays need pickle, which we refuse
+    except ValueError as err:
+        if "pickle" in str(err):  # object arrays or a pickle file: loading them could run code, so we refuse
+            raise MotionInputError(f"{name}: unreadable .npz (it holds pickled objects, which are refused; store "
+                                   "values, coordinates and frame_rate as plain arrays)") from None
         raise MotionInputError(f"{name}: unreadable .npz ({' '.join(str(err).split())[:120]})") from None
     except (OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
         raise MotionInputError(f"{name}: not a valid .npz archive ({type(err).__name__})") from None
@@ -634,8 +644,9 @@ def _canonicalise(table: _Table, *, frame_rate: float | None, in_degrees: bool |
 
 
 def _row_label(table: _Table, row: int) -> str:
+    # file line numbers assume no blank lines inside the data, as every writer we know produces
     if table.first_data_line is not None:
-        return f"data row {row + 1}"
+        return f"line {table.first_data_line + row} (data row {row + 1})"
     return f"frame {row}"
 
 
@@ -686,18 +697,21 @@ def _check_units(name: str, values: np.ndarray, found: list[str], angle_idx: lis
     joint = [k for k, i in enumerate(angle_idx) if found[i] != "pelvis_rotation"]
     joint_max = float(magnitude[joint].max()) if joint else 0.0
     all_max = float(magnitude.max())
-    where = {"header": "the header says", "argument": "in_degrees says"}.get(units_source, f"{units_source} means")
+    if units_source == "header":
+        claim, fix = "the header says {}", "fix inDegrees in the header or pass in_degrees={}"
+    elif units_source == "argument":
+        claim, fix = "in_degrees={} was given", "pass in_degrees={}"
+    else:  # arrays, .npz and Motion objects are SI unless told otherwise
+        claim, fix = "values are taken as {} (SI)", "pass in_degrees={}"
     if claimed is True and all_max <= _DEGREES_MIN_MAX_ABS:
-        raise MotionInputError(
-            f"{name}: {where} degrees but every angle lies within +-{all_max:.3g}, which looks like radians "
-            "(fix inDegrees in the header or pass in_degrees=False)"
-        )
+        said = claim.format("True" if units_source == "argument" else "degrees")
+        raise MotionInputError(f"{name}: {said} but every angle lies within +-{all_max:.3g}, which looks like "
+                               f"radians ({fix.format(False)})")
     if claimed is False and joint_max > _RADIANS_MAX_ABS:
         column = found[angle_idx[joint[int(np.argmax(magnitude[joint]))]]]
-        raise MotionInputError(
-            f"{name}: {where} radians but {column} reaches {joint_max:.4g}, which looks like degrees "
-            "(fix inDegrees in the header or pass in_degrees=True)"
-        )
+        said = claim.format("False" if units_source == "argument" else "radians")
+        raise MotionInputError(f"{name}: {said} but {column} reaches {joint_max:.4g}, which looks like degrees "
+                               f"({fix.format(True)})")
     if claimed is None:
         return joint_max > _RADIANS_MAX_ABS or (not joint and all_max > 2 * math.pi)
     return claimed

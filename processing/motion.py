@@ -81,10 +81,17 @@ class Motion:
             )
         if len(set(self.coordinates)) != len(self.coordinates):
             raise MotionInputError(f"{name}: duplicate coordinate names")
-        self.values = np.ascontiguousarray(values, dtype=np.float32)
-        if not np.isfinite(self.frame_rate) or self.frame_rate <= 0:
+        try:
+            self.values = np.ascontiguousarray(values, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise MotionInputError(f"{name}: values must be numbers, got dtype {values.dtype}") from None
+        try:
+            rate = float(self.frame_rate)
+        except (TypeError, ValueError):
+            raise MotionInputError(f"{name}: frame_rate must be a positive number, got {self.frame_rate!r}") from None
+        if not np.isfinite(rate) or rate <= 0:
             raise MotionInputError(f"{name}: frame_rate must be a positive number, got {self.frame_rate}")
-        self.frame_rate = float(self.frame_rate)
+        self.frame_rate = rate
         if self.mask is None:
             self.mask = np.ones(len(self.coordinates), dtype=bool)
         else:
