@@ -63,7 +63,7 @@ def fake_corpus(trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for trial in trials.itertuples():
         base = {"participant_id": trial.participant_id, "trial_id": trial.trial_id, "split": trial.split,
-                "motion_codes": [k % 7 for k in range(len(trial.trial_id))]}
+                "motion_codes": [ord(ch) % 64 for ch in trial.trial_id]}
         rows.append({**base, "task": "activity", "question": "What activity is this?",
                      "answer": f"This is {trial.activity.replace('_', ' ')}.", "target_label": trial.activity,
                      "target_value": None, "target_unit": None})
@@ -77,6 +77,56 @@ def fake_corpus(trials: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame.insert(0, "id", [f"q{i:05d}" for i in range(len(frame))])
     return frame
+
+
+def write_corpus(frame: pd.DataFrame, folder) -> None:
+    """The corpus folder layout: data/{split}-00000-of-00001.parquet."""
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for split, rows in frame.groupby("split"):
+        rows.to_parquet(folder / "data" / f"{split}-00000-of-00001.parquet", index=False)
+
+
+_LABELS = ("standing balance", "walking", "running")
+
+
+def fake_parse(task: str, text: str):
+    """A stand-in for the corpus parser: a known activity phrase, or the first number."""
+    if task == "activity":
+        found = [label for label in _LABELS if label in text]
+        return {"label": found[0].replace(" ", "_") if found else None, "value": None, "unit": None}
+    numbers = [w.strip(".,") for w in text.split() if w.strip(".,").replace(".", "", 1).isdigit()]
+    return {"label": None, "value": float(numbers[0]) if numbers else None, "unit": None}
+
+
+class FakeModel:
+    """Answers from a lookup of the corpus's own answers, with known mistakes: every `wrong_every`-th activity
+    question (in the order asked) gets a wrong label, every `unparsed_every`-th an answer naming nothing, and numbers
+    are off by `offset`."""
+
+    def __init__(self, corpus: pd.DataFrame, wrong_every: int = 5, unparsed_every: int = 7, offset: float = 3.0):
+        self.lookup = {(tuple(int(c) for c in r.motion_codes), r.question): (r.task, r.answer, r.target_label,
+                                                                             r.target_value)
+                       for r in corpus.itertuples()}
+        self.wrong_every, self.unparsed_every, self.offset = wrong_every, unparsed_every, offset
+        self.asked = 0
+
+    def answer_batch(self, motions, questions, *, batch_size=64, **kwargs):
+        answers = []
+        for codes, question in zip(motions, questions):
+            key = (tuple(int(c) for c in codes), question) if isinstance(codes, list) else None
+            task, text, label, value = self.lookup.get(key, ("activity", "This is walking.", "walking", None))
+            confidence = None
+            if task == "activity":
+                self.asked += 1
+                confidence = 0.9
+                if self.asked % self.unparsed_every == 0:
+                    text, confidence = "I cannot tell.", 0.3
+                elif self.asked % self.wrong_every == 0:
+                    text = "This is running." if label != "running" else "This is walking."
+            elif value is not None:
+                text = f"About {value + self.offset:.2f} units."
+            answers.append({"question": question, "task": task, "answer": text, "confidence": confidence})
+        return answers
 
 
 def test_synthetic_motion_is_canonical_and_moves_at_its_speed():

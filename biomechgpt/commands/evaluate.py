@@ -1,0 +1,65 @@
+"""`biomechgpt evaluate`: score a model and the non-LLM baseline on the QA corpus's test split."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "run"]
+
+
+def _experiment_list(text: str) -> list[str]:
+    from biomechgpt.evaluation.experiments import EXPERIMENTS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in EXPERIMENTS]
+    if bad:
+        known = ", ".join(EXPERIMENTS)
+        raise argparse.ArgumentTypeError(f"unknown experiment(s) {', '.join(bad)}; choose from {known}")
+    return names
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a model and the non-LLM baseline on every task of the test split",
+        description="Scores BiomechGPT and a non-LLM baseline (gradient-boosted trees on gait features, temporal "
+        "CNN) on every task of the QA corpus's test split; writes metrics.json, predictions.parquet, report.md "
+        "with figures, and model_card.md into --out.",
+    )
+    parser.add_argument("--model", required=True, metavar="DIR", help="model folder (biomechgpt train --out)")
+    parser.add_argument("--dataset", required=True, metavar="DIR", help="QA corpus folder (biomechgpt build-dataset)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where the results go")
+    parser.add_argument("--cohort", metavar="DIR", help="cohort folder: the baseline's motion and the fall-history "
+                        "ceiling (without it the baseline uses motion decoded from the codes)")
+    parser.add_argument("--experiments", type=_experiment_list, default=[], metavar="LIST",
+                        help="comma-separated experiments to run as well: transfer,size")
+    parser.add_argument("--quick", action="store_true", help="small baseline and experiment budgets (smoke tests)")
+    parser.add_argument("--max-rows-per-task", type=_positive, metavar="N",
+                        help="score only the first N test questions of each task")
+    parser.add_argument("--batch-size", type=_positive, default=64, help="questions per forward pass (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the baseline and experiments (default 0)")
+    parser.add_argument("--no-model-card", action="store_true",
+                        help="do not write model_card.md nor update the model folder's README.md")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from biomechgpt.evaluation import evaluate_model
+    from biomechgpt.pipeline import format_results_table
+
+    metrics = evaluate_model(
+        args.model, args.dataset, args.out, cohort_dir=args.cohort, experiments=args.experiments, quick=args.quick,
+        seed=args.seed, max_rows_per_task=args.max_rows_per_task, batch_size=args.batch_size,
+        write_card=not args.no_model_card, progress=not args.no_progress,
+    )
+    print(format_results_table(metrics))
+    print(f"\nWrote {args.out}/metrics.json, report.md, predictions.parquet and figures/")
+    return 0

@@ -1,0 +1,540 @@
+"""`biomechgpt evaluate`: score BiomechGPT and the non-LLM baseline on every task of the QA corpus's test split.
+
+For every test question the model answers about the row's motion codes (questions about one trial share its motion
+prefix), the answer is parsed back to a label or number with the corpus's own parser, and scored with the task's
+metric from `biomechgpt.metrics`. The baseline is trained on the same training rows (same task, trial and target)
+and answers the same test rows, so the two columns of every table are like for like.
+
+Outputs in `out_dir`: `metrics.json` (`{"tasks": {task: {"n", "biomechgpt", "baseline", ...}}, "experiments": ...}`),
+`predictions.parquet` (one row per test question with both systems' answers), `report.md` with PNG figures under
+`figures/`, and `model_card.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from biomechgpt.metrics import HEADLINE_METRIC, METRICS_BY_TASK, compute_task_metrics
+
+__all__ = [
+    "evaluate_model",
+    "load_corpus",
+    "answer_rows",
+    "parse_prediction",
+    "fall_history_ceiling",
+    "reference_expectations",
+    "DEFAULT_REFERENCE_DIR",
+]
+
+REQUIRED_COLUMNS = ("id", "trial_id", "split", "task", "question", "answer", "target_label", "target_value",
+                    "target_unit", "motion_codes")
+# The real recordings of ../shared/reference_motion/ (next to the repository checkout).
+DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference_motion"
+
+
+def _usage_error(message: str) -> Exception:
+    from biomechgpt.cli import UsageError
+
+    return UsageError(message)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def load_corpus(dataset_dir: str | Path) -> pd.DataFrame:
+    """All splits of a QA corpus folder (`DIR/data/{split}-*.parquet`) as one DataFrame."""
+    folder = Path(dataset_dir)
+    if not folder.is_dir():
+        raise _usage_error(f"{folder}: QA corpus folder not found (build one with biomechgpt build-dataset)")
+    shards = sorted((folder / "data").glob("*.parquet"))
+    if not shards:
+        raise _usage_error(f"{folder}: no Parquet shards under data/ (not a QA corpus folder)")
+    corpus = pd.concat([pd.read_parquet(path) for path in shards], ignore_index=True)
+    missing = [c for c in REQUIRED_COLUMNS if c not in corpus.columns]
+    if missing:
+        raise _usage_error(f"{folder}: QA corpus lacks column(s) {', '.join(missing)}")
+    unknown = sorted(set(corpus.task) - set(METRICS_BY_TASK))
+    if unknown:
+        raise _usage_error(f"{folder}: unknown task(s) {', '.join(unknown)} in the QA corpus")
+    return corpus
+
+
+def _corpus_parser() -> Callable[[str, str], Any]:
+    from biomechgpt.dataset_builder import parse_answer
+
+    return parse_answer
+
+
+def _task_units() -> dict[str, str]:
+    try:
+        from biomechgpt.dataset_builder.tasks import TASKS
+    except ImportError:
+        return {}
+    return {name: task.unit for name, task in TASKS.items() if task.unit}
+
+
+def _convert(value: float | None, from_unit: str | None, to_unit: str | None) -> float | None:
+    """`value` in `to_unit`; unchanged when either unit is unknown or they agree."""
+    if value is None or not from_unit or not to_unit or from_unit == to_unit:
+        return value
+    from biomechgpt.dataset_builder.tasks import convert_unit
+
+    return convert_unit(value, from_unit, to_unit)
+
+
+def parse_prediction(task: str, text: str | None, parser: Callable[[str, str], Any]) -> tuple[Any, float | None,
+                                                                                                   str | None]:
+    """`(label, value, unit)` of an answer sentence through the corpus's parser; `(None, None, None)` when the text
+    does not parse. Accepts the parser returning a dict, a `(label, value, unit)` tuple, a label or a number."""
+    if text is None or not str(text).strip():
+        return None, None, None
+    try:
+        parsed = parser(task, str(text))
+    except ValueError:
+        return None, None, None
+    if parsed is None:
+        return None, None, None
+    if isinstance(parsed, dict):
+        return parsed.get("label"), parsed.get("value"), parsed.get("unit")
+    for attribute in ("label", "value"):  # a dataclass-like result
+        if hasattr(parsed, attribute) and not isinstance(parsed, (str, tuple)):
+            return getattr(parsed, "label", None), getattr(parsed, "value", None), getattr(parsed, "unit", None)
+    if isinstance(parsed, tuple) and len(parsed) == 3:
+        return parsed
+    if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+        return None, float(parsed), None
+    return str(parsed), None, None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Asking the model
+
+
+def answer_rows(model: Any, rows: pd.DataFrame, *, batch_size: int = 64, chunk_size: int = 512,
+                progress: bool = True) -> list[Any]:
+    """The model's answers to `rows` (columns `question`, `motion_codes`, `trial_id`), in row order.
+
+    The model routes each question to its task from the wording itself, as `biomechgpt ask` does, so a misrouted
+    question shows up as a wrong or unparsed answer rather than being helped by the corpus's task column.
+    """
+    from tqdm.auto import tqdm
+
+    order = np.argsort(rows["trial_id"].to_numpy(), kind="stable")  # a trial's questions share one motion prefix
+    codes_of: dict[str, list[int]] = {}
+    motions, questions = [], []
+    for i in order:
+        row = rows.iloc[i]
+        codes = codes_of.setdefault(row["trial_id"], [int(c) for c in row["motion_codes"]])
+        motions.append(codes)
+        questions.append(str(row["question"]))
+    answers: list[Any] = [None] * len(rows)
+    bar = tqdm(total=len(rows), desc="answering", unit="q", disable=not progress)
+    for start in range(0, len(order), chunk_size):
+        chunk = slice(start, start + chunk_size)
+        batch = model.answer_batch(motions[chunk], questions[chunk], batch_size=batch_size)
+        for i, answer in zip(order[chunk], batch):
+            answers[i] = answer
+        bar.update(len(questions[chunk]))
+    bar.close()
+    return answers
+
+
+def _field(answer: Any, name: str) -> Any:
+    return answer.get(name) if isinstance(answer, dict) else getattr(answer, name, None)
+
+
+def _predictions_frame(rows: pd.DataFrame, answers: Sequence[Any], parser: Callable[[str, str], Any]) -> pd.DataFrame:
+    units = _task_units()
+    records = []
+    for (_, row), answer in zip(rows.iterrows(), answers):
+        task = row["task"]
+        text = _field(answer, "answer")
+        label, value, unit = parse_prediction(task, text, parser)
+        kind = METRICS_BY_TASK[task]
+        if kind == "regression":
+            canonical = units.get(task)
+            reference = _convert(float(row["target_value"]), row["target_unit"], canonical)
+            if value is not None:
+                try:
+                    value = _convert(float(value), unit or row["target_unit"], canonical)
+                except ValueError:  # a number in a unit of another quantity: not an answer to this question
+                    value = None
+            prediction: Any = value
+        elif kind == "classification":
+            reference, prediction = str(row["target_label"]), (None if label is None else str(label))
+        else:
+            reference, prediction = str(row["answer"]), (None if text is None else str(text))
+        records.append({
+            "id": row["id"], "task": task, "trial_id": row["trial_id"], "participant_id": row.get("participant_id"),
+            "question": row["question"], "reference_answer": row["answer"], "reference": reference,
+            "answer": text, "routed_task": _field(answer, "task"), "prediction": prediction,
+            "confidence": _field(answer, "confidence") if kind == "classification" else None,
+        })
+    return pd.DataFrame.from_records(records)
+
+
+def _load_model(model_dir: str | Path):
+    import torch
+
+    from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
+
+    folder = Path(model_dir)
+    if not (folder / "config.json").is_file():
+        raise _usage_error(f"{folder}: not a model folder (no config.json; train one with biomechgpt train)")
+    model = BiomechGPTForCausalLM.from_pretrained(folder)
+    model.eval()
+    torch.set_grad_enabled(False)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The baseline on the same rows
+
+
+def _examples(corpus: pd.DataFrame, split: str, task: str, units: dict[str, str]) -> tuple[list[str], list]:
+    """(trial ids, targets) of one task and split, one per trial (phrasings of one question share a target)."""
+    rows = corpus[(corpus.split == split) & (corpus.task == task)].drop_duplicates("trial_id")
+    if METRICS_BY_TASK[task] == "classification":
+        return list(rows.trial_id), [str(v) for v in rows.target_label]
+    targets = [_convert(float(v), u, units.get(task)) for v, u in zip(rows.target_value, rows.target_unit)]
+    return list(rows.trial_id), targets
+
+
+def _motion_source(corpus: pd.DataFrame, cohort_dir: str | Path | None, model_dir: str | Path | None):
+    """A trial id -> canonical Motion lookup: the cohort's stored motion, or else the motion decoded from the
+    corpus's codes by the model's MotionTokenizer. Returns (lookup, description)."""
+    if cohort_dir is not None:
+        from biomechgpt.cohort import load_cohort
+
+        cohort = load_cohort(cohort_dir)
+        return cohort.motion, "cohort motion"
+    if model_dir is None:
+        raise _usage_error("the baseline needs --cohort, or a model folder whose MotionTokenizer decodes the codes")
+    from biomechgpt.processing.tokenization_motion import MotionTokenizer
+
+    tokenizer = MotionTokenizer.from_pretrained(Path(model_dir) / "motion_tokenizer")
+    codes = dict(zip(corpus.trial_id, corpus.motion_codes))
+    return (lambda trial_id: tokenizer.decode([int(c) for c in codes[trial_id]])), "motion decoded from its codes"
+
+
+def _run_baseline(corpus, tasks, motion_for, settings, progress):
+    from tqdm.auto import tqdm
+
+    from biomechgpt.evaluation.baseline import NonLLMBaseline
+
+    units = _task_units()
+    baseline_tasks = [t for t in tasks if METRICS_BY_TASK[t] in ("classification", "regression")]
+    train, validation = {}, {}
+    for task in baseline_tasks:
+        ids, targets = _examples(corpus, "train", task, units)
+        if not ids:
+            continue
+        train[task] = (ids, targets)
+        val_ids, val_targets = _examples(corpus, "validation", task, units)
+        if val_ids:
+            validation[task] = (val_ids, val_targets)
+    baseline = NonLLMBaseline(settings)
+    with tqdm(total=1, desc="baseline", disable=not progress) as bar:
+        baseline.fit(train, motion_for, validation)
+        bar.update(1)
+    return baseline
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Ceiling and real recordings
+
+
+def fall_history_ceiling(participants: pd.DataFrame, participant_ids: Sequence[str]) -> dict:
+    """Best achievable fall-history accuracy from the simulator's stored fall probabilities.
+
+    Predicting the more likely class is right with probability max(p, 1 - p); the expected accuracy over the given
+    participant ids (one entry per test question, so it weighs participants as the model's accuracy does) is the
+    mean of that. `per_participant` averages over the distinct participants instead.
+    """
+    p = participants.set_index("participant_id")["fall_probability"].astype(float)
+    ids = [i for i in participant_ids if i in p.index]
+    if not ids:
+        return {"accuracy": None, "per_participant": None, "n": 0, "note": "no test participants with a probability"}
+    rows = p.loc[ids].to_numpy()
+    distinct = p.loc[sorted(set(ids))].to_numpy()
+    return {
+        "accuracy": float(np.maximum(rows, 1 - rows).mean()),
+        "per_participant": float(np.maximum(distinct, 1 - distinct).mean()),
+        "n": len(ids),
+        "n_participants": len(distinct),
+    }
+
+
+def reference_expectations(filename: str) -> dict[str, str] | None:
+    """What a real recording in ../shared/reference_motion/ shows, from its documented content (README): activity
+    and impairment labels, or None for an unknown file. Crouch gait (as in cerebral palsy) is impaired."""
+    name = Path(filename).name.lower()
+    if name.startswith("crouch"):
+        return {"activity": "walking", "impairment": "impaired"}
+    if name == "normal.mot" or "walk" in name:
+        return {"activity": "walking", "impairment": "unimpaired"}
+    if "run" in name:
+        return {"activity": "running", "impairment": "unimpaired"}
+    return None
+
+
+def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser) -> dict:
+    if reference_dir is None or not Path(reference_dir).is_dir():
+        return {"skipped": f"real recordings not found at {reference_dir}"}
+    from biomechgpt.motion_io import load_motion
+
+    test = corpus[corpus.split == "test"].sort_values("id")
+    questions = {}
+    for task in ("activity", "impairment"):
+        asked = test[test.task == task]
+        if len(asked):
+            questions[task] = str(asked.question.iloc[0])  # a wording from the corpus, so the model knows it
+    files = sorted(p for p in Path(reference_dir).iterdir() if p.suffix.lower() in (".mot", ".sto", ".csv"))
+    recordings, summary = [], {}
+    for path in files:
+        expected = reference_expectations(path.name)
+        if expected is None:
+            continue
+        try:
+            motion = load_motion(path)
+        except ValueError as err:
+            recordings.append({"file": path.name, "error": " ".join(str(err).split())})
+            continue
+        entry: dict[str, Any] = {"file": path.name, "duration_s": round(motion.duration, 3)}
+        tasks = [t for t in expected if t in questions]
+        answers = model.answer_batch([motion] * len(tasks), [questions[t] for t in tasks]) if model is not None else []
+        for task, answer in zip(tasks, answers):
+            label, _, _ = parse_prediction(task, _field(answer, "answer"), parser)
+            entry[task] = {"expected": expected[task], "biomechgpt": label,
+                           "biomechgpt_answer": _field(answer, "answer"),
+                           "confidence": _field(answer, "confidence")}
+        if baseline is not None:
+            for task in tasks:
+                if task in baseline.tasks:
+                    labels, conf = baseline.predict(task, [motion])
+                    entry.setdefault(task, {"expected": expected[task]})
+                    entry[task]["baseline"] = labels[0]
+        recordings.append(entry)
+    for task in ("activity", "impairment"):
+        scored = [r[task] for r in recordings if task in r]
+        if scored:
+            summary[task] = {
+                "n": len(scored),
+                "biomechgpt_accuracy": float(np.mean([s.get("biomechgpt") == s["expected"] for s in scored])),
+                "baseline_accuracy": (float(np.mean([s.get("baseline") == s["expected"] for s in scored]))
+                                      if any("baseline" in s for s in scored) else None),
+            }
+    return {"recordings": recordings, "summary": summary, "questions": questions}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The whole evaluation
+
+
+def _score_column(task: str, rows: pd.DataFrame, column: str) -> dict:
+    conf = list(rows[f"{column}_confidence"]) if METRICS_BY_TASK[task] == "classification" else None
+    return compute_task_metrics(task, list(rows[f"{column}_prediction"]), list(rows.reference), conf)
+
+
+def _for_parquet(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Columns that hold labels for some tasks and numbers for others become a string column plus `<name>_value`
+    (float), since a Parquet column has one type."""
+    frame = predictions.copy()
+    for column in [c for c in frame.columns if c == "reference" or c.endswith("prediction")]:
+        values = list(frame[column])
+        frame[f"{column}_value"] = [float(v) if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+                                    else math.nan for v in values]
+        frame[column] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values]
+    for column in [c for c in frame.columns if c.endswith("confidence")]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def evaluate_model(
+    model_dir: str | Path | Any,
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    cohort_dir: str | Path | None = None,
+    motion_source: Callable[[str], Any] | None = None,
+    experiments: Sequence[str] = (),
+    quick: bool = False,
+    seed: int = 0,
+    tasks: Sequence[str] | None = None,
+    max_rows_per_task: int | None = None,
+    batch_size: int = 64,
+    baseline_settings: Any = None,
+    reference_dir: str | Path | None = DEFAULT_REFERENCE_DIR,
+    parser: Callable[[str, str], Any] | None = None,
+    experiment_options: dict | None = None,
+    write_card: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Scores BiomechGPT and the non-LLM baseline on every task of the test split and writes the results.
+
+    Args:
+        model_dir (`str` or `Path`): a model folder (`biomechgpt train --out`); a loaded model object with
+            `answer_batch(motions, questions)` is accepted too.
+        dataset_dir (`str` or `Path`): the QA corpus folder (`biomechgpt build-dataset --out`).
+        out_dir (`str` or `Path`): where `metrics.json`, `predictions.parquet`, `report.md`, `figures/` and
+            `model_card.md` go (created).
+        cohort_dir (`str` or `Path`, *optional*): the cohort folder. Gives the baseline the stored motion (otherwise
+            it uses the motion decoded from the codes) and the fall-history ceiling.
+        motion_source (`Callable[[str], Motion]`, *optional*): trial id -> canonical `Motion` for the baseline, in
+            place of the cohort's stored motion.
+        experiments (`list[str]`, *optional*): any of "transfer" and "size" (see `biomechgpt.evaluation.experiments`).
+        quick (`bool`, defaults to `False`): small baseline and experiment budgets, for smoke tests.
+        seed (`int`, defaults to 0): seed of the baseline and the experiments.
+        tasks (`list[str]`, *optional*): score only these tasks.
+        max_rows_per_task (`int`, *optional*): score only the first rows (by id) of each task.
+        batch_size (`int`, defaults to 64): questions per forward pass of the model.
+        baseline_settings ([`BaselineSettings`], *optional*): overrides the baseline's training settings.
+        reference_dir (`str` or `Path`, *optional*): the real recordings for the sim-to-real check; `None` skips it.
+        parser (`Callable`, *optional*): answer parser, defaults to the corpus's `parse_answer`.
+        experiment_options (`dict`, *optional*): more keyword arguments of `run_experiments` (e.g. `settings`).
+        write_card (`bool`, defaults to `True`): also write `model_card.md` (and the model folder's README.md).
+        progress (`bool`, defaults to `True`): progress bars.
+
+    Returns:
+        `dict`: the `metrics.json` payload.
+    """
+    import torch
+
+    from biomechgpt.evaluation.baseline import BaselineSettings
+
+    from biomechgpt.evaluation.experiments import EXPERIMENTS
+
+    started = time.perf_counter()
+    out = Path(out_dir)
+    bad = [name for name in experiments if name not in EXPERIMENTS]
+    if bad:
+        raise _usage_error(f"unknown experiment(s) {', '.join(bad)}; choose from {', '.join(EXPERIMENTS)}")
+    corpus = load_corpus(dataset_dir)
+    parser = parser or _corpus_parser()
+    test = corpus[corpus.split == "test"].sort_values("id", kind="stable")
+    if test.empty:
+        raise _usage_error(f"{dataset_dir}: the QA corpus has no test split")
+    wanted = list(tasks) if tasks is not None else [t for t in METRICS_BY_TASK if t in set(test.task)]
+    unknown = sorted(set(wanted) - set(METRICS_BY_TASK))
+    if unknown:
+        raise _usage_error(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(METRICS_BY_TASK)}")
+    test = test[test.task.isin(wanted)]
+    if max_rows_per_task is not None:
+        test = test.groupby("task", sort=False).head(max_rows_per_task)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    is_path = isinstance(model_dir, (str, Path))
+    model = _load_model(model_dir) if is_path else model_dir
+    answers = answer_rows(model, test.reset_index(drop=True), batch_size=batch_size, progress=progress)
+    predictions = _predictions_frame(test.reset_index(drop=True), answers, parser)
+    timings["biomechgpt_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    settings = baseline_settings or (BaselineSettings.quick(seed) if quick else BaselineSettings(seed=seed))
+    if motion_source is not None:
+        motion_for, motion_note = motion_source, "motion given by the caller"
+    else:
+        motion_for, motion_note = _motion_source(corpus, cohort_dir, model_dir if is_path else None)
+    baseline = _run_baseline(corpus, wanted, motion_for, settings, progress)
+    for family in ("baseline", *settings.families):
+        predictions[f"{family}_prediction"] = None
+        predictions[f"{family}_confidence"] = None
+    for task, rows in predictions.groupby("task", sort=False):
+        if task not in baseline.tasks:
+            continue
+        for family in (None, *settings.families):
+            values, conf = baseline.predict_trials(task, list(rows.trial_id), motion_for, family)
+            column = family or "baseline"
+            predictions.loc[rows.index, f"{column}_prediction"] = pd.Series(values, index=rows.index, dtype=object)
+            if conf is not None:
+                predictions.loc[rows.index, f"{column}_confidence"] = pd.Series(conf, index=rows.index, dtype=object)
+    timings["baseline_s"] = time.perf_counter() - t0
+
+    task_metrics: dict[str, dict] = {}
+    for task in wanted:
+        rows = predictions[predictions.task == task]
+        if rows.empty:
+            continue
+        refs = list(rows.reference)
+        entry: dict[str, Any] = {
+            "n": len(rows),
+            "biomechgpt": compute_task_metrics(task, list(rows.prediction), refs, list(rows.confidence)),
+        }
+        entry["biomechgpt"]["n_misrouted"] = int(sum(r is not None and r != task for r in rows.routed_task))
+        if task in baseline.tasks:
+            entry["baseline"] = {**_score_column(task, rows, "baseline"), "family": baseline.tasks[task].selected}
+            entry["baseline_families"] = {family: _score_column(task, rows, family) for family in settings.families}
+            entry["baseline_selection"] = baseline.summary()[task]
+        else:
+            entry["baseline"] = {"note": "no non-LLM baseline for free-text answers"}
+        task_metrics[task] = entry
+
+    payload: dict[str, Any] = {"tasks": task_metrics, "experiments": {}}
+    if cohort_dir is not None and "fall_history" in task_metrics:
+        from biomechgpt.cohort import load_cohort
+
+        rows = predictions[predictions.task == "fall_history"]
+        ceiling = fall_history_ceiling(load_cohort(cohort_dir).participants, list(rows.participant_id))
+        task_metrics["fall_history"]["ceiling"] = ceiling
+    payload["sim_to_real"] = _reference_check(model, baseline, corpus, Path(reference_dir) if reference_dir else None,
+                                              parser)
+    if experiments:
+        from biomechgpt.evaluation.experiments import run_experiments
+
+        t0 = time.perf_counter()
+        payload["experiments"] = run_experiments(
+            experiments, dataset_dir, out / "experiments", quick=quick, seed=seed, parser=parser, progress=progress,
+            model_dir=model_dir if is_path else None, **(experiment_options or {}))
+        timings["experiments_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - started
+    payload["info"] = {
+        "model": str(model_dir) if is_path else type(model_dir).__name__,
+        "dataset": str(dataset_dir),
+        "cohort": str(cohort_dir) if cohort_dir is not None else None,
+        "split": "test",
+        "baseline_input": motion_note,
+        "baseline_settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
+        "headline_metrics": HEADLINE_METRIC,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "seed": seed,
+    }
+    payload = _json_ready(payload)
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n")
+    _for_parquet(predictions).to_parquet(out / "predictions.parquet", index=False)
+
+    from biomechgpt.evaluation.report import write_report
+
+    write_report(payload, predictions, out)
+    if write_card:
+        from biomechgpt.evaluation.model_card import write_model_card
+
+        write_model_card(payload, out / "model_card.md")
+        if is_path and (Path(model_dir) / "config.json").is_file():
+            write_model_card(payload, Path(model_dir) / "README.md")
+    return payload

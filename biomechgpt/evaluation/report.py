@@ -1,0 +1,257 @@
+"""`report.md` and its figures from a `metrics.json` payload and the per-question predictions.
+
+Figures follow the paper's: confusion matrices for the closed-set tasks (BiomechGPT next to the baseline) and
+predicted-versus-true scatter plots for the numeric ones. Rendered with matplotlib's Agg backend (no display).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from biomechgpt.metrics import HEADLINE_METRIC, METRICS_BY_TASK
+
+__all__ = ["write_report", "render_report", "CONFUSION_TASKS", "SCATTER_TASKS"]
+
+CONFUSION_TASKS: tuple[str, ...] = ("activity", "impairment", "diagnosis", "assistive_device", "fall_history")
+SCATTER_TASKS: tuple[str, ...] = ("cadence", "walking_speed", "stride_length", "tug_time", "fsst_time")
+_UNITS = {"cadence": "steps/min", "walking_speed": "m/s", "stride_length": "m", "tug_time": "s", "fsst_time": "s"}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _confusion_figure(task: str, entry: dict, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("BiomechGPT", entry.get("biomechgpt", {}))]
+    if "confusion_matrix" in entry.get("baseline", {}):
+        panels.append((f"baseline ({entry['baseline'].get('family', '')})", entry["baseline"]))
+    panels = [(name, m["confusion_matrix"]) for name, m in panels if m.get("confusion_matrix", {}).get("counts")]
+    if not panels:
+        return False
+    size = max(len(cm["predicted_labels"]) for _, cm in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 + 0.55 * size) * np.array([len(panels), 0.9]),
+                             squeeze=False)
+    for ax, (name, cm) in zip(axes[0], panels):
+        counts = np.asarray(cm["counts"], dtype=float)
+        rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # row-normalised: recall per true class
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), c in np.ndenumerate(counts):
+            if c:
+                ax.text(j, i, f"{int(c)}", ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.6 else "black")
+        ax.set_xticks(range(len(cm["predicted_labels"])), [s.replace("_", " ") for s in cm["predicted_labels"]],
+                      rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(cm["labels"])), [s.replace("_", " ") for s in cm["labels"]], fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(task.replace("_", " "))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _as_float(values) -> np.ndarray:
+    return np.array([float(v) if v is not None and not isinstance(v, str) else np.nan for v in values], dtype=float)
+
+
+def _scatter_figure(task: str, rows: pd.DataFrame, entry: dict, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth = _as_float(rows["reference"])
+    series = [("BiomechGPT", _as_float(rows["prediction"]), entry.get("biomechgpt", {}))]
+    if "baseline_prediction" in rows:
+        series.append((f"baseline ({entry.get('baseline', {}).get('family', '')})",
+                       _as_float(rows["baseline_prediction"]), entry.get("baseline", {})))
+    if not np.isfinite(truth).any():
+        return False
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    for (name, pred, m), marker in zip(series, ("o", "x")):
+        ok = np.isfinite(pred)
+        if ok.any():
+            ax.scatter(truth[ok], pred[ok], s=10, alpha=0.6, marker=marker,
+                       label=f"{name}: r={_fmt(m.get('pearson_r'), 2)}, MAE={_fmt(m.get('mae'), 2)}")
+    both = np.concatenate([truth[np.isfinite(truth)]] + [p[np.isfinite(p)] for _, p, _ in series])
+    lo, hi = float(both.min()), float(both.max())
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
+    unit = _UNITS.get(task, "")
+    ax.set_xlabel(f"true ({unit})")
+    ax.set_ylabel(f"predicted ({unit})")
+    ax.set_title(task.replace("_", " "))
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def render_report(metrics: dict, figures: dict[str, str] | None = None) -> str:
+    """The Markdown text of the report (figures: task -> relative PNG path)."""
+    figures = figures or {}
+    tasks = metrics.get("tasks", {})
+    lines = ["# BiomechGPT evaluation", ""]
+    info = metrics.get("info", {})
+    if info:
+        lines += [f"Model `{info.get('model')}`, QA corpus `{info.get('dataset')}`, split `{info.get('split')}`; "
+                  f"baseline trained on the {info.get('baseline_input', 'motion')}. Seed {info.get('seed')}.", ""]
+    lines += ["## Per task", "",
+              "Headline metric: macro-F1 for closed-set tasks, Pearson r for numeric ones (higher is better). "
+              "`baseline` is the better family on the validation split; both families are listed. Unparsed answers "
+              "count as wrong for closed-set tasks; numeric metrics use the parsed answers.", "",
+              "| task | n | metric | BiomechGPT | baseline | GBT | CNN | BiomechGPT unparsed |",
+              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for task, entry in tasks.items():
+        kind = METRICS_BY_TASK.get(task, "text")
+        metric = HEADLINE_METRIC.get(kind, "token_f1")
+        ours, base = entry.get("biomechgpt", {}), entry.get("baseline", {})
+        families = entry.get("baseline_families", {})
+        family = f" ({base['family']})" if base.get("family") else ""
+        lines.append(f"| {task} | {entry.get('n')} | {metric} | {_fmt(ours.get(metric))} | "
+                     f"{_fmt(base.get(metric))}{family} | {_fmt(families.get('gbt', {}).get(metric))} | "
+                     f"{_fmt(families.get('cnn', {}).get(metric))} | {ours.get('n_unparsed', 0)} |")
+
+    classification = [t for t in tasks if METRICS_BY_TASK.get(t) == "classification"]
+    if classification:
+        lines += ["", "### Closed-set tasks", "",
+                  "| task | system | accuracy | balanced acc. | macro-F1 | ECE | unparsed |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for task in classification:
+            for name, m in _systems(tasks[task]):
+                lines.append(f"| {task} | {name} | {_fmt(m.get('accuracy'))} | {_fmt(m.get('balanced_accuracy'))} | "
+                             f"{_fmt(m.get('macro_f1'))} | {_fmt(m.get('ece'))} | {m.get('n_unparsed', 0)} |")
+    numeric = [t for t in tasks if METRICS_BY_TASK.get(t) == "regression"]
+    if numeric:
+        lines += ["", "### Numeric tasks", "",
+                  "| task | system | MAE | RMSE | Pearson r | bias | 95% limits of agreement | unparsed |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+        for task in numeric:
+            for name, m in _systems(tasks[task]):
+                loa = (f"{_fmt(m.get('loa_lower'))} to {_fmt(m.get('loa_upper'))}"
+                       if m.get("loa_lower") is not None else "–")
+                lines.append(f"| {task} ({_UNITS.get(task, '')}) | {name} | {_fmt(m.get('mae'))} | "
+                             f"{_fmt(m.get('rmse'))} | {_fmt(m.get('pearson_r'))} | {_fmt(m.get('bias'))} | {loa} | "
+                             f"{m.get('n_unparsed', 0)} |")
+    notes = [(task, name, key, why) for task in tasks for name, m in _systems(tasks[task])
+             for key, why in m.get("notes", {}).items()]
+    if notes:
+        lines += ["", "Undefined metrics: " + "; ".join(f"{t} / {n} / {k}: {w}" for t, n, k, w in notes) + "."]
+
+    ceiling = tasks.get("fall_history", {}).get("ceiling")
+    if ceiling:
+        ours = tasks["fall_history"].get("biomechgpt", {}).get("accuracy")
+        base = tasks["fall_history"].get("baseline", {}).get("accuracy")
+        lines += ["", "### Fall-history ceiling", "",
+                  "Fall history is drawn from a probability (age, balance, severity), so it is not fully predictable "
+                  "from motion. Predicting the more likely class from the simulator's stored probability is right "
+                  "with probability max(p, 1 − p):", "",
+                  "| | accuracy |", "| --- | ---: |",
+                  f"| ceiling (stored probabilities, per question) | {_fmt(ceiling.get('accuracy'))} |",
+                  f"| ceiling (per participant, n={ceiling.get('n_participants')}) | "
+                  f"{_fmt(ceiling.get('per_participant'))} |",
+                  f"| BiomechGPT | {_fmt(ours)} |", f"| baseline | {_fmt(base)} |"]
+
+    if figures:
+        lines += ["", "## Figures", ""]
+        for task, rel in figures.items():
+            lines += [f"![{task}]({rel})", ""]
+
+    lines += _sim_to_real_lines(metrics.get("sim_to_real", {}))
+    lines += _experiment_lines(metrics.get("experiments", {}))
+    timings = info.get("timings_s")
+    if timings:
+        lines += ["", "Wall time (s): " + ", ".join(f"{k.removesuffix('_s')} {v}" for k, v in timings.items()) + "."]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _systems(entry: dict) -> list[tuple[str, dict]]:
+    found = [("BiomechGPT", entry.get("biomechgpt", {}))]
+    for family, m in entry.get("baseline_families", {}).items():
+        found.append((f"baseline {family}", m))
+    return found
+
+
+def _sim_to_real_lines(check: dict) -> list[str]:
+    lines = ["", "## Sim-to-real check on real recordings", ""]
+    if not check:
+        return lines + ["Not run."]
+    if "skipped" in check:
+        return lines + [f"Skipped: {check['skipped']}."]
+    lines += ["Real joint-angle recordings from the OpenSim model repository (../shared/reference_motion/); the "
+              "model never saw them. Reported separately from the simulated test split.", "",
+              "| file | task | expected | BiomechGPT | confidence | baseline |",
+              "| --- | --- | --- | --- | ---: | --- |"]
+    for record in check.get("recordings", []):
+        if "error" in record:
+            lines.append(f"| {record['file']} | – | – | could not be read: {record['error']} | | |")
+            continue
+        for task in ("activity", "impairment"):
+            if task in record:
+                r = record[task]
+                lines.append(f"| {record['file']} | {task} | {r['expected']} | {r.get('biomechgpt') or 'unparsed'} "
+                             f"| {_fmt(r.get('confidence'), 2)} | {r.get('baseline', '–')} |")
+    for task, s in check.get("summary", {}).items():
+        lines.append(f"\n{task}: BiomechGPT {_fmt(s['biomechgpt_accuracy'], 2)} correct, baseline "
+                     f"{_fmt(s.get('baseline_accuracy'), 2)} (n={s['n']}).")
+    return lines
+
+
+def _experiment_lines(experiments: dict) -> list[str]:
+    lines: list[str] = []
+    if not experiments:
+        return lines
+    lines += ["", "## Experiments", ""]
+    for name, result in experiments.items():
+        lines += [f"### {name}", "", result.get("description", ""), ""]
+        rows = result.get("rows", [])
+        if not rows:
+            lines.append(result.get("note", "No results."))
+            continue
+        columns = [c for c in rows[0] if c != "metrics"]
+        metric_tasks = list(rows[0].get("metrics", {}))
+        lines.append("| " + " | ".join(columns + metric_tasks) + " |")
+        lines.append("| " + " | ".join(["---"] * (len(columns) + len(metric_tasks))) + " |")
+        for row in rows:
+            cells = [_fmt(row[c]) for c in columns] + [_fmt(row.get("metrics", {}).get(t)) for t in metric_tasks]
+            lines.append("| " + " | ".join(cells) + " |")
+        if result.get("note"):
+            lines += ["", result["note"]]
+        lines.append("")
+    return lines
+
+
+def write_report(metrics: dict, predictions: pd.DataFrame | None, out_dir: str | Path) -> Path:
+    """Writes `out_dir/report.md` and `out_dir/figures/*.png`; returns the report's path."""
+    out = Path(out_dir)
+    figure_dir = out / "figures"
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, str] = {}
+    tasks = metrics.get("tasks", {})
+    for task in CONFUSION_TASKS:
+        if task in tasks and _confusion_figure(task, tasks[task], figure_dir / f"confusion_{task}.png"):
+            figures[task] = f"figures/confusion_{task}.png"
+    if predictions is not None and len(predictions):
+        for task in SCATTER_TASKS:
+            rows = predictions[predictions.task == task]
+            if task in tasks and len(rows) and _scatter_figure(task, rows, tasks[task],
+                                                               figure_dir / f"scatter_{task}.png"):
+                figures[task] = f"figures/scatter_{task}.png"
+    path = out / "report.md"
+    path.write_text(render_report(metrics, figures))
+    return path

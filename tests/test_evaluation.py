@@ -1,0 +1,169 @@
+"""`evaluate_model`, the report, the model card, the experiments and the `biomechgpt evaluate` command, on a small
+synthetic corpus with a fake answering model (the real model and corpus are exercised by the pipeline test)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from test_evaluation_fakes import FakeModel, fake_corpus, fake_parse, fake_trials, write_corpus
+
+from biomechgpt.cli import UsageError, main
+from biomechgpt.evaluation import evaluate_model, fall_history_ceiling, render_model_card
+from biomechgpt.evaluation.baseline import BaselineSettings
+from biomechgpt.evaluation.evaluate import _reference_check, parse_prediction, reference_expectations
+from biomechgpt.evaluation.experiments import ExperimentSettings, run_experiments
+
+pytest.importorskip("sklearn")
+
+
+@pytest.fixture(scope="module")
+def corpus_and_motions(tmp_path_factory):
+    trials, motions = fake_trials(seed=2)
+    corpus = fake_corpus(trials)
+    folder = tmp_path_factory.mktemp("dataset")
+    write_corpus(corpus, folder)
+    return corpus, motions, folder
+
+
+@pytest.fixture(scope="module")
+def evaluated(corpus_and_motions, tmp_path_factory):
+    corpus, motions, folder = corpus_and_motions
+    out = tmp_path_factory.mktemp("evaluation")
+    settings = BaselineSettings(gbt_max_iter=40, cnn_steps=30, cnn_channels=16, cnn_batch_size=16)
+    metrics = evaluate_model(FakeModel(corpus), folder, out, motion_source=motions.__getitem__, parser=fake_parse,
+                             baseline_settings=settings, reference_dir=None, progress=False)
+    return metrics, out, corpus
+
+
+def test_metrics_json_scores_every_task_like_for_like(evaluated):
+    metrics, out, corpus = evaluated
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    test = corpus[corpus.split == "test"]
+    assert set(metrics["tasks"]) == {"activity", "cadence", "walking_speed"}
+    for task, entry in metrics["tasks"].items():
+        assert entry["n"] == int((test.task == task).sum())
+        assert {"biomechgpt", "baseline", "baseline_families"} <= set(entry)
+        assert entry["baseline"]["family"] in ("gbt", "cnn")
+    # the fake's known mistakes, counted in the order it is asked (by trial id)
+    n = int((test.task == "activity").sum())
+    unparsed = [k for k in range(1, n + 1) if k % 7 == 0]
+    wrong = [k for k in range(1, n + 1) if k % 5 == 0 and k % 7 != 0]
+    ours = metrics["tasks"]["activity"]["biomechgpt"]
+    assert ours["n_unparsed"] == len(unparsed)
+    assert ours["accuracy"] == pytest.approx((n - len(unparsed) - len(wrong)) / n)
+    assert ours["confusion_matrix"]["predicted_labels"][-1] == "(unparsed)"
+    cadence = metrics["tasks"]["cadence"]["biomechgpt"]
+    assert cadence["bias"] == pytest.approx(3.0, abs=0.01) and cadence["pearson_r"] > 0.99
+    assert metrics["tasks"]["activity"]["baseline"]["accuracy"] >= 0.9
+    assert metrics["experiments"] == {} and "skipped" in metrics["sim_to_real"]
+
+
+def test_predictions_report_figures_and_card_are_written(evaluated):
+    metrics, out, corpus = evaluated
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert len(predictions) == int((corpus.split == "test").sum())
+    assert {"answer", "prediction", "prediction_value", "baseline_prediction", "gbt_prediction"} <= set(predictions)
+    report = (out / "report.md").read_text()
+    for figure in ("figures/confusion_activity.png", "figures/scatter_cadence.png",
+                   "figures/scatter_walking_speed.png"):
+        assert figure in report and (out / figure).stat().st_size > 1000
+    assert "| activity |" in report and "Skipped:" in report
+    card = (out / "model_card.md").read_text()
+    assert card.startswith("---\n") and "model-index:" in card and "not a medical device" in card.lower()
+
+
+def test_model_card_yaml_holds_the_metrics(evaluated):
+    from huggingface_hub import ModelCard
+
+    metrics, _, _ = evaluated
+    card = ModelCard(render_model_card(metrics, model_name="biomechgpt-test", repo_id="me/biomechgpt"))
+    results = card.data.eval_results
+    assert {r.metric_type for r in results} == {"accuracy", "macro_f1", "pearson_r", "mae"}
+    accuracy = next(r for r in results if r.metric_type == "accuracy")
+    assert accuracy.metric_value == pytest.approx(metrics["tasks"]["activity"]["biomechgpt"]["accuracy"], abs=1e-4)
+    assert "trust_remote_code=True" in card.text and "Yang" in card.text and "me/biomechgpt" in card.text
+
+
+def test_fall_history_ceiling_by_hand():
+    participants = pd.DataFrame({"participant_id": ["a", "b", "c"], "fall_probability": [0.1, 0.7, 0.5]})
+    ceiling = fall_history_ceiling(participants, ["a", "a", "b", "zzz"])
+    assert ceiling["accuracy"] == pytest.approx((0.9 + 0.9 + 0.7) / 3)
+    assert ceiling["per_participant"] == pytest.approx((0.9 + 0.7) / 2)
+    assert ceiling["n"] == 3 and ceiling["n_participants"] == 2
+    assert fall_history_ceiling(participants, [])["accuracy"] is None
+
+
+def test_parse_prediction_accepts_parser_shapes():
+    class Parsed:
+        label, value, unit = None, 4.3, "km/h"
+
+    assert parse_prediction("cadence", "x", lambda t, s: Parsed()) == (None, 4.3, "km/h")
+    assert parse_prediction("activity", "x", lambda t, s: "walking") == ("walking", None, None)
+    assert parse_prediction("cadence", "x", lambda t, s: 110) == (None, 110.0, None)
+    assert parse_prediction("cadence", "  ", lambda t, s: 110) == (None, None, None)
+
+
+def test_sim_to_real_check_on_the_real_recordings(reference_motion_dir, corpus_and_motions):
+    corpus, _, _ = corpus_and_motions
+    with_impairment = pd.concat([corpus, corpus.head(1).assign(task="impairment", question="Is the gait impaired?",
+                                                               split="test", id="zz")])
+    check = _reference_check(FakeModel(corpus, wrong_every=10**6, unparsed_every=10**6), None, with_impairment,
+                             reference_motion_dir, fake_parse)
+    files = {r["file"] for r in check["recordings"]}
+    assert {"normal.mot", "crouch1.mot", "subject02_running_ik.mot"} <= files
+    assert all("error" not in r for r in check["recordings"])
+    # the fake always says walking: right for every recording but the running one
+    activity = check["summary"]["activity"]
+    assert activity["biomechgpt_accuracy"] == pytest.approx((activity["n"] - 1) / activity["n"])
+    assert reference_expectations("crouch3.mot") == {"activity": "walking", "impairment": "impaired"}
+    assert reference_expectations("README.md") is None
+
+
+def test_experiments_tables_with_fake_training(corpus_and_motions, tmp_path):
+    corpus, _, folder = corpus_and_motions
+    trained = []
+
+    def train_fn(dataset_dir, base_model, out_dir, **kwargs):
+        out_dir.mkdir(parents=True)
+        tasks = sorted(set(pd.read_parquet(next((dataset_dir / "data").glob("train-*.parquet"))).task))
+        (out_dir / "tasks.json").write_text(json.dumps({"tasks": tasks, "size": base_model}))
+        trained.append((base_model, tasks, kwargs["max_steps"]))
+        return out_dir
+
+    def load_fn(model_dir):  # bigger and all-task models make fewer mistakes
+        spec = json.loads((model_dir / "tasks.json").read_text())
+        wrong_every = {"tiny-s": 2, "tiny": 4, "tiny-l": 10**6}[spec["size"]] + (len(spec["tasks"]) > 1)
+        return FakeModel(corpus, wrong_every=wrong_every, unparsed_every=10**6)
+
+    settings = ExperimentSettings(max_steps=7, transfer_tasks=("activity", "cadence"), eval_rows_per_task=20)
+    results = run_experiments(["transfer", "size"], folder, tmp_path, settings=settings, train_fn=train_fn,
+                              load_fn=load_fn, parser=fake_parse, progress=False)
+    assert all(steps == 7 for _, _, steps in trained)
+    assert sorted(tasks for size, tasks, _ in trained if size == "tiny" and len(tasks) == 1) == [["activity"],
+                                                                                                  ["cadence"]]
+    joint, single = results["transfer"]["rows"]
+    assert joint["metrics"]["activity"] > single["metrics"]["activity"]
+    sizes = [row["metrics"]["activity"] for row in results["size"]["rows"]]
+    assert [row["size"] for row in results["size"]["rows"]] == ["tiny-s", "tiny", "tiny-l"]
+    assert sizes[0] < sizes[1] < sizes[2] == 1.0
+    with pytest.raises(UsageError, match="unknown experiment"):
+        run_experiments(["ablation"], folder, tmp_path)
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys, corpus_and_motions):
+    _, _, folder = corpus_and_motions
+    with pytest.raises(UsageError, match="QA corpus folder not found"):
+        evaluate_model(FakeModel(pd.DataFrame()), tmp_path / "missing", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no Parquet shards"):
+        evaluate_model(FakeModel(pd.DataFrame()), tmp_path / "empty", tmp_path / "out")
+    assert main(["evaluate", "--model", str(tmp_path / "nomodel"), "--dataset", str(folder), "--out",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a model folder" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", "m", "--dataset", "d", "--out", "o", "--experiments", "transfer,ablation"])
+    assert exit_info.value.code == 2
+    assert "unknown experiment(s) ablation" in capsys.readouterr().err
