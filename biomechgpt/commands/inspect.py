@@ -24,8 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from biomechgpt.cli import UsageError
     from biomechgpt.motion_io import DEFAULT_MAX_BYTES, inspect_motion
 
+    if args.max_mb is not None and not args.max_mb > 0:
+        raise UsageError(f"--max-mb must be positive, got {args.max_mb}")
     max_bytes = DEFAULT_MAX_BYTES if args.max_mb is None else int(args.max_mb * 1e6)
     summary = inspect_motion(args.file, max_bytes=max_bytes)
     if args.json:
