@@ -525,7 +525,7 @@ def _read_npz(path: Path) -> _Table:
 
 def _canonicalise(table: _Table, *, frame_rate: float | None, in_degrees: bool | None, knee_flexion: str) -> Motion:
     name = table.name
-    lowered = [c.strip().lower() for c in table.columns]
+    lowered = [_column_key(c) for c in table.columns]
     seen: set[str] = set()
     for column in lowered:
         if column in seen:
@@ -633,7 +633,7 @@ def _canonicalise(table: _Table, *, frame_rate: float | None, in_degrees: bool |
         "knee_convention_source": convention_source,
         "coordinates_found": found,
         "coordinates_missing": [c for c in CANONICAL_COORDINATES if c not in found],
-        "columns_ignored": ignored + sorted(emptied),
+        "columns_ignored": ignored,
         "coordinates_all_nan": sorted(emptied),
         "interpolated": interpolated,
         "header": dict(table.header),
@@ -641,6 +641,14 @@ def _canonicalise(table: _Table, *, frame_rate: float | None, in_degrees: bool |
     if table.subject_id:
         meta["subject_id"] = str(table.subject_id)
     return Motion(list(CANONICAL_COORDINATES), canonical, CANONICAL_FRAME_RATE, mask, meta)
+
+
+def _column_key(column: str) -> str:
+    """Lower-case name; OpenSim 4 state files name coordinates `/jointset/knee_r/knee_angle_r/value`."""
+    key = column.strip().lower()
+    if key.startswith("/") and key.endswith("/value"):
+        key = key.rsplit("/", 2)[-2]
+    return key
 
 
 def _row_label(table: _Table, row: int) -> str:

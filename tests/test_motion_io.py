@@ -149,6 +149,15 @@ def test_header_variants(tmp_path, header):
     assert _knee_deg(motion).max() == pytest.approx(60, abs=1)
 
 
+def test_opensim4_state_file_names(tmp_path):
+    t, cols = gait_columns(50.0, 1.0, degrees=False)
+    states = {f"/jointset/joint/{name}/value": values for name, values in cols.items()}
+    states["/jointset/walker_knee_r/knee_angle_r/speed"] = np.zeros_like(t)
+    motion = load_motion(write_mot(tmp_path / "states.sto", t, states, in_degrees="no"))
+    assert motion.meta["coordinates_found"] == [c for c in CANONICAL_COORDINATES if c in cols]
+    assert motion.meta["columns_ignored"] == ["/jointset/walker_knee_r/knee_angle_r/speed"]
+
+
 def test_column_order_does_not_matter(tmp_path):
     t, cols = gait_columns(50.0, 1.0)
     shuffled = {name: cols[name] for name in reversed(list(cols))}
