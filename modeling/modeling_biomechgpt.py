@@ -137,6 +137,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.language_model = language_model or AutoModelForCausalLM.from_config(config.text_config)
         self._processor = None
+        self._prefix_memo: tuple[tuple[int, ...], Any] | None = None  # the last single motion's prefix KV cache
         self.post_init()
 
     # -- the wrapped model's plumbing ------------------------------------------------------------------------------
@@ -266,10 +267,9 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             if not source:
                 raise ValueError("this model has no folder to load its processor from; pass processor=... or set "
                                  "model.processor")
-            try:
-                self._processor = AutoProcessor.from_pretrained(source)
-            except (ValueError, KeyError):  # the biomechgpt package is not installed: use the folder's code
-                self._processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
+            # Loaded as Hub remote code (the biomechgpt package absent): the processor's code is in the folder too.
+            remote = type(self).__module__.startswith("transformers_modules")
+            self._processor = AutoProcessor.from_pretrained(source, trust_remote_code=True if remote else None)
         return self._processor
 
     @processor.setter
@@ -359,6 +359,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             motion_index.append(prefix_of[key])
 
         was_training = self.training
+        if was_training:  # weights may have changed since the last cached prefix
+            self.clear_answer_cache()
         self.eval()
         results: list[BiomechGPTAnswer | None] = [None] * len(questions)
         try:
@@ -373,6 +375,10 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             self.train(was_training)
         return results  # type: ignore[return-value]
 
+    def clear_answer_cache(self) -> None:
+        """Forget the cached motion prefix (call after changing the weights outside of training)."""
+        self._prefix_memo = None
+
     def _answer_chunk(self, processor: Any, prefixes: list[list[int]], questions: list[str],
                       tasks: list[str | None], max_new_tokens: int) -> list[BiomechGPTAnswer]:
         device = self.device
@@ -382,7 +388,13 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         for prefix in prefixes:
             row_of_item.append(unique.setdefault(tuple(prefix), len(unique)))
         prefix_ids, prefix_mask = _right_pad([list(p) for p in unique], processor.pad_token_id, device)
-        cache = self._extend(None, prefix_ids, prefix_mask, prefix_mask.sum(1) * 0, logits=False)[1]
+        keys = tuple(unique)
+        if self._prefix_memo is not None and self._prefix_memo[0] == keys:
+            cache = self._prefix_memo[1]  # the same motion as the previous call (chat, ask): reuse its prefix
+        else:
+            cache = self._extend(None, prefix_ids, prefix_mask, prefix_mask.sum(1) * 0, logits=False)[1]
+            # One motion's cache is small (layers x prefix x hidden); keep it for the next call about that motion.
+            self._prefix_memo = (keys, cache) if len(keys) == 1 else None
 
         # 2. the questions, each on a copy of its motion's prefix cache
         question_tokens = [processor.question_ids(q) for q in questions]

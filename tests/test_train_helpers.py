@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["CODEBOOK", "ACTIVITY_BY_CODE", "make_corpus", "make_hub_llama", "make_tiny_model_and_processor"]
+__all__ = ["CODEBOOK", "ACTIVITY_BY_CODE", "make_corpus", "make_hub_llama", "make_tiny_model_and_processor",
+           "make_motion_tokenizer", "make_motion"]
 
 CODEBOOK = 16
 # Trials whose codes come from the low half of the codebook are walking, the high half running.
@@ -99,3 +100,24 @@ def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True):
                         "summary": ["Describe this trial."]},
     )
     return model, processor
+
+
+def make_motion_tokenizer(seed: int = 0):
+    """An untrained MotionTokenizer with a 16-code codebook (the corpus's codes fit it)."""
+    import torch
+
+    from biomechgpt.processing.configuration_motion_tokenizer import MotionTokenizerConfig
+    from biomechgpt.processing.modeling_motion_tokenizer import MotionTokenizerModel
+    from biomechgpt.processing.tokenization_motion import MotionTokenizer
+
+    torch.manual_seed(seed)
+    config = MotionTokenizerConfig(hidden_size=16, num_residual_blocks=1, codebook_size=CODEBOOK, codebook_dim=8)
+    return MotionTokenizer(MotionTokenizerModel(config))
+
+
+def make_motion(frames: int = 90, seed: int = 0):
+    """A canonical `Motion` of small random joint angles."""
+    from biomechgpt import CANONICAL_COORDINATES, CANONICAL_FRAME_RATE, Motion
+
+    values = np.random.default_rng(seed).normal(size=(frames, len(CANONICAL_COORDINATES))).astype("float32") * 0.1
+    return Motion(list(CANONICAL_COORDINATES), values, CANONICAL_FRAME_RATE)

@@ -342,6 +342,7 @@ def train_model(
     mode: str | None = None,
     seed: int = 0,
     resume: bool = True,
+    callbacks: list | None = None,
     **kwargs: Any,
 ) -> Path:
     """Fine-tune `base_model` on the corpus in `dataset_dir` and save a `BiomechGPTForCausalLM` folder to `out_dir`.
@@ -357,6 +358,7 @@ def train_model(
         mode (`str`, *optional*): "lora", "qlora" or "full" (see [`BiomechGPTTrainingArguments`]).
         seed (`int`, *optional*, defaults to 0): same seed, same weights.
         resume (`bool`, *optional*, defaults to `True`): continue from the newest checkpoint in `OUT/checkpoints/`.
+        callbacks (`list[TrainerCallback]`, *optional*): extra `Trainer` callbacks.
         **kwargs: any other field of [`BiomechGPTTrainingArguments`].
 
     Returns:
@@ -421,7 +423,7 @@ def train_model(
         **args.extra,
     )
     trainer = Trainer(model=trainable, args=training_args, train_dataset=examples,
-                      data_collator=_Collator(processor.pad_token_id))
+                      data_collator=_Collator(processor.pad_token_id), callbacks=callbacks)
     last = _last_checkpoint(checkpoints) if resume else None
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
 

@@ -1,0 +1,67 @@
+"""`biomechgpt ask`: answer questions about one motion file with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "ask",
+        help="ask a trained model questions about a motion file",
+        description="Answers each --question about FILE (any format biomechgpt inspect reads). Closed-set questions "
+        "report the answer's probability among the task's candidates.",
+    )
+    parser.add_argument("--model", required=True, help="model folder (biomechgpt train --out)")
+    parser.add_argument("--motion", required=True, help="motion file (.mot, .csv, .npz, ...)")
+    parser.add_argument("--question", action="append", required=True, help="a question; repeat to ask several")
+    parser.add_argument("--task", action="append", default=None,
+                        help="the task of each question in order (default: detected from the wording)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per question")
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="limit of generated answers (default: 48)")
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from biomechgpt.cli import UsageError
+
+    questions = [q.strip() for q in args.question]
+    if any(not q for q in questions):
+        raise UsageError("--question: empty question")
+    if args.task is not None and len(args.task) != len(questions):
+        raise UsageError(f"--task: given {len(args.task)} times for {len(questions)} questions")
+    model_dir = Path(args.model)
+    if not (model_dir / "config.json").is_file():
+        raise UsageError(f"--model {model_dir}: not a model folder (no config.json)")
+    if args.max_new_tokens < 1:
+        raise UsageError("--max-new-tokens: must be at least 1")
+
+    from biomechgpt import load_motion
+
+    motion = load_motion(args.motion)
+
+    import biomechgpt  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    processor = model.processor
+    if args.task is not None:
+        unknown = [t for t in args.task if t not in processor.task_kinds]
+        if unknown:
+            known = ", ".join(sorted(processor.task_kinds))
+            raise UsageError(f"--task {unknown[0]}: not a task of this model ({known})")
+    answers = model.answer(motion, questions, task=args.task, max_new_tokens=args.max_new_tokens)
+    for answer in answers:
+        if args.json:
+            print(json.dumps(answer.to_dict()))
+        else:
+            detail = f"  [{answer.task}"
+            if answer.confidence is not None:
+                detail += f", confidence {answer.confidence:.2f}"
+            print(f"Q: {answer.question}\nA: {answer.answer}{detail + ']' if answer.task else ''}")
+    return 0

@@ -1,0 +1,58 @@
+"""`biomechgpt train`: fine-tune a base language model on the QA corpus into a BiomechGPT model folder."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="fine-tune a language model on the QA corpus (LoRA, QLoRA or full)",
+        description="Fine-tunes BASE (tiny / tiny-s / tiny-l trained from scratch, or a Hub id or local folder) on "
+        "the QA corpus and writes a model folder loadable with from_pretrained. Rerun to resume.",
+    )
+    parser.add_argument("--dataset", required=True, help="QA corpus folder (biomechgpt build-dataset --out)")
+    parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--base-model", default="tiny",
+                        help="tiny, tiny-s, tiny-l, a Hub id or a folder (default: tiny)")
+    parser.add_argument("--tokenizer", default=None,
+                        help="MotionTokenizer folder (default: DATASET/motion_tokenizer or DATASET/../tokenizer)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--lora", dest="mode", action="store_const", const="lora", help="LoRA (default for Hub models)")
+    mode.add_argument("--qlora", dest="mode", action="store_const", const="qlora", help="LoRA on a 4-bit NF4 base")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full", help="train every weight "
+                      "(default for tiny)")
+    parser.add_argument("--epochs", type=float, default=2.0, help="passes over the corpus (default: 2)")
+    parser.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (overrides --epochs)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: by mode)")
+    parser.add_argument("--batch-size", type=int, default=8, help="conversations per step (default: 8)")
+    parser.add_argument("--max-motion-codes", type=int, default=256, help="crop longer trials (default: 256)")
+    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=_main, mode=None)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from biomechgpt.cli import UsageError
+    from biomechgpt.training.train_lm import train_model
+
+    if not Path(args.dataset).is_dir():
+        raise UsageError(f"--dataset {args.dataset}: folder not found")
+    if args.tokenizer is not None and not Path(args.tokenizer).is_dir():
+        raise UsageError(f"--tokenizer {args.tokenizer}: folder not found")
+    try:
+        out = train_model(args.dataset, args.base_model, args.out, motion_tokenizer=args.tokenizer, mode=args.mode,
+                          seed=args.seed, resume=not args.no_resume, epochs=args.epochs, max_steps=args.max_steps,
+                          learning_rate=args.learning_rate, batch_size=args.batch_size,
+                          max_motion_codes=args.max_motion_codes, lora_r=args.lora_r, progress=not args.no_progress)
+    except ValueError as err:  # bad hyperparameters are usage errors
+        raise UsageError(str(err)) from None
+    print(f"model saved to {out}")
+    return 0

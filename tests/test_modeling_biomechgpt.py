@@ -1,0 +1,222 @@
+"""BiomechGPTConfig / BiomechGPTForCausalLM: vocabulary extension, save/load, Auto classes, remote code, answering."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import biomechgpt  # noqa: F401  (registers the Auto classes)
+from biomechgpt.modeling.configuration_biomechgpt import BiomechGPTConfig
+from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM, init_new_token_embeddings
+from test_train_helpers import CODEBOOK, make_tiny_model_and_processor
+
+CODES_A = [1, 2, 3, 4, 5, 6, 1, 2]
+CODES_B = [9, 10, 11, 12, 9, 10, 11, 12, 13, 14, 15]
+
+
+@pytest.fixture(scope="module")
+def model_and_processor():
+    model, processor = make_tiny_model_and_processor()
+    return model.eval(), processor
+
+
+def test_config_validates_and_round_trips(tmp_path):
+    from transformers import LlamaConfig
+
+    text = LlamaConfig(vocab_size=116, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4)
+    config = BiomechGPTConfig(text_config=text, codebook_size=16, motion_start_token_id=98, motion_end_token_id=99)
+    assert config.motion_token_offset == 100 and list(config.motion_token_ids) == list(range(100, 116))
+    with pytest.raises(ValueError, match="do not fit"):
+        BiomechGPTConfig(text_config=text, codebook_size=200)
+    with pytest.raises(ValueError, match="motion_end_token_id"):
+        BiomechGPTConfig(text_config=text, codebook_size=16, motion_end_token_id=105)
+    config.save_pretrained(tmp_path)
+    loaded = BiomechGPTConfig.from_pretrained(tmp_path)
+    assert type(loaded.text_config).__name__ == "LlamaConfig"
+    assert (loaded.motion_token_offset, loaded.motion_end_token_id, loaded.vocab_size) == (100, 99, 116)
+
+
+def test_vocabulary_extension_and_new_rows_at_embedding_scale(model_and_processor):
+    model, processor = model_and_processor
+    config = model.config
+    tokenizer = processor.tokenizer
+    assert config.vocab_size == config.motion_token_offset + CODEBOOK
+    assert model.get_input_embeddings().weight.shape[0] == config.vocab_size
+    assert tokenizer.convert_tokens_to_ids("<motion>") == config.motion_start_token_id < config.motion_token_offset
+    weight = model.get_input_embeddings().weight.detach()
+    text_rows, motion_rows = weight[: config.motion_start_token_id], weight[config.motion_token_offset:]
+    # around the mean text embedding, at a comparable (not random-init or zero) scale, and all distinct
+    assert (motion_rows.mean(0) - text_rows.mean(0)).abs().max() < 3 * text_rows.std(0).max()
+    ratio = motion_rows.std() / text_rows.std()
+    assert 0.2 < float(ratio) < 1.5
+    assert torch.unique(motion_rows, dim=0).shape[0] == CODEBOOK
+
+
+def test_codebook_initialisation_keeps_neighbours_close():
+    weight = torch.randn(40, 16)
+    codebook = torch.randn(8, 4)
+    codebook[1] = codebook[0] + 0.01  # codes 0 and 1 are near twins, code 7 is far
+    codebook[7] = -codebook[0] * 3
+    init_new_token_embeddings(weight, range(32, 40), reference_rows=32, codebook=codebook,
+                              codebook_rows=range(32, 40), generator=torch.Generator().manual_seed(0))
+    near = torch.dist(weight[32], weight[33])
+    far = torch.dist(weight[32], weight[39])
+    assert near < 0.1 * far
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_save_and_load_give_identical_weights(tmp_path, tie):
+    model, _ = make_tiny_model_and_processor(tie=tie)
+    model.save_pretrained(tmp_path)
+    loaded = BiomechGPTForCausalLM.from_pretrained(tmp_path)
+    original, reloaded = model.state_dict(), loaded.state_dict()
+    assert original.keys() == reloaded.keys()
+    for name in original:
+        torch.testing.assert_close(original[name], reloaded[name], atol=0, rtol=0)
+    assert (loaded.get_output_embeddings().weight is loaded.get_input_embeddings().weight) == tie
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "biomechgpt"
+    assert saved["auto_map"]["AutoModelForCausalLM"] == "modeling_biomechgpt.BiomechGPTForCausalLM"
+    assert (tmp_path / "modeling_biomechgpt.py").is_file() and (tmp_path / "configuration_biomechgpt.py").is_file()
+
+
+def test_auto_classes_resolve_to_ours(model_and_processor):
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("biomechgpt", text_config=model_and_processor[0].config.text_config.to_dict(),
+                                  codebook_size=CODEBOOK)
+    assert isinstance(config, BiomechGPTConfig)
+    assert isinstance(AutoModelForCausalLM.from_config(config), BiomechGPTForCausalLM)
+    assert isinstance(AutoModel.from_config(config), BiomechGPTForCausalLM)
+
+
+def test_forward_shapes_batch_equals_single_and_eval_is_deterministic(model_and_processor):
+    model, processor = model_and_processor
+    a = processor(CODES_A, "What is the cadence?")["input_ids"]
+    b = processor(CODES_B, "Name the activity in this trial.")["input_ids"]
+    ids = torch.full((2, max(a.shape[1], b.shape[1])), processor.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for row, x in enumerate((a, b)):
+        ids[row, : x.shape[1]], mask[row, : x.shape[1]] = x[0], 1
+    with torch.no_grad():
+        batch = model(input_ids=ids, attention_mask=mask).logits
+        single = model(input_ids=a).logits
+        again = model(input_ids=a).logits
+    assert batch.shape == (2, ids.shape[1], model.config.vocab_size)
+    torch.testing.assert_close(batch[0, : a.shape[1]], single[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(single, again, atol=0, rtol=0)
+
+
+def _sequence_logprob(model, ids: list[int], start: int) -> float:
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    return float(sum(logprobs[k - 1, ids[k]] for k in range(start, len(ids))))
+
+
+def test_cached_candidate_ranking_equals_full_sequence_scoring(model_and_processor):
+    model, processor = model_and_processor
+    questions = ["What activity is the person performing?", "Name the activity in this trial."]
+    # several motions of different lengths in one batch: exercises padding holes in the shared caches
+    motions = [CODES_A, CODES_B, CODES_A, CODES_B]
+    asked = [questions[0], questions[0], questions[1], questions[1]]
+    answers = model.answer_batch(motions, asked, processor=processor)
+    for motion, question, answer in zip(motions, asked, answers):
+        prompt = processor.prefix_ids(motion) + processor.question_ids(question)
+        scores = {}
+        for label, ids in processor.candidate_ids("activity").items():
+            scores[label] = _sequence_logprob(model, prompt + ids, len(prompt)) - processor.candidate_log_prior(
+                "activity", label)
+        probs = torch.softmax(torch.tensor(list(scores.values())), 0)
+        best = max(scores, key=scores.get)
+        assert answer.task == "activity" and answer.label == best
+        assert answer.confidence == pytest.approx(float(probs.max()), abs=1e-4)
+        assert answer.answer == processor.candidate_text("activity", best)
+
+
+def test_generation_with_cache_equals_uncached_greedy(model_and_processor):
+    model, processor = model_and_processor
+    answers = model.answer_batch([CODES_A, CODES_B], ["What is the cadence?", "Describe this trial."],
+                                 processor=processor, max_new_tokens=6)
+    for motion, question, answer in zip([CODES_A, CODES_B], ["What is the cadence?", "Describe this trial."],
+                                        answers):
+        ids = processor.prefix_ids(motion) + processor.question_ids(question)
+        out = []
+        for _ in range(6):
+            with torch.no_grad():
+                token = int(model(input_ids=torch.tensor([ids + out])).logits[0, -1].argmax())
+            if token in processor.stop_token_ids:
+                break
+            out.append(token)
+        assert answer.answer == processor.decode(out).strip()
+    assert answers[0].task == "cadence" and answers[1].task == "summary"
+    assert answers[1].label is None and answers[1].confidence is None
+
+
+def test_answer_single_and_list_and_prefix_reuse(model_and_processor):
+    model, processor = model_and_processor
+    one = model.answer(CODES_A, "What activity is the person performing?", processor=processor)
+    assert one.to_dict().keys() == {"question", "task", "answer", "label", "value", "unit", "confidence"}
+    assert model._prefix_memo is not None and model._prefix_memo[0] == (tuple(processor.prefix_ids(CODES_A)),)
+    both = model.answer(CODES_A, ["What activity is the person performing?", "What is the cadence?"],
+                        processor=processor)
+    # answered from the reused prefix, in a batch of two: the same answer
+    assert (both[0].label, both[0].answer) == (one.label, one.answer)
+    assert both[0].confidence == pytest.approx(one.confidence, abs=1e-5)
+    with pytest.raises(ValueError, match="non-empty"):
+        model.answer(CODES_A, " ", processor=processor)
+    with pytest.raises(ValueError, match="not one this model was trained on"):
+        model.answer(CODES_A, "What?", task="gait_speed", processor=processor)
+
+
+REMOTE_SCRIPT = textwrap.dedent("""
+    import sys, json
+    sys.modules["biomechgpt"] = None  # the package is not importable: everything must come from the folder
+    try:
+        import biomechgpt
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("biomechgpt should not be importable here")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoProcessor
+    folder = sys.argv[1]
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    ids = processor([1, 2, 3, 4, 5, 6, 1, 2], "What is the cadence?")["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    answer = model.answer([1, 2, 3, 4, 5, 6, 1, 2], "What activity is the person performing?")
+    torch.save({"ids": ids, "logits": logits}, sys.argv[2])
+    print(json.dumps({"model": type(model).__module__, "processor": type(processor).__module__,
+                      "label": answer.label, "confidence": answer.confidence}))
+""")
+
+
+def test_remote_code_loads_without_the_package(tmp_path, model_and_processor):
+    model, processor = model_and_processor
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    script = tmp_path / "remote.py"
+    script.write_text(REMOTE_SCRIPT)
+    env = {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "out.pt")], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not info["model"].startswith("biomechgpt") and not info["processor"].startswith("biomechgpt")
+    remote = torch.load(tmp_path / "out.pt", weights_only=True)
+    ids = processor(CODES_A, "What is the cadence?")["input_ids"]
+    torch.testing.assert_close(remote["ids"], ids, atol=0, rtol=0)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    torch.testing.assert_close(remote["logits"], logits, atol=0, rtol=0)
+    local = model.answer(CODES_A, "What activity is the person performing?", processor=processor)
+    assert info["label"] == local.label and info["confidence"] == pytest.approx(local.confidence, abs=1e-6)
