@@ -133,7 +133,9 @@ class TrialCatalog:
         """The values of a filter column (activity, diagnosis, split) present in the catalog, plus `ANY`."""
         if column not in self.table.columns:
             return [ANY]
-        return [ANY] + sorted(str(v) for v in self.table[column].dropna().unique())
+        values = {str(v) for v in self.table[column].dropna().unique()}
+        known = [v for v in SPLITS if v in values] if column == "split" else []
+        return [ANY] + known + sorted(values - set(known))
 
     def filter(self, activity: str = ANY, diagnosis: str = ANY, split: str = ANY, reveal: bool = False
                ) -> tuple[list[tuple[str, str]], int]:

@@ -1,0 +1,102 @@
+"""A real browser on the chat page: Debian's chromium, headless, driven by Playwright.
+
+It loads the page, picks a trial, asks a question and reads the answer with its confidence, then uploads a broken
+file and reads the message. `app_under_test` serves the page with a real tiny BiomechGPT model when one can be built
+(tests/test_chat_model.py's fixture), else with the fake answerer, so the page's own behaviour is tested either way.
+
+Needs: `apt-get install chromium` (/usr/bin/chromium) and `pip install playwright` (never `playwright install`: its
+browser download cannot work here). Skips with the reason when either is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from test_chat import FakeAnswerer, FakeCohort, free_port
+
+CHROMIUM = os.environ.get("BIOMECHGPT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser_page():
+    pytest.importorskip("gradio", reason="the chat extra (gradio) is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    profile = tempfile.mkdtemp(prefix="biomechgpt-chromium-")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def app_url(request):
+    pytest.importorskip("gradio", reason="the chat extra (gradio) is not installed")
+    from biomechgpt.chat.app import build_app, launch_app
+    from biomechgpt.chat.catalog import TrialCatalog
+
+    demo = build_app(None, answerer=FakeAnswerer(), catalog=TrialCatalog(cohort=FakeCohort()), max_upload_mb=1)
+    port = free_port()
+    launch_app(demo, port=port, block=False, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def choose_trial(page, label_start: str) -> None:
+    page.locator("#trial input").click()
+    page.get_by_role("option").filter(has_text=label_start).first.click()
+
+
+def ask(page, question: str) -> None:
+    page.locator("#question textarea").fill(question)
+    page.locator("#ask").click()
+
+
+def test_browser_select_ask_and_bad_upload(browser_page, app_url, tmp_path):
+    page = browser_page
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.locator("#trial input").wait_for(timeout=30_000)
+    assert page.title() == "BiomechGPT chat"
+    expect = pytest.importorskip("playwright.sync_api").expect
+
+    choose_trial(page, "t0 · train")
+    expect(page.locator("#status")).to_contain_text("Selected trial t0", timeout=20_000)
+    expect(page.locator("#metadata")).to_contain_text("healthy")
+    expect(page.locator("#stick-figure svg.stick-figure")).to_have_count(1)
+    expect(page.locator("#curves img, #curves svg, #curves canvas").first).to_be_visible(timeout=20_000)
+
+    ask(page, "What activity is this person doing?")
+    expect(page.locator("#chat")).to_contain_text("Walking (motion 0)", timeout=20_000)
+    expect(page.locator("#chat")).to_contain_text("confidence: 87%")
+    expect(page.locator("#question textarea")).to_have_value("")
+
+    bad = tmp_path / "broken.mot"
+    bad.write_bytes(bytes(range(256)) * 8)
+    page.locator("#upload input[type=file]").set_input_files(str(bad))
+    expect(page.locator("#status")).to_contain_text("Could not use this upload", timeout=20_000)
+    expect(page.locator("#status")).to_contain_text("broken.mot")
+    expect(page.locator("#chat")).to_contain_text("Walking (motion 0)")  # the selection and chat survive
+
+    ask(page, "What is the cadence?")  # and the server still answers
+    expect(page.locator("#chat")).to_contain_text("About 110 steps per minute", timeout=20_000)
