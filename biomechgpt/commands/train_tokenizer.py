@@ -1,0 +1,84 @@
+"""`biomechgpt train-tokenizer --cohort DIR --out DIR`: train the MotionTokenizer VQ-VAE on a cohort."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "run", "format_metrics"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train-tokenizer",
+        help="train the MotionTokenizer (motion -> discrete codes) on a cohort's training split",
+        description="Train the MotionTokenizer VQ-VAE on random windows of the cohort's training trials. "
+        "Checkpoints go to OUT/checkpoints/ and an interrupted run resumes from the newest one; the finished "
+        "tokenizer (config.json, model.safetensors, preprocessor_config.json, metrics.json) is written to OUT.",
+    )
+    parser.add_argument("--cohort", required=True, metavar="DIR", help="cohort folder from `biomechgpt simulate`")
+    parser.add_argument("--out", required=True, metavar="DIR", help="tokenizer folder to write")
+    parser.add_argument("--steps", type=int, default=None, metavar="N", help="training steps (default 1500)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="B", help="windows per step (default 32)")
+    parser.add_argument("--codebook-size", type=int, default=None, metavar="K", help="motion codes (default 512)")
+    parser.add_argument("--hidden-size", type=int, default=None, metavar="H", help="conv channels (default 128)")
+    parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming a checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from biomechgpt.cli import UsageError
+    from biomechgpt.training.motion_tokenizer import MotionTokenizerTrainingArguments, train_motion_tokenizer
+
+    for name in ("steps", "batch_size", "codebook_size", "hidden_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    config = {k: getattr(args, k) for k in ("codebook_size", "hidden_size") if getattr(args, k) is not None}
+    training_args = MotionTokenizerTrainingArguments()
+    if args.batch_size is not None:
+        training_args = replace(training_args, batch_size=args.batch_size)
+    out = train_motion_tokenizer(
+        args.cohort,
+        args.out,
+        config=config or None,
+        steps=args.steps,
+        seed=args.seed,
+        resume=not args.no_resume,
+        args=training_args,
+        progress=not args.quiet,
+    )
+    import json
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    print(format_metrics(metrics))
+    print(f"tokenizer saved to {out}")
+    return 0
+
+
+def format_metrics(metrics: dict) -> str:
+    """A short table of the training and validation numbers in `metrics.json`."""
+    training = metrics.get("training", {})
+    rows = [
+        ("steps", f"{training.get('completed_steps')}"),
+        ("training time", f"{training.get('seconds_this_run', float('nan')):.1f} s this run"),
+        ("final loss", f"{training.get('final', {}).get('loss', float('nan')):.4f}"),
+    ]
+    val = metrics.get("validation")
+    if val:
+        rows += [
+            ("validation trials", f"{val['n_trials']}"),
+            ("joint-angle error", f"{val['joint_angle_mae_deg']:.2f} deg (mean absolute)"),
+            ("pelvis velocity error", _fmt(val.get("pelvis_velocity_mae_m_s"), "m/s")),
+            ("codebook perplexity", f"{val['codebook_perplexity']:.1f}"),
+            ("codebook usage", f"{100 * val['codebook_usage']:.1f} % of codes"),
+        ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.3f} {unit}"
