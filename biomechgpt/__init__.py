@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "load_motion": "biomechgpt.motion_io",
     "inspect_motion": "biomechgpt.motion_io",
+    "save_motion": "biomechgpt.motion_io",
     "simulate_cohort": "biomechgpt.simulation",
     "load_cohort": "biomechgpt.cohort",
     "Cohort": "biomechgpt.cohort",
