@@ -249,6 +249,8 @@ def _leg_pattern(spec: GaitSpec, mod: LegMod, own_phase: np.ndarray, gain: np.nd
     psi = _warp(own_phase, stance, ref_stance) if stance != ref_stance else own_phase
     swing = _swing_window(psi, ref_stance)
     crouch = mod.crouch if tpl == "walking" else 0.0
+    # The crouch recordings are already slow walking: scale excursions with speed only for the normal share.
+    speed_scale = 1.0 + (speed_scale - 1.0) * (1.0 - crouch)
 
     hip = _template_value(tpl, "hip_flexion", psi, crouch)
     hip_mean = _coefficients(tpl, "hip_flexion", crouch)[0]
@@ -269,8 +271,6 @@ def _leg_pattern(spec: GaitSpec, mod: LegMod, own_phase: np.ndarray, gain: np.nd
     adduction = _template_value(tpl, "hip_adduction", psi, crouch) - mod.circumduction * swing
     adduction += mod.hip_adduction_offset
     rotation = _template_value(tpl, "hip_rotation", psi, crouch) + mod.hip_rotation_offset
-    if tpl == "walking" and crouch > 0:
-        rotation -= crouch * 12.0  # the crouch recordings' internal rotation offset is subject-specific; keep a part
     # Subtalar and metatarsophalangeal patterns are absent from the recordings: typical curves from gait texts
     # (inversion in swing, toe dorsiflexion at push-off).
     subtalar = 3.0 + 4.0 * np.sin(2 * np.pi * (psi - 0.15)) * mod.ankle_scale
@@ -322,7 +322,7 @@ def gait_pattern(phase: np.ndarray, spec: GaitSpec, leg_length_m: float, stride_
 
     if spec.template == "running":
         out[:, IDX["pelvis_ty"]] = (_template_value("running", "pelvis_ty", right_phase) - 0.96) * spec.vertical_scale
-        out[:, IDX["lumbar_extension"]] = _template_value("running", "lumbar_extension", right_phase) + 7.0
+        out[:, IDX["lumbar_extension"]] = _template_value("running", "lumbar_extension", right_phase)
         out[:, IDX["lumbar_bending"]] = _template_value("running", "lumbar_bending", right_phase)
         out[:, IDX["lumbar_rotation"]] = _template_value("running", "lumbar_rotation", right_phase)
     else:

@@ -125,14 +125,23 @@ def _choose_device(rng: np.random.Generator, diagnosis: str, severity: float, ag
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def draw_participant(index: int, seed: int, n_digits: int = 4) -> Participant:
-    """Draws participant `index` of the cohort with seed `seed`."""
+def draw_participant(index: int, seed: int, n_digits: int = 4, *, diagnosis: str | None = None,
+                     severity: float | None = None, max_age: float | None = None) -> Participant:
+    """Draws participant `index` of the cohort with seed `seed`.
+
+    `diagnosis`, `severity` and `max_age` pin those attributes (the realism report uses them to draw, say, severe
+    cerebral palsy or young runners); everything else is drawn as usual.
+    """
     rng = participant_rng(seed, index)
     names = list(DIAGNOSIS_MIX)
-    diagnosis = names[int(rng.choice(len(names), p=np.array(list(DIAGNOSIS_MIX.values()))))]
-    assert diagnosis in DIAGNOSES
+    drawn = names[int(rng.choice(len(names), p=np.array(list(DIAGNOSIS_MIX.values()))))]
+    if diagnosis is not None and diagnosis not in DIAGNOSES:
+        raise ValueError(f"unknown diagnosis {diagnosis!r}; choose from {', '.join(DIAGNOSES)}")
+    diagnosis = drawn if diagnosis is None else diagnosis
     lo, hi = _AGE[diagnosis]
     age = float(rng.uniform(lo, hi)) if diagnosis != "healthy" else float(np.clip(rng.normal(52, 18), lo, hi))
+    if max_age is not None:
+        age = min(age, lo + (age - lo) * (max_age - lo) / (hi - lo))
     sex = "female" if rng.uniform() < (0.45 if diagnosis in ("stroke", "parkinsons_disease", "incomplete_sci",
                                                               "lower_limb_amputation") else 0.55) else "male"
     adult_height = rng.normal(1.77, 0.07) if sex == "male" else rng.normal(1.63, 0.065)
@@ -149,7 +158,8 @@ def draw_participant(index: int, seed: int, n_digits: int = 4) -> Participant:
         severity, side = 0.0, "none"
     else:
         a, b = _SEVERITY[diagnosis]
-        severity = float(rng.beta(a, b))
+        drawn_severity = float(rng.beta(a, b))
+        severity = drawn_severity if severity is None else float(severity)
         if diagnosis in ("stroke", "lower_limb_amputation"):
             side = "left" if rng.uniform() < 0.5 else "right"
         elif diagnosis in ("parkinsons_disease", "incomplete_sci"):

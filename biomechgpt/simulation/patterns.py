@@ -111,8 +111,9 @@ def _legs_for_diagnosis(p: Participant) -> tuple[LegMod, LegMod, dict]:
                 m.stance_fraction += 0.03 * s
         elif d == "cerebral_palsy" and aff:
             m.crouch = float(np.clip(1.2 * s - 0.1, 0.0, 1.0))
-            m.knee_swing_scale *= 1 - 0.35 * s
-            m.hip_rotation_offset = 8 * s
+            # Stiff knee in swing; the crouch recordings already show it, so only for the normal share.
+            m.knee_swing_scale *= 1 - 0.35 * s * (1 - m.crouch)
+            m.hip_scale *= 1 + 0.25 * m.crouch  # undo part of the slow-walking hip reduction the template has
             m.stance_fraction += 0.03 * s
         if p.assistive_device == "ankle_foot_orthosis" and (aff or p.affected_side == "bilateral"):
             m.ankle_scale *= 0.4
@@ -148,7 +149,7 @@ def _legs_for_diagnosis(p: Participant) -> tuple[LegMod, LegMod, dict]:
         trunk.update(trunk_lean_right_stance=6 * s * right_aff, trunk_lean_left_stance=6 * s * left_aff,
                      left_phase=0.5 + (0.04 * s * (1 if left_aff else -1) if p.affected_side != "bilateral" else 0))
     elif d == "cerebral_palsy":
-        trunk.update(trunk_flexion=8 * s, pelvis_tilt_offset=-5 * s, pelvis_list_scale=1 + 0.4 * s)
+        trunk.update(trunk_flexion=5 * s, pelvis_list_scale=1 + 0.3 * s)
     if p.age > 65:
         mods["r"].hip_scale *= 1 - 0.004 * (p.age - 65)
         mods["l"].hip_scale *= 1 - 0.004 * (p.age - 65)
