@@ -258,8 +258,6 @@ def _load_base(base_model: str, mode: str, texts: list[str], args: BiomechGPTTra
     if is_tiny(base_model):
         tokenizer = train_bpe_tokenizer(texts, vocab_size=args.tokenizer_vocab_size)
         return build_tiny_model(base_model, len(tokenizer), seed=args.seed), tokenizer
-    if not Path(base_model).exists() and "/" not in str(base_model):
-        raise MotionInputError(f"base model {base_model!r}: not a folder, a Hub id (owner/name) or an embedded size")
     tokenizer = prepare_text_tokenizer(AutoTokenizer.from_pretrained(base_model))
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if mode == "qlora":
@@ -375,6 +373,8 @@ def train_model(
     mode = args.mode or ("full" if is_tiny(base_model) else "lora")
     if is_tiny(base_model) and mode != "full":
         raise MotionInputError(f"base model {base_model!r} starts from random weights: train it with mode 'full'")
+    if not is_tiny(base_model) and not Path(base_model).exists() and "/" not in str(base_model):
+        raise MotionInputError(f"base model {base_model!r}: not a folder, a Hub id (owner/name) or an embedded size")
     frame = load_corpus(dataset_dir, "train")
     if codebook_size is None or motion_tokenizer is not None:
         motion_tokenizer = _load_motion_tokenizer(motion_tokenizer, dataset_dir)

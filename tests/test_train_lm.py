@@ -1,0 +1,188 @@
+"""Fine-tuning: full / LoRA / QLoRA reduce the loss and save a loadable model; determinism; resume; two gloo
+processes under `accelerate launch`; the `train` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import biomechgpt  # noqa: F401  (registers the Auto classes)
+from biomechgpt.cli import main
+from biomechgpt.training.train_lm import corpus_task_metadata, load_corpus, train_model
+from test_train_helpers import CODEBOOK, make_corpus, make_hub_llama, make_motion_tokenizer
+
+QUICK = dict(batch_size=4, progress=False, tokenizer_vocab_size=300, logging_steps=1)
+WALK, RUN = [1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5], [9, 10, 11, 12, 13, 14, 15, 9, 10, 11, 12, 13]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"), n_trials=32)
+
+
+@pytest.fixture(scope="module")
+def hub_llama(tmp_path_factory):
+    return make_hub_llama(tmp_path_factory.mktemp("hub_llama"))
+
+
+def _summary(folder: Path) -> dict:
+    return json.loads((folder / "training_summary.json").read_text())
+
+
+def test_task_metadata_is_learned_from_the_corpus(corpus):
+    meta = corpus_task_metadata(load_corpus(corpus))
+    assert meta["task_kinds"] == {"activity": "closed", "cadence": "numeric", "summary": "free"}
+    # the shortest frequent wording of each label, and its share among that label's answers
+    assert meta["answer_candidates"]["activity"] == {"running": "Running.", "walking": "Walking."}
+    assert meta["answer_log_priors"]["activity"]["walking"] == pytest.approx(-0.6931, abs=1e-3)
+    assert meta["task_units"] == {"cadence": "steps/min"}
+    assert "What is the cadence?" in meta["task_questions"]["cadence"]
+
+
+def test_full_training_from_scratch_learns_the_corpus(corpus, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = train_model(corpus, "tiny-s", tmp_path / "model", codebook_size=CODEBOOK, epochs=8, **QUICK)
+    summary = _summary(out)
+    assert summary["mode"] == "full" and summary["final_loss"] < 0.2 * summary["first_loss"]
+    assert not (out / "checkpoints").exists()
+    model = AutoModelForCausalLM.from_pretrained(out)
+    walk = model.answer(WALK, ["What activity is the person performing?", "What is the cadence?"])
+    run = model.answer(RUN, "Name the activity in this trial.")
+    assert (walk[0].label, run.label) == ("walking", "running")
+    assert walk[0].confidence > 0.5 and run.confidence > 0.5
+    assert walk[1].task == "cadence" and walk[1].value == pytest.approx(100.0) and walk[1].unit == "steps/min"
+
+
+def test_same_seed_same_weights(corpus, tmp_path):
+    runs = [train_model(corpus, "tiny-s", tmp_path / name, codebook_size=CODEBOOK, max_steps=3, seed=7, **QUICK)
+            for name in ("a", "b")]
+    first, second = (load_file(run / "model.safetensors") for run in runs)
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["lora", "qlora"])
+def test_adapters_on_a_pretrained_base_reduce_loss_and_merge(corpus, hub_llama, tmp_path, mode):
+    from transformers import AutoModelForCausalLM
+
+    out = train_model(corpus, str(hub_llama), tmp_path / mode, codebook_size=CODEBOOK, mode=mode, epochs=4,
+                      learning_rate=1e-2, **QUICK)
+    summary = _summary(out)
+    # a random 32-wide base learns slowly through rank-16 adapters; a clear drop is what a short run can show
+    assert summary["mode"] == mode and summary["final_loss"] < summary["first_loss"] - 0.1
+    model = AutoModelForCausalLM.from_pretrained(out)
+    base = load_file(hub_llama / "model.safetensors")
+    merged = model.state_dict()
+    # adapters were merged into the attention weights; the motion rows of the embedding were trained too
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged[f"language_model.{key}"], base[key])
+    assert merged["language_model.model.layers.0.self_attn.q_proj.weight"].dtype == torch.float32
+    assert not any("lora" in name for name in merged)
+    assert model.config.motion_token_offset >= base["model.embed_tokens.weight"].shape[0]
+
+
+def test_qlora_still_trains_after_an_evaluation_pass(hub_llama):
+    """bitsandbytes repacks 4-bit weights on a no-grad CPU forward unless told not to (FACTS.md)."""
+    from peft import get_peft_model
+
+    from biomechgpt.training.train_lm import BiomechGPTTrainingArguments, _build_model, _lora_config, _wrap_for_mode
+
+    args = BiomechGPTTrainingArguments(mode="qlora")
+    model, _ = _build_model(str(hub_llama), "qlora", [], None, CODEBOOK, args)
+    peft_model = _wrap_for_mode(model, "qlora", args)
+    assert get_peft_model is not None and _lora_config is not None
+    ids = torch.randint(0, 100, (2, 12))
+
+    def lora_grad_norm() -> float:
+        peft_model.train()
+        peft_model.zero_grad()
+        peft_model(input_ids=ids, labels=ids).loss.backward()
+        return sum(float(p.grad.abs().sum()) for n, p in peft_model.named_parameters()
+                   if "lora_" in n and p.grad is not None)
+
+    assert lora_grad_norm() > 0
+    peft_model.eval()
+    with torch.no_grad():
+        peft_model(input_ids=ids)
+    assert lora_grad_norm() > 0
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(corpus, tmp_path):
+    from transformers import TrainerCallback
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise KeyboardInterrupt
+
+    common = dict(codebook_size=CODEBOOK, max_steps=8, save_steps=4, **QUICK)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(corpus, "tiny-s", tmp_path / "resumed", callbacks=[Interrupt()], **common)
+    assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-4").is_dir()
+    resumed = train_model(corpus, "tiny-s", tmp_path / "resumed", **common)
+    straight = train_model(corpus, "tiny-s", tmp_path / "straight", **common)
+    assert _summary(resumed)["steps"] == 8
+    first, second = load_file(resumed / "model.safetensors"), load_file(straight / "model.safetensors")
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], atol=1e-6, rtol=1e-5)
+
+
+def test_train_command_saves_the_motion_tokenizer(corpus, tmp_path, capsys):
+    tokenizer_dir = tmp_path / "tokenizer"
+    make_motion_tokenizer().save_pretrained(tokenizer_dir)
+    out = tmp_path / "model"
+    status = main(["train", "--dataset", str(corpus), "--tokenizer", str(tokenizer_dir), "--out", str(out),
+                   "--base-model", "tiny-s", "--max-steps", "2", "--no-progress"])
+    assert status == 0
+    assert (out / "motion_tokenizer" / "config.json").is_file() and (out / "README.md").is_file()
+    assert json.loads((out / "config.json").read_text())["motion_tokenizer_config"]["codebook_size"] == CODEBOOK
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "/nonexistent"], "--dataset /nonexistent: folder not found"),
+    (["--base-model", "tiny", "--lora"], "starts from random weights"),
+    (["--base-model", "nonsense"], "not a folder, a Hub id"),
+])
+def test_train_command_bad_input_is_one_line(corpus, tmp_path, capsys, argv, message):
+    base = ["train", "--dataset", str(corpus), "--out", str(tmp_path / "m"), "--tokenizer", str(tmp_path)]
+    make_motion_tokenizer().save_pretrained(tmp_path)
+    capsys.readouterr()
+    args = base + argv if argv[0] != "--dataset" else ["train", *argv, "--out", str(tmp_path / "m")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+ACCELERATE_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import torch.distributed as dist
+    from biomechgpt.training.train_lm import train_model
+    out = train_model(sys.argv[1], "tiny-s", sys.argv[2], codebook_size=16, max_steps=3, batch_size=2,
+                      progress=False, tokenizer_vocab_size=300)
+    print(json.dumps({"rank": dist.get_rank(), "world": dist.get_world_size(), "backend": dist.get_backend()}))
+""")
+
+
+def test_two_gloo_processes_under_accelerate_launch(corpus, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(ACCELERATE_SCRIPT)
+    accelerate = Path(sys.executable).with_name("accelerate")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
+    done = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(corpus),
+                           str(tmp_path / "model")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{\"rank\"")]
+    assert sorted(r["rank"] for r in ranks) == [0, 1]
+    assert all(r["world"] == 2 and r["backend"] == "gloo" for r in ranks)
+    summary = _summary(tmp_path / "model")
+    assert summary["steps"] == 3 and (tmp_path / "model" / "model.safetensors").is_file()
