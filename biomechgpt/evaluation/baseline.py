@@ -16,6 +16,7 @@ train in about a minute on 2 CPU cores for the default cohort.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -42,28 +43,31 @@ class BaselineSettings:
 
     Args:
         families (`tuple[str, ...]`, defaults to `("gbt", "cnn")`): which model families to train.
-        gbt_max_iter (`int`, defaults to 200): boosting iterations per task.
-        gbt_learning_rate (`float`, defaults to 0.08): boosting learning rate.
-        gbt_max_leaf_nodes (`int`, defaults to 31): leaves per tree.
-        cnn_steps (`int`, defaults to 250): optimiser steps per task for the temporal CNN.
-        cnn_batch_size (`int`, defaults to 64): CNN batch size.
-        cnn_crop_frames (`int`, defaults to 160): length of the random crops the CNN trains on (5.3 s at 30 Hz);
+        gbt_max_iter (`int`, defaults to 100): boosting iterations per task (fewer when early stopping on a 10%
+            hold-out of the training rows stops it; only with at least 200 training rows).
+        gbt_learning_rate (`float`, defaults to 0.1): boosting learning rate.
+        gbt_max_leaf_nodes (`int`, defaults to 15): leaves per tree.
+        gbt_max_bins (`int`, defaults to 63): histogram bins per feature.
+        cnn_steps (`int`, defaults to 100): optimiser steps per task for the temporal CNN.
+        cnn_batch_size (`int`, defaults to 32): CNN batch size.
+        cnn_crop_frames (`int`, defaults to 128): length of the random crops the CNN trains on (4.3 s at 30 Hz);
             prediction averages over `cnn_eval_crops` evenly spaced crops.
         cnn_eval_crops (`int`, defaults to 3): crops averaged at prediction time.
-        cnn_channels (`int`, defaults to 48): CNN width.
+        cnn_channels (`int`, defaults to 32): CNN width.
         cnn_learning_rate (`float`, defaults to 3e-3): Adam learning rate.
         seed (`int`, defaults to 0): seed of every random choice; same seed, same predictions.
     """
 
     families: tuple[str, ...] = BASELINE_FAMILIES
-    gbt_max_iter: int = 200
-    gbt_learning_rate: float = 0.08
-    gbt_max_leaf_nodes: int = 31
-    cnn_steps: int = 250
-    cnn_batch_size: int = 64
-    cnn_crop_frames: int = 160
+    gbt_max_iter: int = 100
+    gbt_learning_rate: float = 0.1
+    gbt_max_leaf_nodes: int = 15
+    gbt_max_bins: int = 63
+    cnn_steps: int = 100
+    cnn_batch_size: int = 32
+    cnn_crop_frames: int = 128
     cnn_eval_crops: int = 3
-    cnn_channels: int = 48
+    cnn_channels: int = 32
     cnn_learning_rate: float = 3e-3
     seed: int = 0
 
@@ -78,7 +82,7 @@ class BaselineSettings:
     @classmethod
     def quick(cls, seed: int = 0) -> BaselineSettings:
         """A few seconds per task: for tests and `--quick` runs."""
-        return cls(gbt_max_iter=60, cnn_steps=40, cnn_batch_size=32, cnn_channels=24, seed=seed)
+        return cls(gbt_max_iter=50, cnn_steps=40, cnn_batch_size=32, cnn_channels=24, seed=seed)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -413,12 +417,14 @@ class NonLLMBaseline:
         s = self.settings
         # scikit-learn's default of 20 samples per leaf cannot split the small per-participant tasks of a quick run
         common = dict(max_iter=s.gbt_max_iter, learning_rate=s.gbt_learning_rate, max_leaf_nodes=s.gbt_max_leaf_nodes,
-                      min_samples_leaf=int(np.clip(len(y) // 20, 3, 20)), early_stopping=False, random_state=s.seed)
-        if model.kind == "classification":
-            if len(model.classes) == 1:
-                return None  # one class seen in training: predict it
-            return HistGradientBoostingClassifier(**common).fit(x, y)
-        return HistGradientBoostingRegressor(**common).fit(x, y)
+                      max_bins=s.gbt_max_bins, min_samples_leaf=int(np.clip(len(y) // 20, 3, 20)),
+                      early_stopping=len(y) >= 200, n_iter_no_change=10, validation_fraction=0.1,
+                      random_state=s.seed)
+        if model.kind == "classification" and len(model.classes) == 1:
+            return None  # one class seen in training: predict it
+        estimator = HistGradientBoostingClassifier if model.kind == "classification" else HistGradientBoostingRegressor
+        with _single_thread():
+            return estimator(**common).fit(x, y)
 
     def _fit_cnn(self, model: _TaskModel, sequences: list[np.ndarray], y: np.ndarray, seed: int):
         import torch
@@ -435,6 +441,15 @@ class NonLLMBaseline:
         mean, scale = model.target_scale
         target = torch.tensor(y if model.kind == "classification" else (y - mean) / scale)
         net.train()
+        with torch.enable_grad(), _torch_threads(1):  # callers may evaluate under no_grad
+            self._train_steps(net, optimiser, schedule, model, sequences, target, rng)
+        net.eval()
+        return net
+
+    def _train_steps(self, net, optimiser, schedule, model, sequences, target, rng) -> None:
+        import torch
+
+        s = self.settings
         for _ in range(s.cnn_steps):
             batch = rng.integers(0, len(sequences), size=min(s.cnn_batch_size, len(sequences)))
             starts = [int(rng.integers(0, max(1, sequences[i].shape[1] - s.cnn_crop_frames + 1))) for i in batch]
@@ -448,8 +463,6 @@ class NonLLMBaseline:
             loss.backward()
             optimiser.step()
             schedule.step()
-        net.eval()
-        return net
 
     def _cnn_batch(self, sequences: list[np.ndarray], starts: list[int]):
         import torch
@@ -470,11 +483,12 @@ class NonLLMBaseline:
     def _predict_gbt(self, task: str, x: np.ndarray):
         model = self.tasks[task]
         gbt = model.models["gbt"]
-        if model.kind == "regression":
-            return [float(p) for p in gbt.predict(x)], None
         if gbt is None:
             return [model.classes[0]] * len(x), [1.0] * len(x)
-        proba = gbt.predict_proba(x)
+        with _single_thread():
+            if model.kind == "regression":
+                return [float(p) for p in gbt.predict(x)], None
+            proba = gbt.predict_proba(x)
         return [model.classes[int(gbt.classes_[k])] for k in proba.argmax(1)], [float(p) for p in proba.max(1)]
 
     def _predict_cnn(self, task: str, sequences: list[np.ndarray]):
@@ -486,7 +500,7 @@ class NonLLMBaseline:
             return [model.classes[0]] * len(sequences), [1.0] * len(sequences)
         length = self.settings.cnn_crop_frames
         outputs = []
-        with torch.no_grad():
+        with torch.no_grad(), _torch_threads(1):
             for k in range(self.settings.cnn_eval_crops):
                 starts = [int(round(max(0, seq.shape[1] - length) * (k + 0.5) / self.settings.cnn_eval_crops))
                           for seq in sequences]
@@ -533,6 +547,28 @@ class NonLLMBaseline:
                    "fit_s": round(self.fit_seconds.get(task, 0.0), 3)}
             for task, m in self.tasks.items()
         }
+
+
+def _single_thread():
+    """scikit-learn's OpenMP threads spin-wait; on a shared 2-core machine that made one small fit 60x slower
+    (26 s instead of 0.4 s, measured), so the trees train on one thread."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="openmp")
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """The CNN is small: on a busy 2-core machine two intra-op threads made 100 steps take 28-45 s against 1-2 s
+    on one thread (measured), so it trains on one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _stable_hash(text: str) -> int:

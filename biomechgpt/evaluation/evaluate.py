@@ -69,8 +69,10 @@ def load_corpus(dataset_dir: str | Path) -> pd.DataFrame:
 
 
 def _corpus_parser() -> Callable[[str, str], Any]:
-    from biomechgpt.dataset_builder import parse_answer
-
+    try:
+        from biomechgpt.dataset_builder import parse_answer
+    except ImportError:  # the package re-export is the contract; the module is where it lives
+        from biomechgpt.dataset_builder.parsing import parse_answer
     return parse_answer
 
 
@@ -183,8 +185,6 @@ def _predictions_frame(rows: pd.DataFrame, answers: Sequence[Any], parser: Calla
 
 
 def _load_model(model_dir: str | Path):
-    import torch
-
     from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
 
     folder = Path(model_dir)
@@ -192,7 +192,6 @@ def _load_model(model_dir: str | Path):
         raise _usage_error(f"{folder}: not a model folder (no config.json; train one with biomechgpt train)")
     model = BiomechGPTForCausalLM.from_pretrained(folder)
     model.eval()
-    torch.set_grad_enabled(False)
     return model
 
 
@@ -311,7 +310,11 @@ def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser
             continue
         entry: dict[str, Any] = {"file": path.name, "duration_s": round(motion.duration, 3)}
         tasks = [t for t in expected if t in questions]
-        answers = model.answer_batch([motion] * len(tasks), [questions[t] for t in tasks]) if model is not None else []
+        try:
+            answers = [] if model is None else model.answer_batch([motion] * len(tasks), [questions[t] for t in tasks])
+        except ValueError as err:  # e.g. a model saved without its MotionTokenizer cannot read raw motion
+            entry["biomechgpt_error"] = " ".join(str(err).split())
+            answers = []
         for task, answer in zip(tasks, answers):
             label, _, _ = parse_prediction(task, _field(answer, "answer"), parser)
             entry[task] = {"expected": expected[task], "biomechgpt": label,
@@ -327,9 +330,11 @@ def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser
     for task in ("activity", "impairment"):
         scored = [r[task] for r in recordings if task in r]
         if scored:
+            answered = [s for s in scored if "biomechgpt_answer" in s]
             summary[task] = {
                 "n": len(scored),
-                "biomechgpt_accuracy": float(np.mean([s.get("biomechgpt") == s["expected"] for s in scored])),
+                "biomechgpt_accuracy": (float(np.mean([s.get("biomechgpt") == s["expected"] for s in answered]))
+                                        if answered else None),
                 "baseline_accuracy": (float(np.mean([s.get("baseline") == s["expected"] for s in scored]))
                                       if any("baseline" in s for s in scored) else None),
             }

@@ -206,6 +206,9 @@ def _sim_to_real_lines(check: dict) -> list[str]:
                 r = record[task]
                 lines.append(f"| {record['file']} | {task} | {r['expected']} | {r.get('biomechgpt') or 'unparsed'} "
                              f"| {_fmt(r.get('confidence'), 2)} | {r.get('baseline', '–')} |")
+    errors = sorted({r["biomechgpt_error"] for r in check.get("recordings", []) if "biomechgpt_error" in r})
+    if errors:
+        lines.append(f"\nBiomechGPT could not read the recordings: {'; '.join(errors)}.")
     for task, s in check.get("summary", {}).items():
         lines.append(f"\n{task}: BiomechGPT {_fmt(s['biomechgpt_accuracy'], 2)} correct, baseline "
                      f"{_fmt(s.get('baseline_accuracy'), 2)} (n={s['n']}).")
