@@ -47,6 +47,9 @@ def _main(args: argparse.Namespace) -> int:
 
     import biomechgpt  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the answers are the output; loading bars would interleave with them
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     processor = model.processor
