@@ -134,8 +134,8 @@ def build_app(
         info.update({k: v for k, v in _motion_info(motion).items() if k not in info})
         changed = session.select(motion, trial_id, info)
         codes = catalog.codes(trial_id)
-        if changed and codes is not None and isinstance(answerer, ModelAnswerer):
-            session.prefix = codes  # the exact tokens the model saw for this trial; no re-encoding needed
+        if changed and codes is not None and hasattr(answerer, "prefix_from_codes"):
+            session.prefix = answerer.prefix_from_codes(codes)  # the tokens the model saw for this trial
         return show(session, f"Selected trial **{trial_id}**." + (" New conversation." if changed else ""))
 
     def refresh_labels(reveal: bool, session: ChatSession):

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_QUESTION_CHARS",
     "Answerer",
     "PrefixAnswerer",
+    "MotionPrefix",
     "ModelAnswerer",
     "ChatSession",
     "format_answer",
@@ -85,13 +86,22 @@ class PrefixAnswerer(Protocol):
     def answer_prepared(self, prefix: Any, question: str) -> Mapping[str, Any]: ...
 
 
-class ModelAnswerer:
-    """Adapts a [`BiomechGPTForCausalLM`] to the chat page.
+@dataclass
+class MotionPrefix:
+    """What a session keeps for its selected motion: the motion codes and the model's prefix KV cache of them."""
 
-    `prepare` runs the model's MotionTokenizer once per motion and keeps the motion codes; every question about that
-    motion then reuses them (`model.answer` accepts codes), so the tokenizer never runs twice for one selection. Model
-    calls are serialised with a lock: one torch process already uses every core for a forward pass, and
-    `model.answer` toggles the module's train/eval flag.
+    codes: list[int]
+    kv_cache: Any = None
+
+
+class ModelAnswerer:
+    """Adapts a [`BiomechGPTForCausalLM`] to the chat page, with one motion-prefix cache per session.
+
+    `prepare` runs the model's MotionTokenizer once per selected motion. The model itself keeps the prefix KV cache of
+    the last motion it answered about (`_prefix_memo`), which many sessions asking in turn would keep overwriting;
+    so each session's `MotionPrefix` holds its own copy, handed to the model for its questions and taken back
+    afterwards. Model calls are serialised with a lock: one forward pass already uses every core, `model.answer`
+    toggles the module's train/eval flag, and the hand-over of the cache must not interleave.
 
     Args:
         model ([`BiomechGPTForCausalLM`]): a loaded model whose processor is reachable (`model.processor`).
@@ -102,25 +112,38 @@ class ModelAnswerer:
         self.model = model
         self.max_new_tokens = max_new_tokens
         self._lock = threading.Lock()
+        # Without the model's memo attribute (another model class) the codes are still cached per session.
+        self.caches_kv = hasattr(model, "_prefix_memo")
 
     @classmethod
     def from_pretrained(cls, model_dir: str, **kwargs: Any) -> ModelAnswerer:
-        """Load a model folder (`biomechgpt train --out DIR`) on CPU in eval mode."""
-        from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
+        """Load a model folder (`biomechgpt train --out DIR`) in eval mode, processor included."""
+        import biomechgpt  # noqa: F401  (registers the Auto classes)
+        from transformers import AutoModelForCausalLM
 
-        model = BiomechGPTForCausalLM.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
         model.eval()
         _ = model.processor  # load the processor now, not on the first question
         return cls(model, **kwargs)
 
-    def prepare(self, motion: Motion) -> list[int]:
+    def prefix_from_codes(self, codes: list[int]) -> MotionPrefix:
+        """A prefix from motion codes the corpus already has (no tokenizer pass)."""
+        return MotionPrefix([int(c) for c in codes])
+
+    def prepare(self, motion: Motion) -> MotionPrefix:
         with self._lock:
             codes = self.model.processor.encode_motion(motion)
-        return [int(c) for c in (codes.tolist() if hasattr(codes, "tolist") else codes)]
+        return self.prefix_from_codes(codes.tolist() if hasattr(codes, "tolist") else codes)
 
-    def answer_prepared(self, prefix: list[int], question: str) -> dict[str, Any]:
+    def answer_prepared(self, prefix: MotionPrefix, question: str) -> dict[str, Any]:
         with self._lock:
-            result = self.model.answer(prefix, question, max_new_tokens=self.max_new_tokens)
+            if self.caches_kv:
+                self.model._prefix_memo = prefix.kv_cache
+            try:
+                result = self.model.answer(prefix.codes, question, max_new_tokens=self.max_new_tokens)
+            finally:
+                if self.caches_kv:
+                    prefix.kv_cache, self.model._prefix_memo = self.model._prefix_memo, None
         return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 
     def answer(self, motion: Motion, question: str) -> dict[str, Any]:

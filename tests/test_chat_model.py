@@ -1,0 +1,148 @@
+"""The chat page with a real BiomechGPT model: a tiny Llama extended with motion tokens, its processor (text
+tokenizer, task metadata, MotionTokenizer), saved to a folder and loaded back the way `biomechgpt chat` loads one.
+
+Its weights are untrained (training even a tiny model takes minutes on these 2 cores; the model's own tests cover
+learning), so these tests check what the page does with real answers, not whether the answers are right: routing,
+confidence, the per-session prefix cache, motion codes decoded for display, the command serving it. The folder is
+built once per module (tests/test_chat_browser.py uses it too).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from test_chat import free_port
+
+ACTIVITY_QUESTION = "What activity is the person performing?"
+
+
+def build_real_model(base: Path) -> tuple[Path, Path]:
+    """(model folder, QA corpus folder) under `base`, built on first use."""
+    model_dir, corpus_dir = base / "model", base / "corpus"
+    if (model_dir / "config.json").is_file():
+        return model_dir, corpus_dir
+    pytest.importorskip("transformers")
+    from test_train_helpers import make_corpus, make_motion_tokenizer, make_tiny_model_and_processor
+
+    make_corpus(corpus_dir, n_trials=24)
+    model, processor = make_tiny_model_and_processor(seed=0)
+    processor.motion_tokenizer = make_motion_tokenizer(seed=0)
+    model.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    return model_dir, corpus_dir
+
+
+@pytest.fixture(scope="module")
+def real_model(tmp_path_factory):
+    return build_real_model(tmp_path_factory.getbasetemp() / "chat-real-model")
+
+
+@pytest.fixture(scope="module")
+def answerer(real_model):
+    from biomechgpt.chat.session import ModelAnswerer
+
+    return ModelAnswerer.from_pretrained(str(real_model[0]))
+
+
+@pytest.fixture(scope="module")
+def catalog(real_model):
+    from biomechgpt.chat.app import _code_decoder
+    from biomechgpt.chat.catalog import TrialCatalog
+
+    return TrialCatalog.load(dataset_dir=real_model[1], decode_codes=_code_decoder(real_model[0]))
+
+
+def test_real_model_answers_corpus_trials_with_confidence(answerer, catalog):
+    from biomechgpt.chat.session import ChatSession
+
+    session = ChatSession()
+    for trial_id in ("t000", "t001", "t018", "t019"):  # train and validation trials, walking and running
+        session.select(catalog.motion(trial_id), trial_id, catalog.metadata(trial_id))
+        session.prefix = answerer.prefix_from_codes(catalog.codes(trial_id))
+        result = session.ask(answerer, ACTIVITY_QUESTION)
+        assert result["task"] == "activity" and result["label"] in ("walking", "running")
+        assert result["answer"] == result["label"].capitalize() + "."
+        assert 0.5 <= result["confidence"] <= 1.0  # the larger of two candidates' probabilities
+        assert f"confidence: {100 * result['confidence']:.0f}%" in session.history[-1]["content"]
+        cadence = session.ask(answerer, "What is the cadence?")  # generated: no confidence, and the page says so
+        assert cadence["task"] == "cadence" and cadence["confidence"] is None
+        assert "confidence: n/a" in session.history[-1]["content"]
+    assert catalog.motion("t000").n_frames == 12 * 4  # decoded from 12 codes, 4 frames per code
+
+
+def test_each_session_keeps_its_own_prefix_cache(answerer, catalog, monkeypatch):
+    """Two sessions asking in turn about different motions compute each prefix once, not once per question."""
+    from biomechgpt.chat.session import ChatSession
+
+    model = answerer.model
+    prefix_passes = []
+    original = model._extend
+
+    def counting_extend(cache, input_ids, *args, **kwargs):
+        if cache is None:
+            prefix_passes.append(input_ids.shape)
+        return original(cache, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(model, "_extend", counting_extend)
+    sessions = {}
+    for trial_id in ("t000", "t001"):
+        sessions[trial_id] = ChatSession()
+        sessions[trial_id].select(catalog.motion(trial_id), trial_id)
+    answers = {t: [] for t in sessions}
+    for _ in range(3):
+        for trial_id, session in sessions.items():
+            answers[trial_id].append(session.ask(answerer, ACTIVITY_QUESTION))
+    assert len(prefix_passes) == 2  # one per session, though the sessions alternated
+    for results in answers.values():
+        assert len({(r["label"], round(r["confidence"], 6)) for r in results}) == 1  # cached == fresh answer
+    assert sessions["t000"].prefix_builds == 1 and model._prefix_memo is None
+
+
+def test_chat_command_serves_the_real_model(real_model):
+    """`biomechgpt chat` end to end in a subprocess: binds 127.0.0.1, answers over the HTTP API."""
+    import subprocess
+    import sys
+    import time
+
+    from gradio_client import Client
+
+    model_dir, corpus_dir = real_model
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "biomechgpt.cli", "chat", "--model", str(model_dir), "--dataset", str(corpus_dir),
+         "--port", str(port), "--max-upload-mb", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        client = None
+        while client is None and time.monotonic() < deadline:
+            if server.poll() is not None:
+                pytest.fail(f"biomechgpt chat exited: {server.stdout.read()[-2000:]}")
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            except Exception:  # not listening yet
+                time.sleep(0.5)
+        assert client is not None, "server did not come up in 90 s"
+        status, metadata, svg, _, chat = client.predict("t001", False, api_name="/select_trial")
+        assert "t001" in status and "running" in metadata and svg.startswith("<svg")
+        chat, _, status = client.predict(ACTIVITY_QUESTION, api_name="/ask")
+        assert chat[-1]["content"][0]["text"].split("\n")[0] in ("Walking.", "Running.") and "confidence" in status
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_chat_command_rejects_bad_arguments(tmp_path, capsys):
+    from biomechgpt.cli import main
+
+    assert main(["chat", "--model", str(tmp_path)]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")
+    assert main(["chat", "--model", str(tmp_path), "--port", "0"]) == 2
+    assert "--port" in capsys.readouterr().err
+    assert main(["chat", "--model", str(tmp_path), "--host", "my host"]) == 2
+    assert "--host" in capsys.readouterr().err
+    assert main(["chat", "--model", str(tmp_path), "--dataset", str(tmp_path / "nope")]) == 2
+    assert "--dataset" in capsys.readouterr().err
