@@ -209,6 +209,9 @@ def simulate_cohort(out: str | Path, n_participants: int = 500, seed: int = 0, w
              "impaired", "affected_side", "assistive_device", "fall_history", "fall_probability", "tug_time_s",
              "fsst_time_s", "ten_m_walk_speed_m_s"]
     participants = participants[front + [c for c in participants.columns if c not in front]]
+    # Optional text columns may be all null in a small cohort; fix their type so every cohort has the same schema.
+    for column in ("gen_amputation_level", "gen_pd_more_affected"):
+        participants[column] = participants[column].astype("string")
     trials = pd.DataFrame(trial_rows)
     trials.insert(2, "split", [split_of[p] for p in trials["participant_id"]])
     trials["speed_condition"] = trials["speed_condition"].astype("string")
