@@ -69,8 +69,9 @@ FEATURES = datasets.Features(
     }
 )
 
-# motions handed to the tokenizer per call; it sorts them by length itself, so a large call pads little
-_TOKENIZE_CHUNK = 256
+# motions handed to the tokenizer per call; trials go in order of length, so each call pads little (in random order a
+# call of 256 trials costs 1.7x the frames it holds on the default cohort, in length order about 1.0x)
+_TOKENIZE_CHUNK = 512
 
 
 @dataclass
@@ -286,7 +287,8 @@ def tokenize_trials(tables: cohort_input.CohortTables, tokenizer: Any,
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         tqdm = None
-    wanted = list(tables.trials.trial_id)
+    by_length = tables.trials.sort_values(["n_frames", "trial_id"], kind="stable")
+    wanted = [str(t) for t in by_length.trial_id]
     codes: dict[str, np.ndarray] = {}
     bar = tqdm(total=len(wanted), desc="Tokenizing trials", unit=" trials", leave=False) if tqdm else None
     ids: list[str] = []

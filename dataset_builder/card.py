@@ -112,6 +112,11 @@ def write_dataset_card(folder: str | Path, info: Any, tables: Any, *, seed: int,
     codebook = codebook_size if codebook_size is not None else "unknown"
     median_codes = int(code_lengths.median()) if len(code_lengths) else 0
     max_codes = int(code_lengths.max()) if len(code_lengths) else 0
+    meta = getattr(tables, "meta", {}) or {}
+    provenance = ""
+    if "seed" in meta:
+        version = meta.get("format_version", "?")
+        provenance = f" (`biomechgpt simulate` seed {meta['seed']}, cohort format version {version})"
     body = f"""
 # BiomechGPT clinical movement QA (simulated cohort)
 
@@ -120,9 +125,11 @@ Question–answer pairs about human movement, for fine-tuning a motion-language 
 trial, with the trial's motion as discrete MotionTokenizer codes (`motion_codes`), a natural-language answer and the
 structured target it states. {n_rows} pairs over {len(trials)} trials of {len(participants)} participants.
 
-Built by `biomechgpt build-dataset` with seed {seed}, questions per trial: {per_trial}; MotionTokenizer codebook
-size {codebook}, one code per 4 canonical frames (30 Hz); motion codes per trial: median {median_codes}, max
-{max_codes}.
+Built by `biomechgpt build-dataset`:
+
+- seed {seed}; questions per trial: {per_trial};
+- MotionTokenizer codebook size {codebook}, one code per 4 canonical frames (30 Hz);
+- motion codes per trial: median {median_codes}, max {max_codes}.
 
 ## Load
 
@@ -197,7 +204,7 @@ full-body coordinate set at 30 Hz are generated per activity with diagnosis- and
 variation between people, trials and steps, markerless-style noise, random heading, treadmill trials and trials
 without arm or lumbar coordinates. Gait measures and timed-test durations are measured from the generated motion.
 
-This cohort: {len(participants)} participants, {len(trials)} trials, {hours:.1f} hours of motion.
+This cohort: {len(participants)} participants, {len(trials)} trials, {hours:.1f} hours of motion{provenance}.
 
 {_table(["diagnosis", "participants"], [[d, n] for d, n in sorted(diagnoses.items())])}
 

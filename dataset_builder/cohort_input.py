@@ -6,6 +6,7 @@ one-line message before any motion is tokenized. Motions are read through `biome
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,13 @@ _LABEL_COLUMNS = {
 
 @dataclass
 class CohortTables:
-    """The cohort's two tables (pandas DataFrames), checked; `participants` is indexed by `participant_id`."""
+    """The cohort's two tables (pandas DataFrames), checked; `participants` is indexed by `participant_id`.
+    `meta` is the simulator's `cohort.json` (seed, counts, hours), empty when the folder has none."""
 
     folder: Path
     participants: object
     trials: object
+    meta: dict
 
 
 def _fail(message: str) -> MotionInputError:
@@ -91,7 +94,15 @@ def read_cohort_tables(folder: str | Path) -> CohortTables:
                     "its participant")
     if not (folder / "motions").is_dir():
         raise _fail(f"cohort folder {folder}: no motions/ folder")
-    return CohortTables(folder, participants, trials)
+    meta: dict = {}
+    if (folder / "cohort.json").is_file():
+        try:
+            meta = json.loads((folder / "cohort.json").read_text())
+        except ValueError as err:
+            raise _fail(f"{folder / 'cohort.json'}: not valid JSON ({err})") from None
+        if not isinstance(meta, dict):
+            raise _fail(f"{folder / 'cohort.json'}: expected a JSON object")
+    return CohortTables(folder, participants, trials, meta)
 
 
 def iter_cohort_motions(folder: str | Path, trial_ids: Sequence[str] | None = None) -> Iterator[tuple[str, Motion]]:

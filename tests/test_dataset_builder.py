@@ -87,7 +87,10 @@ def write_fake_cohort(folder: Path, n_participants: int = 12, seed: int = 0) -> 
             offset += n_frames
     pd.DataFrame(people).to_parquet(folder / "participants.parquet")
     pd.DataFrame(trials).to_parquet(folder / "trials.parquet")
-    np.savez(folder / "motions" / "shard-00000.npz", values=np.concatenate(chunks))
+    # the members `biomechgpt simulate` writes: concatenated values, per-trial coordinate masks, offsets, lengths
+    np.savez(folder / "motions" / "shard-00000.npz", values=np.concatenate(chunks),
+             masks=np.ones((len(trials), N_COORDS), dtype=bool), offsets=np.array([t["offset"] for t in trials]),
+             n_frames=np.array([t["n_frames"] for t in trials]), trial_ids=np.array([t["trial_id"] for t in trials]))
     return folder
 
 
@@ -102,8 +105,12 @@ def _read_fake_motions(folder, trial_ids=None):
 
 @pytest.fixture
 def fake_motions(monkeypatch):
-    # until every test cohort comes from `biomechgpt simulate`, the fake shards are read by the fake reader above
-    monkeypatch.setattr(cohort_input, "iter_cohort_motions", _read_fake_motions)
+    # the fake shards are in the simulator's format, so `biomechgpt.load_cohort` reads them; only a checkout without
+    # the cohort stage falls back to the reader above
+    try:
+        import biomechgpt.cohort  # noqa: F401
+    except ModuleNotFoundError:
+        monkeypatch.setattr(cohort_input, "iter_cohort_motions", _read_fake_motions)
 
 
 @pytest.fixture(scope="module")

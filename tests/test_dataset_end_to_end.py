@@ -1,0 +1,68 @@
+"""`biomechgpt build-dataset` on a small real cohort (`biomechgpt simulate`) with a tiny real MotionTokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from biomechgpt.dataset_builder import TASKS, parse_answer
+
+simulation = pytest.importorskip("biomechgpt.simulation")
+tokenization = pytest.importorskip("biomechgpt.processing.tokenization_motion")
+
+
+@pytest.fixture(scope="module")
+def real_inputs(tmp_path_factory) -> tuple[Path, Path]:
+    import torch
+
+    from biomechgpt.processing.configuration_motion_tokenizer import MotionTokenizerConfig
+    from biomechgpt.processing.modeling_motion_tokenizer import MotionTokenizerModel
+
+    root = tmp_path_factory.mktemp("e2e")
+    cohort = simulation.simulate_cohort(root / "cohort", n_participants=4, seed=1, workers=1)
+    torch.manual_seed(0)
+    model = MotionTokenizerModel(MotionTokenizerConfig(hidden_size=16, num_residual_blocks=1, codebook_size=16,
+                                                       codebook_dim=8))
+    tokenization.MotionTokenizer(model).save_pretrained(root / "tokenizer")
+    return cohort, root / "tokenizer"
+
+
+def test_build_dataset_command_on_a_real_cohort(tmp_path, real_inputs, capsys):
+    import datasets
+
+    from biomechgpt.cli import main
+    from biomechgpt.cohort import load_cohort
+
+    cohort_dir, tokenizer_dir = real_inputs
+    out = tmp_path / "qa"
+    status = main(["build-dataset", "--cohort", str(cohort_dir), "--tokenizer", str(tokenizer_dir), "--out", str(out),
+                   "--seed", "2"])
+    report = capsys.readouterr().out
+    assert status == 0
+    assert "summary" in report and f"to {out}" in report
+
+    corpus = datasets.load_dataset(str(out))
+    rows = pd.concat([corpus[s].to_pandas() for s in corpus], ignore_index=True)
+    cohort = load_cohort(cohort_dir)
+    assert set(rows.trial_id) == set(cohort.trials.trial_id)
+    assert rows.groupby("participant_id").split.nunique().max() == 1
+    for row in rows.itertuples():
+        parsed = parse_answer(row.task, row.answer)
+        if TASKS[row.task].kind == "numeric":
+            assert (parsed.value, parsed.unit) == (row.target_value, row.target_unit)
+        else:
+            assert parsed.label == row.target_label
+
+    # the codes are the tokenizer's codes for the stored motion
+    tokenizer = tokenization.MotionTokenizer.from_pretrained(tokenizer_dir)
+    for trial_id in list(cohort.trials.trial_id[:3]):
+        codes = rows[rows.trial_id == trial_id].motion_codes.iloc[0]
+        assert list(codes) == tokenizer.encode(cohort.motion(trial_id))
+
+    # every timed test and every gait trial with ground truth got its measurement question
+    measured = cohort.trials[cohort.trials.cadence_steps_per_min.notna()]
+    assert set(measured.trial_id) == set(rows[rows.task == "cadence"].trial_id)
+    tug = cohort.trials[(cohort.trials.activity == "timed_up_and_go") & cohort.trials.test_time_s.notna()]
+    assert set(tug.trial_id) == set(rows[rows.task == "tug_time"].trial_id)
