@@ -160,10 +160,11 @@ class BiomechGPTQABuilder(datasets.GeneratorBasedBuilder):
     def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
         self.prepare_inputs()
         trials = self._tables.trials
-        participants = self._tables.participants
         rows = trials[trials.split == split].sort_values("trial_id", kind="stable")
+        people = self._tables.participants
+        participants = people[people.split == split].to_dict("index")  # a dict lookup per trial, not a .loc
         for trial in rows.to_dict("records"):
-            participant = participants.loc[trial["participant_id"]].to_dict()
+            participant = participants[trial["participant_id"]]
             codes = self._codes[trial["trial_id"]].tolist()
             for example in questions_for_trial(participant, trial, self.config.seed, self.config.questions_per_trial):
                 example["motion_codes"] = codes
@@ -409,7 +410,8 @@ def build_dataset(
                 shard.rename(final / "data" / f"{split}-{i:05d}-of-{len(shards):05d}.parquet")
         write_dataset_card(final, builder.info, builder.tables, seed=int(seed),
                            questions_per_trial=questions_per_trial,
-                           codebook_size=getattr(tokenizer, "codebook_size", None))
+                           codebook_size=getattr(tokenizer, "codebook_size", None),
+                           downsample_factor=getattr(tokenizer, "downsample_factor", None))
         if out.exists():
             shutil.rmtree(out) if overwrite else out.rmdir()
         final.rename(out)

@@ -62,14 +62,15 @@ def _yaml_header(info: Any, splits: list[str], n_rows: int) -> str:
 
 
 def write_dataset_card(folder: str | Path, info: Any, tables: Any, *, seed: int, questions_per_trial: int | None,
-                       codebook_size: int | None) -> Path:
+                       codebook_size: int | None, downsample_factor: int | None = None) -> Path:
     """Write `folder/README.md` for a corpus whose shards are already under `folder/data/`.
 
     Args:
         folder (`str` or `Path`): the corpus folder.
         info (`datasets.DatasetInfo`): the builder's info (features, splits).
         tables (`CohortTables`): the cohort the corpus was built from.
-        seed (`int`), questions_per_trial (`int` or `None`), codebook_size (`int` or `None`): build settings shown.
+        seed (`int`), questions_per_trial (`int` or `None`), codebook_size (`int` or `None`), downsample_factor
+            (`int` or `None`): build settings shown.
     """
     folder = Path(folder)
     rows = _read_columns(folder, ["split", "task", "trial_id", "target_label", "motion_codes"])
@@ -110,6 +111,7 @@ def write_dataset_card(folder: str | Path, info: Any, tables: Any, *, seed: int,
 
     per_trial = questions_per_trial or "every task that applies, once"
     codebook = codebook_size if codebook_size is not None else "unknown"
+    factor = downsample_factor if downsample_factor is not None else "(unknown)"
     median_codes = int(code_lengths.median()) if len(code_lengths) else 0
     max_codes = int(code_lengths.max()) if len(code_lengths) else 0
     meta = getattr(tables, "meta", {}) or {}
@@ -128,7 +130,7 @@ structured target it states. {n_rows} pairs over {len(trials)} trials of {len(pa
 Built by `biomechgpt build-dataset`:
 
 - seed {seed}; questions per trial: {per_trial};
-- MotionTokenizer codebook size {codebook}, one code per 4 canonical frames (30 Hz);
+- MotionTokenizer codebook size {codebook}, one code per {factor} canonical frames (30 Hz);
 - motion codes per trial: median {median_codes}, max {max_codes}.
 
 ## Load

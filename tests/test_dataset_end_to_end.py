@@ -66,3 +66,19 @@ def test_build_dataset_command_on_a_real_cohort(tmp_path, real_inputs, capsys):
     assert set(measured.trial_id) == set(rows[rows.task == "cadence"].trial_id)
     tug = cohort.trials[(cohort.trials.activity == "timed_up_and_go") & cohort.trials.test_time_s.notna()]
     assert set(tug.trial_id) == set(rows[rows.task == "tug_time"].trial_id)
+
+
+def test_a_tokenizer_folder_without_weights_is_a_one_line_error(tmp_path, real_inputs):
+    import shutil
+
+    from biomechgpt.dataset_builder import build_dataset
+    from biomechgpt.processing.motion import MotionInputError
+
+    cohort_dir, tokenizer_dir = real_inputs
+    broken = tmp_path / "tokenizer"
+    shutil.copytree(tokenizer_dir, broken)
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(MotionInputError, match="could not be loaded") as info:
+        build_dataset(cohort_dir, broken, tmp_path / "qa")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "qa").exists()
