@@ -219,10 +219,11 @@ def _features(motion: Motion) -> dict[str, float]:
         f[f"{pair}_rom_min_side"] = float(min(r, left))
         f[f"{pair}_rom_max_side"] = float(max(r, left))
     velocity = np.abs(np.diff(v, axis=0)).mean(axis=0) * fs if n > 1 else np.zeros(v.shape[1])
+    mean, std = v.mean(axis=0), v.std(axis=0)  # whole-array reductions: per-column calls dominated the cost
     for name in _ANGLES + ("pelvis_ty",):
         i = _INDEX[name]
-        f[f"{name}_mean"] = float(v[:, i].mean())
-        f[f"{name}_std"] = float(v[:, i].std())
+        f[f"{name}_mean"] = float(mean[i])
+        f[f"{name}_std"] = float(std[i])
         f[f"{name}_p5"] = float(p5[i])
         f[f"{name}_p95"] = float(p95[i])
         f[f"{name}_speed"] = float(velocity[i])
