@@ -24,27 +24,35 @@ __all__ = ["PipelineSettings", "Stage", "STAGES", "run_pipeline"]
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """What a run of the pipeline builds.
+    """What a run of the pipeline builds. `None` leaves a stage's own default in place.
 
     Args:
         participants (`int`): size of the simulated cohort.
-        tokenizer_steps (`int`): MotionTokenizer training steps.
-        train_epochs (`float`): language-model fine-tuning epochs over the QA corpus.
         seed (`int`): one seed for every stage.
+        tokenizer_steps (`int`, *optional*): MotionTokenizer training steps.
+        train_epochs (`float`, *optional*): language-model fine-tuning epochs over the QA corpus.
+        train_max_steps (`int`, *optional*): cap on fine-tuning optimizer steps.
+        quick_evaluation (`bool`): small baseline budgets in the evaluation stage.
     """
 
     participants: int
-    tokenizer_steps: int
-    train_epochs: float
     seed: int = 0
+    tokenizer_steps: int | None = None
+    train_epochs: float | None = None
+    train_max_steps: int | None = None
+    quick_evaluation: bool = False
 
     @classmethod
     def default(cls, seed: int = 0) -> PipelineSettings:
-        return cls(participants=500, tokenizer_steps=3000, train_epochs=2.0, seed=seed)
+        return cls(participants=500, seed=seed)
 
     @classmethod
     def quick(cls, seed: int = 0) -> PipelineSettings:
-        return cls(participants=40, tokenizer_steps=200, train_epochs=1.0, seed=seed)
+        return cls(participants=40, seed=seed, tokenizer_steps=150, train_max_steps=60, quick_evaluation=True)
+
+
+def _optional(flag: str, value) -> list[str]:
+    return [] if value is None else [flag, str(value)]
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ STAGES: tuple[Stage, ...] = (
         "train_tokenizer",
         "tokenizer",
         lambda run, s: ["train-tokenizer", "--cohort", str(run / "cohort"), "--out", str(run / "tokenizer"),
-                        "--steps", str(s.tokenizer_steps), "--seed", str(s.seed)],
+                        "--seed", str(s.seed), *_optional("--steps", s.tokenizer_steps)],
     ),
     Stage(
         "build_dataset",
@@ -82,14 +90,15 @@ STAGES: tuple[Stage, ...] = (
         "train",
         "model",
         lambda run, s: ["train", "--dataset", str(run / "dataset"), "--base-model", "tiny", "--out",
-                        str(run / "model"), "--epochs", str(s.train_epochs), "--seed", str(s.seed)],
+                        str(run / "model"), "--seed", str(s.seed), *_optional("--epochs", s.train_epochs),
+                        *_optional("--max-steps", s.train_max_steps)],
     ),
     Stage(
         "evaluate",
         "evaluate",
         "metrics.json",
         lambda run, s: ["evaluate", "--model", str(run / "model"), "--dataset", str(run / "dataset"), "--cohort",
-                        str(run / "cohort"), "--out", str(run)],
+                        str(run / "cohort"), "--out", str(run), *(["--quick"] if s.quick_evaluation else [])],
     ),
 )
 
