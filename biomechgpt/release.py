@@ -1,0 +1,931 @@
+"""Releasing a trained model (and its QA corpus) to the Hugging Face Hub: `biomechgpt push`.
+
+A release is built in a staging folder first, exactly as it will be uploaded, then validated, then uploaded with
+`huggingface_hub.HfApi.upload_folder`:
+
+- the **model** folder: safetensors weights, `config.json` with `auto_map` and the modeling / processing code files
+  (so it loads with `trust_remote_code=True` where biomechgpt is not installed), the text tokenizer,
+  `processor_config.json`, the MotionTokenizer under `motion_tokenizer/`, and the model card as `README.md` with the
+  evaluation's `model-index` results;
+- the **dataset** folder: the Parquet shards under `data/` and the dataset card `README.md`;
+- for a LoRA / QLoRA run released as an **adapter**: a PEFT adapter folder (LoRA factors of every changed linear
+  layer plus the trained rows of the motion vocabulary) and the **base** it applies to (the text model with the
+  motion vocabulary added, before fine-tuning), each its own repository.
+
+Validation loads the model with the Auto classes twice, once with the package and once in a fresh interpreter in
+which `import biomechgpt` fails (remote code only), asks the same questions about the same motion through both and
+requires the same answers; the dataset must load with `datasets.load_dataset(folder)`. Nothing is uploaded unless
+every check passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ReleaseError",
+    "ReleaseFolder",
+    "Release",
+    "PICKLE_SUFFIXES",
+    "prepare_release",
+    "build_model_release",
+    "build_dataset_release",
+    "build_adapter_release",
+    "extract_lora_adapter",
+    "validate_model_release",
+    "validate_adapter_release",
+    "validate_dataset_release",
+    "upload_release",
+    "push_release",
+    "resolve_token",
+    "list_files",
+]
+
+# Formats that unpickle on load (arbitrary code): never part of a release.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+MOTION_FOLDER = "motion_tokenizer"
+# Files of a model folder that a release carries (besides the code files and the MotionTokenizer folder).
+_MODEL_FILES = (
+    "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+    "processor_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model",
+    "added_tokens.json", "training_summary.json",
+)
+_MOTION_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "metrics.json")
+_PROCESSOR_FILES = tuple(f for f in _MODEL_FILES if f not in (
+    "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json"))
+_ADAPTER_MODES = ("lora", "qlora")
+# How closely base + extracted adapter must reproduce the merged weights (float32 SVD round-off is ~1e-6).
+_ADAPTER_ATOL = 1e-4
+
+
+class ReleaseError(ValueError):
+    """A release cannot be built, validated or uploaded; the message is one line naming the thing and the problem."""
+
+
+@dataclass
+class ReleaseFolder:
+    """One folder of a release and the Hub repository it goes to.
+
+    Args:
+        kind (`str`): "model", "adapter", "base" or "dataset".
+        path (`Path`): the staged folder, exactly what is uploaded.
+        repo_id (`str`): the target repository ("owner/name").
+        repo_type (`str`): "model" or "dataset".
+    """
+
+    kind: str
+    path: Path
+    repo_id: str
+    repo_type: str = "model"
+
+    def files(self) -> list[tuple[str, int]]:
+        return list_files(self.path)
+
+
+@dataclass
+class Release:
+    """The staged folders of a release and what their validation found (`checks`: kind -> details)."""
+
+    folders: list[ReleaseFolder]
+    checks: dict[str, Any] = field(default_factory=dict)
+
+    def folder(self, kind: str) -> ReleaseFolder:
+        for f in self.folders:
+            if f.kind == kind:
+                return f
+        raise KeyError(kind)
+
+    def listing(self) -> str:
+        """The file list with sizes, per folder (what `biomechgpt push --dry-run` prints)."""
+        lines = []
+        for f in self.folders:
+            files = f.files()
+            total = sum(size for _, size in files)
+            lines.append(f"{f.kind}: {f.path} -> {f.repo_type} {f.repo_id} ({len(files)} files, {_size(total)})")
+            lines += [f"  {size:>12,d}  {name}" for name, size in files]
+        return "\n".join(lines)
+
+
+def list_files(folder: str | os.PathLike) -> list[tuple[str, int]]:
+    """`(relative path, size in bytes)` of every file under `folder`, sorted by path."""
+    folder = Path(folder)
+    return sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _check_repo_id(repo_id: str, what: str) -> str:
+    parts = str(repo_id).split("/")
+    if len(parts) != 2 or not all(parts) or any(c.isspace() for c in repo_id):
+        raise ReleaseError(f"{what} {repo_id!r}: expected ORG/NAME")
+    return str(repo_id)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ReleaseError(f"{path}: unreadable JSON ({' '.join(str(err).split())})") from None
+
+
+def _refuse_pickles(folder: Path, what: str) -> None:
+    """Pickle-based weights run code when loaded: refuse a folder that would ship any (checkpoints/ never ships)."""
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if rel.parts and rel.parts[0] == "checkpoints":
+            continue
+        if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+            raise ReleaseError(f"{what} {folder}: {rel.as_posix()} is a pickle-format file; releases are "
+                               "safetensors only (re-save the model with save_pretrained)")
+
+
+def _check_safetensors(folder: Path) -> None:
+    from safetensors import safe_open
+
+    for path in sorted(folder.rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                handle.keys()
+        except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+            raise ReleaseError(f"{path}: not a readable safetensors file ({' '.join(str(err).split())})") from None
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+
+
+def _code_files(config: dict, folder: Path) -> list[str]:
+    """The code files `auto_map` names, plus the sibling modules they import (transformers copied them all)."""
+    names = {p.name for p in folder.glob("*.py")}
+    needed = set()
+    for target in config.get("auto_map", {}).values():
+        for ref in target if isinstance(target, (list, tuple)) else [target]:
+            if ref:
+                needed.add(ref.split("--")[-1].rsplit(".", 1)[0] + ".py")
+    missing = sorted(needed - names)
+    if missing:
+        raise ReleaseError(f"{folder}: auto_map names {missing[0]} but the file is missing")
+    return sorted(names)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# model card
+
+
+def _is_hub_id(name: str | None) -> bool:
+    return bool(name) and "/" in str(name) and not Path(str(name)).exists() and len(str(name).split("/")) == 2
+
+
+def _find_metrics(model_dir: Path, metrics: str | os.PathLike | dict | None) -> dict | None:
+    """The evaluation payload: given, or `metrics.json` of the `biomechgpt run` layout (next to the model folder)."""
+    if isinstance(metrics, dict):
+        return metrics
+    if metrics is not None:
+        path = Path(metrics)
+        if not path.is_file():
+            raise ReleaseError(f"--metrics {path}: file not found")
+        return _read_json(path)
+    for candidate in (model_dir / "metrics.json", model_dir.parent / "metrics.json"):
+        if candidate.is_file():
+            return _read_json(candidate)
+    return None
+
+
+def _write_card(model_dir: Path, out: Path, *, repo_id: str, metrics: dict | None, dataset_repo_id: str | None,
+                base_model: str | None, extra: str = "") -> None:
+    """README.md with model-index results: rendered by the evaluation's writer from the metrics, or the model
+    folder's own card (written by `biomechgpt evaluate`) with its placeholder path replaced by the repository."""
+    from biomechgpt.evaluation.model_card import render_model_card
+
+    if metrics is not None:
+        if not metrics.get("tasks"):
+            raise ReleaseError("metrics: no per-task results ('tasks') to put in the model card")
+        kwargs: dict[str, Any] = {"model_name": repo_id.split("/")[-1], "repo_id": repo_id,
+                                  "base_model": base_model if _is_hub_id(base_model) else None}
+        if dataset_repo_id:
+            kwargs["dataset_name"] = dataset_repo_id
+        text = render_model_card(metrics, **kwargs)
+    elif (model_dir / "README.md").is_file():
+        text = (model_dir / "README.md").read_text().replace('"path/to/model"', f'"{repo_id}"')
+    else:
+        raise ReleaseError(f"{model_dir}: no evaluation results for the model card; run biomechgpt evaluate on it "
+                           "or pass --metrics metrics.json")
+    (out / "README.md").write_text(text.rstrip("\n") + "\n" + extra)
+
+
+def _check_card(folder: Path, *, need_results: bool) -> dict:
+    from huggingface_hub import ModelCard
+
+    path = folder / "README.md"
+    if not path.is_file():
+        raise ReleaseError(f"{folder}: no README.md model card")
+    card = ModelCard.load(path)
+    results = card.data.eval_results or []
+    if need_results and not results:
+        raise ReleaseError(f"{path}: the model card has no model-index results (run biomechgpt evaluate, or pass "
+                           "--metrics)")
+    if "trust_remote_code=True" not in card.text:
+        raise ReleaseError(f"{path}: the model card does not say how to load the model without the package")
+    return {"results": len(results)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# building
+
+
+def _load_summary(model_dir: Path) -> dict:
+    path = model_dir / "training_summary.json"
+    return _read_json(path) if path.is_file() else {}
+
+
+def _check_model_source(model_dir: Path) -> dict:
+    if not model_dir.is_dir():
+        raise ReleaseError(f"--model {model_dir}: folder not found")
+    if not (model_dir / "config.json").is_file():
+        raise ReleaseError(f"--model {model_dir}: not a model folder (no config.json)")
+    config = _read_json(model_dir / "config.json")
+    if config.get("model_type") != "biomechgpt":
+        raise ReleaseError(f"--model {model_dir}: config.json model_type is {config.get('model_type')!r}, "
+                           "not 'biomechgpt'")
+    _refuse_pickles(model_dir, "--model")
+    if not (model_dir / "model.safetensors").is_file() and not (model_dir / "model.safetensors.index.json").is_file():
+        raise ReleaseError(f"--model {model_dir}: no model.safetensors weights")
+    if not (model_dir / "processor_config.json").is_file():
+        raise ReleaseError(f"--model {model_dir}: no processor_config.json (save the processor with the model)")
+    for key in ("AutoConfig", "AutoModelForCausalLM"):
+        if key not in config.get("auto_map", {}):
+            raise ReleaseError(f"--model {model_dir}: config.json auto_map lacks {key} (save with the package "
+                               "imported so the Auto classes are registered)")
+    return config
+
+
+def _stage_processor(model_dir: Path, out: Path) -> None:
+    """Processor, tokenizer, processing code and MotionTokenizer files."""
+    processor_config = _read_json(model_dir / "processor_config.json")
+    for name in _PROCESSOR_FILES:
+        if (model_dir / name).is_file():
+            _copy(model_dir / name, out / name)
+    for name in _code_files(processor_config, model_dir):
+        _copy(model_dir / name, out / name)
+    motion = model_dir / MOTION_FOLDER
+    if (motion / "config.json").is_file():
+        for name in _MOTION_FILES:
+            if (motion / name).is_file():
+                _copy(motion / name, out / MOTION_FOLDER / name)
+
+
+def build_model_release(
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    repo_id: str,
+    metrics: str | os.PathLike | dict | None = None,
+    dataset_repo_id: str | None = None,
+) -> Path:
+    """Stage a model folder for upload as merged (or fully fine-tuned) weights.
+
+    Args:
+        model_dir (`str` or `os.PathLike`): a model folder written by `biomechgpt train` / `save_pretrained`.
+        out_dir (`str` or `os.PathLike`): the staging folder to create (must not exist or be empty).
+        repo_id (`str`): the target repository, used in the model card.
+        metrics (`str`, `os.PathLike` or `dict`, *optional*): the evaluation's `metrics.json`; looked up in the
+            model folder and next to it, else the model folder's `README.md` (from `biomechgpt evaluate`) is used.
+        dataset_repo_id (`str`, *optional*): the QA corpus repository, named in the card.
+
+    Returns:
+        `Path` of the staged folder.
+    """
+    model_dir, out = Path(model_dir), _empty_folder(out_dir)
+    config = _check_model_source(model_dir)
+    for name in _MODEL_FILES:
+        if (model_dir / name).is_file():
+            _copy(model_dir / name, out / name)
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        for shard in sorted(set(_read_json(index).get("weight_map", {}).values())):
+            _copy(model_dir / shard, out / shard)
+    for name in _code_files(config, model_dir):
+        _copy(model_dir / name, out / name)
+    _stage_processor(model_dir, out)
+    summary = _load_summary(model_dir)
+    _write_card(model_dir, out, repo_id=repo_id, metrics=_find_metrics(model_dir, metrics),
+                dataset_repo_id=dataset_repo_id, base_model=summary.get("base_model"))
+    _check_safetensors(out)
+    return out
+
+
+def build_dataset_release(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Stage a QA corpus folder for upload: its dataset card and the Parquet shards under `data/`."""
+    dataset_dir, out = Path(dataset_dir), None
+    if not dataset_dir.is_dir():
+        raise ReleaseError(f"--dataset {dataset_dir}: folder not found")
+    if not (dataset_dir / "README.md").is_file():
+        raise ReleaseError(f"--dataset {dataset_dir}: no README.md dataset card (build it with biomechgpt "
+                           "build-dataset)")
+    shards = sorted((dataset_dir / "data").glob("*.parquet"))
+    if not shards:
+        raise ReleaseError(f"--dataset {dataset_dir}: no Parquet shards under data/")
+    _refuse_pickles(dataset_dir, "--dataset")
+    out = _empty_folder(out_dir)
+    _copy(dataset_dir / "README.md", out / "README.md")
+    for shard in shards:
+        _copy(shard, out / "data" / shard.name)
+    return out
+
+
+def _empty_folder(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ReleaseError(f"{path}: staging folder exists and is not empty")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# adapters
+
+
+def _rebuild_base(model_dir: Path, summary: dict):
+    """The model a LoRA / QLoRA run started from: its base language model with the motion vocabulary added, in
+    float32, initialised exactly as `train_model` did (same base, codebook and seed)."""
+    from biomechgpt.training.train_lm import BiomechGPTTrainingArguments, _build_model
+
+    base_model = summary.get("base_model")
+    if not base_model:
+        raise ReleaseError(f"--model {model_dir}: training_summary.json does not name the base model")
+    motion_tokenizer = None
+    if (model_dir / MOTION_FOLDER / "config.json").is_file():
+        from biomechgpt.processing.tokenization_motion import MotionTokenizer
+
+        motion_tokenizer = MotionTokenizer.from_pretrained(model_dir / MOTION_FOLDER)
+    codebook_size = _read_json(model_dir / "config.json")["codebook_size"]
+    args = BiomechGPTTrainingArguments(mode="lora", seed=int(summary.get("seed", 0)))
+    try:
+        model, _ = _build_model(str(base_model), "lora", [], motion_tokenizer, codebook_size, args)
+    except OSError as err:
+        raise ReleaseError(f"base model {base_model}: cannot be loaded to build the adapter's base "
+                           f"({' '.join(str(err).split())[:200]})") from None
+    return model
+
+
+def extract_lora_adapter(model_dir: str | os.PathLike, base, *, rank: int | None = None):
+    """A PEFT model on `base` whose adapter reproduces the merged weights in `model_dir`.
+
+    A LoRA / QLoRA run's merged weights differ from its base by `B @ A` (rank `lora_r`) in every adapted linear layer
+    and by the trained rows of the motion vocabulary (peft `trainable_token_indices`). The factors are recovered with
+    a truncated SVD of each difference (exact up to float32 round-off, since the difference has that rank), the rows
+    are copied. Every other weight must be equal to the base's, else `model_dir` was not fine-tuned from `base`.
+
+    Args:
+        model_dir (`str` or `os.PathLike`): the merged model folder.
+        base (`BiomechGPTForCausalLM`): the model training started from (float32).
+        rank (`int`, *optional*): the LoRA rank; defaults to the run's `lora_r` (training_summary.json) or 16.
+
+    Returns:
+        `peft.PeftModel` wrapping `base` (modified in place).
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    summary = _load_summary(model_dir)
+    rank = int(rank or summary.get("arguments", {}).get("lora_r") or 16)
+    merged: dict[str, torch.Tensor] = {}
+    for path in sorted(model_dir.glob("model*.safetensors")):
+        merged.update(load_file(str(path)))
+    base_state = base.state_dict()
+    config = base.config
+    new_ids = sorted({config.motion_start_token_id, config.motion_end_token_id, *config.motion_token_ids})
+    embed_name = next(n for n, m in base.named_modules() if m is base.get_input_embeddings())
+
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    changed_rows = None
+    for name, weight in base_state.items():
+        if name not in merged:
+            if name == "language_model.lm_head.weight" and config.tie_word_embeddings:
+                continue  # tied: saved once, as the embedding
+            raise ReleaseError(f"{model_dir}: weight {name} of the base is missing from the merged model")
+        target = merged[name].to(torch.float32)
+        if target.shape != weight.shape:
+            raise ReleaseError(f"{model_dir}: {name} has shape {tuple(target.shape)}, the base "
+                               f"{tuple(weight.shape)}: not fine-tuned from this base")
+        delta = target - weight.to(torch.float32)
+        if not bool(delta.any()):
+            continue
+        if name == f"{embed_name}.weight":
+            rows = delta.abs().sum(1).nonzero().flatten().tolist()
+            if not set(rows) <= set(new_ids):
+                raise ReleaseError(f"{model_dir}: embedding rows outside the motion vocabulary changed; release "
+                                   "this run merged")
+            changed_rows = target[new_ids].clone()
+            continue
+        module = name.rsplit(".", 1)[0]
+        if not name.endswith(".weight") or delta.dim() != 2 or not isinstance(
+                base.get_submodule(module), torch.nn.Linear):
+            raise ReleaseError(f"{model_dir}: {name} changed but is not a LoRA-adapted linear weight; release "
+                               "this run merged")
+        u, s, vh = torch.linalg.svd(delta.double(), full_matrices=False)
+        r = min(rank, s.numel())
+        root = s[:r].sqrt()
+        factors[module] = ((u[:, :r] * root).float(), (root[:, None] * vh[:r]).float())  # B (out, r), A (r, in)
+    if not factors:
+        raise ReleaseError(f"{model_dir}: no linear layer differs from the base; nothing to release as an adapter")
+
+    # lora_alpha = r: scaling 1, so B @ A is the difference itself
+    lora = LoraConfig(r=rank, lora_alpha=rank, target_modules=sorted({m.rsplit(".", 1)[-1] for m in factors}),
+                      bias="none", task_type="CAUSAL_LM",
+                      trainable_token_indices={embed_name.rsplit(".", 1)[-1]: new_ids})
+    peft_model = get_peft_model(base, lora)
+    with torch.no_grad():
+        for name, module in peft_model.base_model.model.named_modules():
+            if hasattr(module, "lora_A") and "default" in module.lora_A:
+                b, a = factors.pop(name, (None, None))
+                if b is None:  # an adapted layer the run left unchanged
+                    module.lora_B["default"].weight.zero_()
+                    continue
+                module.lora_A["default"].weight.zero_()
+                module.lora_A["default"].weight[: a.shape[0]] = a
+                module.lora_B["default"].weight.zero_()
+                module.lora_B["default"].weight[:, : b.shape[1]] = b
+            if hasattr(module, "trainable_tokens_delta") and "default" in module.trainable_tokens_delta:
+                if changed_rows is not None and not getattr(module, "tied_adapter", None):
+                    module.trainable_tokens_delta["default"].copy_(changed_rows)
+    if factors:
+        raise ReleaseError(f"{model_dir}: {sorted(factors)[0]} changed but peft did not adapt it")
+    return peft_model
+
+
+def build_adapter_release(
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    base_dir: str | os.PathLike,
+    *,
+    repo_id: str,
+    base_repo_id: str,
+    metrics: str | os.PathLike | dict | None = None,
+    dataset_repo_id: str | None = None,
+) -> tuple[Path, Path]:
+    """Stage a LoRA / QLoRA run as a PEFT adapter (`out_dir`) plus the base it applies to (`base_dir`).
+
+    The adapter's `adapter_config.json` names `base_repo_id` as its base, so `from_pretrained(repo_id)` (with peft
+    installed) fetches the base and applies the adapter. The adapter folder also carries the processor and the
+    MotionTokenizer, so `AutoProcessor.from_pretrained(repo_id)` works.
+
+    Returns:
+        `(adapter folder, base folder)`.
+    """
+    import torch
+
+    model_dir = Path(model_dir)
+    _check_model_source(model_dir)
+    summary = _load_summary(model_dir)
+    if summary.get("mode") not in _ADAPTER_MODES:
+        raise ReleaseError(f"--model {model_dir}: --adapter needs a LoRA or QLoRA run (training_summary.json mode "
+                           f"is {summary.get('mode')!r}); release it merged")
+    out, base_out = _empty_folder(out_dir), _empty_folder(base_dir)
+    metrics_payload = _find_metrics(model_dir, metrics)  # fail before the slow part
+
+    base = _rebuild_base(model_dir, summary)
+    base.config.use_cache = True
+    base.save_pretrained(base_out)
+    _stage_processor(model_dir, base_out)
+    _write_base_card(base_out, summary, repo_id=repo_id, base_repo_id=base_repo_id)
+
+    peft_model = extract_lora_adapter(model_dir, base)
+    peft_model.peft_config["default"].base_model_name_or_path = base_repo_id
+    peft_model.save_pretrained(out, save_embedding_layers=False)
+    _stage_processor(model_dir, out)
+    extra = ADAPTER_CARD_SECTION.format(repo_id=repo_id, base_repo_id=base_repo_id, mode=summary["mode"],
+                                        rank=peft_model.peft_config["default"].r)
+    _write_card(model_dir, out, repo_id=repo_id, metrics=metrics_payload, dataset_repo_id=dataset_repo_id,
+                base_model=base_repo_id, extra=extra)
+    _check_safetensors(out)
+    _check_safetensors(base_out)
+    del peft_model, base
+    torch.set_grad_enabled(True)
+    return out, base_out
+
+
+ADAPTER_CARD_SECTION = """
+## This repository is a PEFT adapter
+
+The {mode} fine-tune is released as a rank-{rank} LoRA adapter (plus the trained rows of the motion vocabulary) on
+top of [`{base_repo_id}`](https://huggingface.co/{base_repo_id}): the base language model with the motion vocabulary
+added, before fine-tuning. With `peft` installed, `from_pretrained` fetches the base and applies the adapter:
+
+```python
+from transformers import AutoModelForCausalLM, AutoProcessor
+
+model = AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True)  # base + adapter
+processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True)
+model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model  # optional: plain weights
+```
+"""
+
+
+def _write_base_card(out: Path, summary: dict, *, repo_id: str, base_repo_id: str) -> None:
+    base_model = summary.get("base_model")
+    card = f"""---
+library_name: transformers
+tags: [biomechgpt, motion-language-model, custom_code]
+license: apache-2.0
+{f"base_model: {base_model}" if _is_hub_id(base_model) else ""}
+---
+
+# {base_repo_id.split("/")[-1]}
+
+The base of the BiomechGPT adapter [`{repo_id}`](https://huggingface.co/{repo_id}): the language model
+`{base_model}` with the motion vocabulary added (`<motion>`, `</motion>` and one token per MotionTokenizer code,
+initialised from the codebook), **not fine-tuned**. Load the adapter repository, not this one, to answer questions:
+
+```python
+from transformers import AutoModelForCausalLM
+
+model = AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True)
+```
+
+Loading this base on its own works with the package installed (`import biomechgpt`) or with
+`trust_remote_code=True`.
+"""
+    (out / "README.md").write_text(card.replace("\n\n---", "\n---"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# validation
+
+_VALIDATION_SEED = 0
+
+
+def _validation_motion(processor) -> Any:
+    """A fixed motion for the answer comparison: a smooth gait-like float array when a MotionTokenizer is bundled
+    (it turns it into codes), else a fixed code sequence."""
+    import numpy as np
+
+    tokenizer = getattr(processor, "motion_tokenizer", None)
+    if tokenizer is None:
+        size = processor.codebook_size or 16
+        return [int(i * 7 % size) for i in range(32)]
+    n_coords = len(tokenizer.feature_extractor.coordinates)
+    t = np.arange(120, dtype=np.float64)[:, None] / tokenizer.frame_rate
+    phase = np.arange(n_coords, dtype=np.float64)[None] * 0.37
+    return (0.3 * np.sin(2 * np.pi * 0.9 * t + phase)).astype(np.float32)  # (frames, coords) radians
+
+
+def _validation_questions(processor) -> tuple[list[str], list[str | None]]:
+    questions, tasks = [], []
+    for task in sorted(processor.task_kinds):
+        examples = processor.task_questions.get(task) or []
+        if examples:
+            questions.append(examples[0])
+            tasks.append(task)
+    if not questions:
+        raise ReleaseError("the processor knows no tasks (processor_config.json task_questions is empty)")
+    return questions, tasks
+
+
+def _answers(model, processor, motion) -> dict:
+    codes = motion if isinstance(motion, list) else processor.motion_tokenizer.encode(motion)
+    questions, tasks = _validation_questions(processor)
+    answers = model.answer_batch([codes] * len(questions), questions, tasks=tasks, processor=processor,
+                                 max_new_tokens=24)
+    return {"codes": [int(c) for c in codes], "answers": [a.to_dict() for a in answers]}
+
+
+_REMOTE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.modules["biomechgpt"] = None  # the package must not be importable: everything comes from the folders
+    try:
+        import biomechgpt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("biomechgpt is importable in the remote-code check")
+    import numpy as np
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    folder, base, motion_path, out = sys.argv[1:5]
+    if base:  # an adapter: load its base as remote code, then the adapter with peft
+        from peft import PeftModel
+
+        model = AutoModelForCausalLM.from_pretrained(base, trust_remote_code=True)
+        model = PeftModel.from_pretrained(model, folder).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+    model.eval()
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    motion = json.load(open(motion_path))
+    if isinstance(motion, dict):
+        motion = np.asarray(motion["values"], dtype=np.float32)
+    codes = motion if isinstance(motion, list) else processor.motion_tokenizer.encode(motion)
+    questions, tasks = json.load(open(sys.argv[5]))
+    answers = model.answer_batch([codes] * len(questions), questions, tasks=tasks, processor=processor,
+                                 max_new_tokens=24)
+    result = {"codes": [int(c) for c in codes], "answers": [a.to_dict() for a in answers],
+              "model_module": type(model).__module__, "processor_module": type(processor).__module__}
+    json.dump(result, open(out, "w"))
+""")
+
+
+def _remote_answers(folder: Path, motion: Any, processor, base: Path | None = None, timeout: int = 600) -> dict:
+    """Load `folder` as remote code in a fresh, isolated interpreter (`-I`, no PYTHONPATH, cwd outside the repo,
+    `biomechgpt` blocked) and answer the validation questions there."""
+    with tempfile.TemporaryDirectory(prefix="biomechgpt-remote-") as tmp:
+        tmp = Path(tmp)
+        script, motion_path, questions_path, out = (tmp / "remote.py", tmp / "motion.json", tmp / "questions.json",
+                                                    tmp / "answers.json")
+        script.write_text(_REMOTE_SCRIPT)
+        payload = motion if isinstance(motion, list) else {"values": motion.tolist()}
+        motion_path.write_text(json.dumps(payload))
+        questions_path.write_text(json.dumps(list(_validation_questions(processor))))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), "HF_HUB_OFFLINE": "1",
+               "HF_HOME": str(tmp / "hf"), "HF_MODULES_CACHE": str(tmp / "modules"), "OMP_NUM_THREADS": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
+        done = subprocess.run(
+            [sys.executable, "-I", str(script), str(folder.resolve()), str(base.resolve()) if base else "",
+             str(motion_path), str(out), str(questions_path)],
+            env=env, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+            raise ReleaseError(f"{folder}: does not load with trust_remote_code=True without the package "
+                               f"({last[0].strip()[:300]})")
+        return json.loads(out.read_text())
+
+
+def _compare_answers(folder: Path, local: dict, remote: dict) -> None:
+    if local["codes"] != remote["codes"]:
+        raise ReleaseError(f"{folder}: the bundled MotionTokenizer gives different codes with and without the package")
+    for mine, theirs in zip(local["answers"], remote["answers"]):
+        same = all(mine[k] == theirs[k] for k in ("task", "answer", "label", "value", "unit"))
+        if mine["confidence"] is not None or theirs["confidence"] is not None:
+            same = same and mine["confidence"] is not None and theirs["confidence"] is not None and abs(
+                mine["confidence"] - theirs["confidence"]) <= 1e-5
+        if not same:
+            raise ReleaseError(f"{folder}: {mine['question']!r} is answered {mine['answer']!r} with the package but "
+                               f"{theirs['answer']!r} as remote code")
+
+
+def _local_load(folder: Path, base: Path | None = None):
+    import biomechgpt  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
+    from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+
+    try:
+        if base is None:
+            model = AutoModelForCausalLM.from_pretrained(folder)
+        else:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder).merge_and_unload()
+        processor = AutoProcessor.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as err:
+        raise ReleaseError(f"{folder}: does not load with the Auto classes ({' '.join(str(err).split())[:300]})"
+                           ) from None
+    if not isinstance(model, BiomechGPTForCausalLM) or not isinstance(processor, BiomechGPTProcessor):
+        raise ReleaseError(f"{folder}: the Auto classes gave {type(model).__name__} / {type(processor).__name__}")
+    return model.eval(), processor
+
+
+def validate_model_release(folder: str | os.PathLike, *, remote_code: bool = True, need_results: bool = True) -> dict:
+    """Check a staged model folder: safetensors only, a model card with results, loads with `AutoModelForCausalLM` /
+    `AutoProcessor` (package installed) and, when `remote_code`, with `trust_remote_code=True` in a fresh process
+    without the package, giving the same answers to the same questions about the same motion.
+
+    Returns:
+        `dict` with `files`, `card` and `answers` (and `remote_answers`).
+    """
+    folder = Path(folder)
+    _refuse_pickles(folder, "release")
+    _check_safetensors(folder)
+    report: dict[str, Any] = {"files": list_files(folder), "card": _check_card(folder, need_results=need_results)}
+    model, processor = _local_load(folder)
+    motion = _validation_motion(processor)
+    report["answers"] = _answers(model, processor, motion)
+    if remote_code:
+        remote = _remote_answers(folder, motion, processor)
+        if remote["model_module"].startswith("biomechgpt") or remote["processor_module"].startswith("biomechgpt"):
+            raise ReleaseError(f"{folder}: the remote-code check loaded the installed package")
+        _compare_answers(folder, report["answers"], remote)
+        report["remote_answers"] = remote
+    return report
+
+
+def validate_adapter_release(adapter: str | os.PathLike, base: str | os.PathLike, *, model_dir=None,
+                             remote_code: bool = True) -> dict:
+    """Check a staged adapter and its base: both load (base alone; base + adapter with peft, with and without the
+    package), the adapter's answers equal those of the merged model in `model_dir` (when given), and its weights
+    reproduce that model's within 1e-4."""
+    import torch
+
+    adapter, base = Path(adapter), Path(base)
+    for folder in (adapter, base):
+        _refuse_pickles(folder, "release")
+        _check_safetensors(folder)
+    if not (adapter / "adapter_config.json").is_file() or not (adapter / "adapter_model.safetensors").is_file():
+        raise ReleaseError(f"{adapter}: not a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)")
+    report: dict[str, Any] = {"files": list_files(adapter), "base_files": list_files(base),
+                              "card": _check_card(adapter, need_results=True)}
+    _check_card(base, need_results=False)
+    model, processor = _local_load(adapter, base=base)
+    motion = _validation_motion(processor)
+    report["answers"] = _answers(model, processor, motion)
+    if model_dir is not None:
+        merged, _ = _local_load(Path(model_dir))
+        worst = max(float((a - merged.state_dict()[n]).abs().max()) for n, a in model.state_dict().items())
+        report["max_weight_difference"] = worst
+        if worst > _ADAPTER_ATOL:
+            raise ReleaseError(f"{adapter}: base + adapter differ from the merged model by {worst:.2e}")
+        expected = _answers(merged, processor, motion)
+        _compare_answers(adapter, expected, report["answers"])
+        del merged
+    if remote_code:
+        remote = _remote_answers(adapter, motion, processor, base=base)
+        _compare_answers(adapter, report["answers"], remote)
+        report["remote_answers"] = remote
+    del model
+    torch.set_grad_enabled(True)
+    return report
+
+
+_CORPUS_COLUMNS = ("id", "question", "answer", "task", "motion_codes")
+
+
+def validate_dataset_release(folder: str | os.PathLike) -> dict:
+    """Check a staged dataset folder loads with `datasets.load_dataset(folder)` and has the corpus columns.
+
+    Returns:
+        `dict` with `splits` (split -> rows) and `files`.
+    """
+    import datasets
+
+    folder = Path(folder)
+    _refuse_pickles(folder, "release")
+    with tempfile.TemporaryDirectory(prefix="biomechgpt-dataset-check-") as cache:
+        try:
+            loaded = datasets.load_dataset(str(folder), cache_dir=cache)
+        except Exception as err:  # datasets raises many types for a malformed card or shard
+            raise ReleaseError(f"{folder}: does not load with datasets.load_dataset "
+                               f"({' '.join(str(err).split())[:300]})") from None
+        splits = {name: split.num_rows for name, split in loaded.items()}
+        for name, split in loaded.items():
+            missing = [c for c in _CORPUS_COLUMNS if c not in split.column_names]
+            if missing:
+                raise ReleaseError(f"{folder}: split {name} lacks columns {', '.join(missing)}")
+        del loaded
+    if not splits or not any(splits.values()):
+        raise ReleaseError(f"{folder}: the dataset has no rows")
+    return {"splits": splits, "files": list_files(folder)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the whole release
+
+
+def prepare_release(
+    model_dir: str | os.PathLike,
+    staging_dir: str | os.PathLike,
+    *,
+    repo_id: str,
+    dataset_dir: str | os.PathLike | None = None,
+    dataset_repo_id: str | None = None,
+    adapter: bool = False,
+    base_repo_id: str | None = None,
+    metrics: str | os.PathLike | dict | None = None,
+    validate: bool = True,
+    remote_code: bool = True,
+) -> Release:
+    """Build (and validate) every folder of a release under `staging_dir`: `model/` (or `adapter/` and `base/`) and
+    `dataset/`.
+
+    Args:
+        model_dir (`str` or `os.PathLike`): the trained model folder.
+        staging_dir (`str` or `os.PathLike`): where to build; must not exist or be empty.
+        repo_id (`str`): the model repository ("owner/name").
+        dataset_dir (`str` or `os.PathLike`, *optional*): the QA corpus folder to release too.
+        dataset_repo_id (`str`, *optional*): its repository; required with `dataset_dir`.
+        adapter (`bool`, *optional*, defaults to `False`): release a LoRA / QLoRA run as a PEFT adapter (plus its
+            base, to `base_repo_id`) instead of merged weights.
+        base_repo_id (`str`, *optional*): the adapter's base repository; defaults to `f"{repo_id}-base"`.
+        metrics (*optional*): the evaluation's `metrics.json` (path or payload) for the model card.
+        validate (`bool`, *optional*, defaults to `True`): run the checks (see `validate_model_release`).
+        remote_code (`bool`, *optional*, defaults to `True`): include the remote-code check (a fresh interpreter).
+
+    Returns:
+        [`Release`].
+    """
+    _check_repo_id(repo_id, "--repo-id")
+    if dataset_dir is not None and not dataset_repo_id:
+        raise ReleaseError("--dataset needs --dataset-repo-id ORG/NAME")
+    if dataset_repo_id:
+        if dataset_dir is None:
+            raise ReleaseError("--dataset-repo-id needs --dataset DIR")
+        _check_repo_id(dataset_repo_id, "--dataset-repo-id")
+    if adapter:
+        base_repo_id = _check_repo_id(base_repo_id or f"{repo_id}-base", "--base-repo-id")
+        if base_repo_id == repo_id:
+            raise ReleaseError("--base-repo-id must differ from --repo-id")
+    staging = _empty_folder(staging_dir)
+    folders: list[ReleaseFolder] = []
+    release = Release(folders)
+    if adapter:
+        out, base = build_adapter_release(model_dir, staging / "adapter", staging / "base", repo_id=repo_id,
+                                          base_repo_id=base_repo_id, metrics=metrics,
+                                          dataset_repo_id=dataset_repo_id)
+        folders += [ReleaseFolder("base", base, base_repo_id), ReleaseFolder("adapter", out, repo_id)]
+    else:
+        out = build_model_release(model_dir, staging / "model", repo_id=repo_id, metrics=metrics,
+                                  dataset_repo_id=dataset_repo_id)
+        folders.append(ReleaseFolder("model", out, repo_id))
+    if dataset_dir is not None:
+        folders.append(ReleaseFolder("dataset", build_dataset_release(dataset_dir, staging / "dataset"),
+                                     dataset_repo_id, "dataset"))
+    if validate:
+        if adapter:
+            release.checks["adapter"] = validate_adapter_release(out, base, model_dir=model_dir,
+                                                                 remote_code=remote_code)
+        else:
+            release.checks["model"] = validate_model_release(out, remote_code=remote_code)
+        if dataset_dir is not None:
+            release.checks["dataset"] = validate_dataset_release(release.folder("dataset").path)
+    return release
+
+
+def resolve_token(token: str | None = None) -> str:
+    """The Hub token: `token`, else `HF_TOKEN`, else the `hf auth login` cache. Raises `ReleaseError` (one line)
+    when there is none or the Hub is switched off (`HF_HUB_OFFLINE`)."""
+    from huggingface_hub import constants, get_token
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if offline or constants.HF_HUB_OFFLINE:
+        raise ReleaseError("HF_HUB_OFFLINE is set: the Hub cannot be reached; unset it to push (nothing was uploaded)")
+    token = token or get_token()
+    if not token:
+        raise ReleaseError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was uploaded)")
+    return token
+
+
+def upload_release(release: Release, *, private: bool = False, revision: str | None = None,
+                   token: str | None = None, commit_message: str | None = None) -> list[str]:
+    """Upload every folder of `release` with `HfApi.upload_folder`; the repositories are created first (private when
+    asked), and `revision` (a branch, created from main when missing) receives the commit.
+
+    Returns:
+        `list[str]`: the commit URL of each folder.
+    """
+    from huggingface_hub import HfApi
+
+    token = resolve_token(token)
+    api = HfApi(token=token)
+    step = "create the repositories"
+    try:
+        for folder in release.folders:
+            api.create_repo(folder.repo_id, repo_type=folder.repo_type, private=private, exist_ok=True)
+            if revision:
+                api.create_branch(folder.repo_id, branch=revision, repo_type=folder.repo_type, exist_ok=True)
+        urls = []
+        for folder in release.folders:
+            step = f"upload {folder.kind} to {folder.repo_id}"
+            info = api.upload_folder(repo_id=folder.repo_id, folder_path=str(folder.path), repo_type=folder.repo_type,
+                                     revision=revision, commit_message=commit_message or f"biomechgpt: {folder.kind}")
+            urls.append(str(getattr(info, "commit_url", info)))
+    except Exception as err:  # httpx / requests / huggingface_hub errors: all mean the Hub refused or was unreachable
+        text = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ReleaseError(f"could not {step} on the Hub ({type(err).__name__}: {text})") from None
+    return urls
+
+
+def push_release(model_dir: str | os.PathLike, *, repo_id: str, staging_dir: str | os.PathLike | None = None,
+                 private: bool = False, revision: str | None = None, token: str | None = None,
+                 **kwargs: Any) -> tuple[Release, list[str]]:
+    """Build, validate and upload a release (see `prepare_release` for the other arguments). The token is checked
+    before anything is built, and nothing is uploaded unless every check passed.
+
+    Returns:
+        `(Release, commit URLs)`.
+    """
+    token = resolve_token(token)
+    if staging_dir is not None:
+        release = prepare_release(model_dir, staging_dir, repo_id=repo_id, **kwargs)
+        return release, upload_release(release, private=private, revision=revision, token=token)
+    with tempfile.TemporaryDirectory(prefix="biomechgpt-release-") as tmp:
+        release = prepare_release(model_dir, Path(tmp) / "release", repo_id=repo_id, **kwargs)
+        return release, upload_release(release, private=private, revision=revision, token=token)
