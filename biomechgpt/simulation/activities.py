@@ -311,8 +311,10 @@ def _jump(p: Participant, rng: np.random.Generator):
                                                pose[IDX["knee_angle_r"]], pose[IDX["pelvis_tilt"]])
     # Plantarflexion lifts the pelvis by about a foot length times sin(ankle) before the feet leave the ground.
     takeoff[IDX["pelvis_ty"]] += 0.1 * p.height_m * np.sin(np.radians(30))
-    height = float(np.clip(rng.normal(0.32, 0.06) * (1 - 0.012 * max(p.age - 25, 0)) * (1 - 2 * p.severity),
-                           0.08, 0.6))
+    # Countermovement jump height: ~0.35 m in young men, ~0.25 m in young women, about -1 %/year after 25.
+    typical = 0.35 if p.sex == "male" else 0.25
+    height = float(np.clip(rng.normal(typical, 0.05) * (1 - 0.01 * max(p.age - 25, 0)) * (1 - 2 * p.severity),
+                           0.06, 0.6))
     flight = 2 * np.sqrt(2 * height / 9.81)
     times, poses, now = [0.0], [standing], float(rng.uniform(0.5, 1.5))
     times.append(now)
@@ -436,12 +438,14 @@ def _turning(p: Participant, rng: np.random.Generator):
     return pose + extra, {"gen_turn_time_s": turn_a}
 
 
-def _gait_trial(p: Participant, rng: np.random.Generator, plan: TrialPlan, spec: GaitSpec, duration: float):
+def _gait_trial(p: Participant, rng: np.random.Generator, plan: TrialPlan, spec: GaitSpec, duration: float,
+                start_phase: float | None = None):
     standing = _stand(p)
     t = _time(duration)
     base = np.repeat(standing[None], t.shape[0], axis=0)
     drive = Locomotion(np.ones(t.shape[0]), np.ones(t.shape[0]), np.zeros(t.shape[0]))
-    pose, info = compose_locomotion(rng, base, drive, spec, p.leg_length_m, FS, standing, treadmill=plan.treadmill)
+    pose, info = compose_locomotion(rng, base, drive, spec, p.leg_length_m, FS, standing, treadmill=plan.treadmill,
+                                    start_phase=start_phase)
     span = info["phase_span"]
     # The generator's realised values over the clip (ground truth is measured from the motion, separately).
     gen = {
@@ -467,8 +471,9 @@ def synthesize_trial(p: Participant, plan: TrialPlan, rng: np.random.Generator) 
         else:
             spec = stairs_spec(p, plan.protocol == "ascent", rng)
         if plan.protocol == "lab_stride":
-            # A lab force-plate pass: one full stride and a bit, enough for two contacts of one foot.
-            duration = spec.stride_time_s * float(rng.uniform(1.7, 2.0))
+            # A lab force-plate pass: the clip starts shortly before a right foot contact and holds one full stride
+            # and a bit, as a capture window placed around the plates does.
+            duration = spec.stride_time_s * float(rng.uniform(1.55, 1.8))
         elif plan.protocol == "ten_meter_walk":
             duration = 10.0 / spec.speed_m_s + float(rng.uniform(0.5, 3.0))
         elif activity == "tandem_walking":
@@ -477,7 +482,9 @@ def synthesize_trial(p: Participant, plan: TrialPlan, rng: np.random.Generator) 
             duration = spec.stride_time_s * float(rng.integers(2, 6)) + float(rng.uniform(0, 0.6))
         else:
             duration = float(plan.duration_s or 10.0)
-        pose, gen, _ = _gait_trial(p, rng, plan, spec, duration)
+        # The ankle is furthest forward (the contact the detector finds) at about 97 % of the template cycle.
+        start_phase = float(rng.uniform(0.7, 0.8)) if plan.protocol == "lab_stride" else None
+        pose, gen, _ = _gait_trial(p, rng, plan, spec, duration, start_phase)
         if activity == "stairs":
             # Each stride climbs (or descends) two steps of 0.17 m over the 0.56 m it travels forward.
             forward = pose[:, IDX["pelvis_tx"]] - pose[0, IDX["pelvis_tx"]]

@@ -42,9 +42,15 @@ def foot_contacts(values: np.ndarray, frame_rate: float) -> tuple[np.ndarray, np
     if span < 0.05:  # feet never separate: no stepping
         return np.array([]), np.array([])
     distance = max(int(0.25 * frame_rate), 1)
+    # Continue the trend past both ends (odd reflection), so a contact a few frames from the end of a clip still
+    # stands out from its surroundings; contacts found in the padding are dropped.
+    pad = min(int(0.4 * frame_rate), len(smooth) - 1)
+    extended = np.pad(smooth, pad, mode="reflect", reflect_type="odd")
     out = []
-    for signal in (smooth, -smooth):
-        peaks, _ = find_peaks(signal, prominence=0.35 * span, distance=distance)
+    for sign in (1.0, -1.0):
+        signal = sign * smooth
+        peaks, _ = find_peaks(sign * extended, prominence=0.35 * span, distance=distance)
+        peaks = peaks - pad
         peaks = peaks[(peaks > 0) & (peaks < len(signal) - 1)]
         # Parabolic interpolation between frames.
         y0, y1, y2 = signal[peaks - 1], signal[peaks], signal[peaks + 1]

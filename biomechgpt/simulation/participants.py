@@ -93,7 +93,7 @@ def fall_probability(age: float, balance_score: float, severity: float, diagnosi
     Coefficients follow the direction and rough size of fall-risk models in older adults and neurological
     populations (age about +0.3 log-odds per decade; poor balance the strongest factor).
     """
-    logit = (-1.9 + 0.03 * (age - 65.0) + 3.2 * (0.7 - balance_score) + 1.0 * severity
+    logit = (-1.5 + 0.03 * (age - 65.0) + 3.2 * (0.7 - balance_score) + 1.0 * severity
              + _FALL_DIAGNOSIS_LOGIT[diagnosis])
     return float(1.0 / (1.0 + np.exp(-logit)))
 
@@ -105,11 +105,11 @@ def _choose_device(rng: np.random.Generator, diagnosis: str, severity: float, ag
     if diagnosis == "healthy":
         weights["cane"] = 0.03 if age > 75 else 0.0
     elif diagnosis == "stroke":
-        weights.update(cane=1.6 * s, walker=3.0 * max(s - 0.55, 0), ankle_foot_orthosis=0.8 * s)
+        weights.update(cane=1.6 * s, walker=4.0 * max(s - 0.5, 0), ankle_foot_orthosis=0.8 * s)
     elif diagnosis == "parkinsons_disease":
-        weights.update(cane=1.0 * s, walker=3.0 * max(s - 0.55, 0))
+        weights.update(cane=1.0 * s, walker=3.5 * max(s - 0.5, 0))
     elif diagnosis == "incomplete_sci":
-        weights.update(cane=0.8 * s, walker=2.5 * max(s - 0.45, 0), bilateral_crutches=1.6 * s,
+        weights.update(cane=0.8 * s, walker=3.0 * max(s - 0.4, 0), bilateral_crutches=1.6 * s,
                        ankle_foot_orthosis=0.5 * s)
     elif diagnosis == "lower_limb_amputation":
         weights.update(cane=1.0 * s, bilateral_crutches=0.8 * max(s - 0.6, 0))
