@@ -85,20 +85,24 @@ def test_trial_lengths_range_from_one_stride_to_a_minute(tables):
     assert trials["treadmill"].any() and (~trials["has_arms"]).any() and (~trials["has_lumbar"]).any()
 
 
-# Tolerances: long trials average many strides; a lab pass holds one to two strides, so its single measured stride
-# differs from the generator's mean over the clip by the stride-to-stride variability.
-@pytest.mark.parametrize("column, gen_column, long_tol, short_tol", [
-    ("cadence_steps_per_min", "gen_cadence_steps_per_min", 0.03, 0.12),
-    ("walking_speed_m_s", "gen_speed_m_s", 0.03, 0.10),
-    ("stride_length_m", "gen_stride_length_m", 0.03, 0.12),
+# Tolerances: long trials average many strides. A lab pass holds one to two strides, and tandem walking a few
+# very variable ones, so their measured strides differ from the generator's mean over the clip by the
+# stride-to-stride variability.
+@pytest.mark.parametrize("column, gen_column", [
+    ("cadence_steps_per_min", "gen_cadence_steps_per_min"),
+    ("walking_speed_m_s", "gen_speed_m_s"),
+    ("stride_length_m", "gen_stride_length_m"),
 ])
-def test_gait_ground_truth_agrees_with_generator(tables, column, gen_column, long_tol, short_tol):
+def test_gait_ground_truth_agrees_with_generator(tables, column, gen_column):
     _, trials = tables
     gait = trials[trials["activity"].isin(["walking", "running", "tandem_walking"])]
     rel = (gait[column] / gait[gen_column] - 1).abs()
-    short = gait["protocol"] == "lab_stride"
-    assert rel[~short].max() < long_tol, gait.loc[rel[~short].idxmax()].to_dict()
-    assert rel[short].quantile(0.9) < short_tol and rel[short].max() < 2 * short_tol
+    lab = gait["protocol"] == "lab_stride"
+    tandem = gait["activity"] == "tandem_walking"
+    steady = ~lab & ~tandem
+    assert rel[steady].max() < 0.03, gait.loc[rel[steady].idxmax()].to_dict()
+    assert rel[tandem].max() < 0.08
+    assert rel[lab].quantile(0.9) < 0.08 and rel[lab].max() < 0.2
 
 
 @pytest.mark.parametrize("activity, tolerance_s", [("timed_up_and_go", 0.5), ("four_square_step_test", 0.4)])
