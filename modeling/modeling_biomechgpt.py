@@ -381,62 +381,81 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
 
     def _answer_chunk(self, processor: Any, prefixes: list[list[int]], questions: list[str],
                       tasks: list[str | None], max_new_tokens: int) -> list[BiomechGPTAnswer]:
-        device = self.device
-        # 1. one forward over the distinct prefixes of this chunk, right-padded
-        unique: dict[tuple[int, ...], int] = {}
-        row_of_item = []
-        for prefix in prefixes:
-            row_of_item.append(unique.setdefault(tuple(prefix), len(unique)))
-        prefix_ids, prefix_mask = _right_pad([list(p) for p in unique], processor.pad_token_id, device)
-        keys = tuple(unique)
-        if self._prefix_memo is not None and self._prefix_memo[0] == keys:
-            cache = self._prefix_memo[1]  # the same motion as the previous call (chat, ask): reuse its prefix
-        else:
-            cache = self._extend(None, prefix_ids, prefix_mask, prefix_mask.sum(1) * 0, logits=False)[1]
-            # One motion's cache is small (layers x prefix x hidden); keep it for the next call about that motion.
-            self._prefix_memo = (keys, cache) if len(keys) == 1 else None
-
-        # 2. the questions, each on a copy of its motion's prefix cache
-        question_tokens = [processor.question_ids(q) for q in questions]
-        rows = torch.tensor(row_of_item, device=device)
-        q_ids, q_mask = _right_pad(question_tokens, processor.pad_token_id, device)
-        mask = torch.cat([prefix_mask[rows], q_mask], 1)  # (items, prefix + question)
-        start = prefix_mask[rows].sum(1)  # logical position of each question's first token
-        logits, cache = self._extend(_fork_cache(cache, rows), q_ids, mask, start)
-        last = q_mask.sum(1) - 1
-        next_logprobs = torch.log_softmax(logits[torch.arange(len(questions), device=device), last].float(), -1)
-
         answers: list[BiomechGPTAnswer | None] = [None] * len(questions)
         kinds = [processor.task_kinds.get(t) if t is not None else "free" for t in tasks]
         closed = [i for i, k in enumerate(kinds) if k == "closed"]
         generated = [i for i, k in enumerate(kinds) if k != "closed"]
         if closed:
-            self._rank_candidates(processor, closed, questions, tasks, cache, mask, start + q_mask.sum(1),
-                                  next_logprobs, answers)
+            self._rank_candidates(processor, closed, prefixes, questions, tasks, answers)
         if generated:
-            self._generate(processor, generated, questions, tasks, cache, mask, start + q_mask.sum(1),
-                           next_logprobs, max_new_tokens, answers)
+            self._generate(processor, generated, prefixes, questions, tasks, max_new_tokens, answers)
         return answers  # type: ignore[return-value]
 
-    def _rank_candidates(self, processor: Any, items: list[int], questions: list[str], tasks: list[str | None],
-                         cache: Any, mask: torch.Tensor, position: torch.Tensor, next_logprobs: torch.Tensor,
-                         answers: list) -> None:
+    def _rank_candidates(self, processor: Any, items: list[int], prefixes: list[list[int]], questions: list[str],
+                         tasks: list[str | None], answers: list) -> None:
+        """Score every candidate answer of every closed-set question in one forward pass.
+
+        Each motion becomes one row laid out as a tree: its prefix, then each question branching off the prefix, then
+        each candidate answer branching off its question. A 4-D attention mask lets a token see only its ancestors,
+        and position ids restart at each branch point, so every candidate is scored exactly as if it followed its
+        question alone, while the prefix and each question are computed once (no repeated KV cache)."""
         device = self.device
-        owners, labels, sequences = [], [], []
+        rows: dict[tuple[int, ...], list[int]] = {}
         for i in items:
-            for label, token_ids in processor.candidate_ids(tasks[i]).items():
-                owners.append(i)
-                labels.append(label)
-                sequences.append(token_ids)
-        owner = torch.tensor(owners, device=device)
-        a_ids, a_mask = _right_pad(sequences, processor.pad_token_id, device)
-        # The first answer token is scored from the question's last logits; the rest need one more forward pass.
-        scores = next_logprobs[owner, a_ids[:, 0]]
-        if a_ids.shape[1] > 1:
-            full_mask = torch.cat([mask[owner], a_mask[:, :-1]], 1)  # (candidates, prefix + question + answer)
-            logits, _ = self._extend(_fork_cache(cache, owner), a_ids[:, :-1], full_mask, position[owner])
-            logprobs = torch.log_softmax(logits.float(), -1).gather(-1, a_ids[:, 1:, None])[..., 0]
-            scores = scores + (logprobs * a_mask[:, 1:]).sum(1)
+            rows.setdefault(tuple(prefixes[i]), []).append(i)
+        sequences, branches, parents, grandparents, positions = [], [], [], [], []
+        scored = []  # (row, predecessor index, target id, candidate number)
+        owners, labels = [], []
+        for row, (prefix, row_items) in enumerate(rows.items()):
+            ids, branch, parent, grand, pos = list(prefix), [0] * len(prefix), [-1] * len(prefix), \
+                [-1] * len(prefix), list(range(len(prefix)))
+            next_branch = 1
+            for i in row_items:
+                q_ids = processor.question_ids(questions[i])
+                q_branch, next_branch = next_branch, next_branch + 1
+                q_start = len(ids)
+                ids += q_ids
+                branch += [q_branch] * len(q_ids)
+                parent += [0] * len(q_ids)
+                grand += [-1] * len(q_ids)
+                pos += range(len(prefix), len(prefix) + len(q_ids))
+                q_last = q_start + len(q_ids) - 1
+                for label, c_ids in processor.candidate_ids(tasks[i]).items():
+                    c_branch, next_branch = next_branch, next_branch + 1
+                    c_start = len(ids)
+                    ids += c_ids
+                    branch += [c_branch] * len(c_ids)
+                    parent += [q_branch] * len(c_ids)
+                    grand += [0] * len(c_ids)
+                    base = len(prefix) + len(q_ids)
+                    pos += range(base, base + len(c_ids))
+                    for k, target in enumerate(c_ids):
+                        scored.append((row, q_last if k == 0 else c_start + k - 1, target, len(owners)))
+                    owners.append(i)
+                    labels.append(label)
+            sequences.append(ids)
+            branches.append(branch)
+            parents.append(parent)
+            grandparents.append(grand)
+            positions.append(pos)
+        input_ids, mask2d = _right_pad(sequences, processor.pad_token_id, device)
+        length = input_ids.shape[1]
+        branch = _right_pad(branches, -2, device)[0]  # padding is its own branch: it sees only other padding
+        parent = _right_pad(parents, -3, device)[0]
+        grand = _right_pad(grandparents, -3, device)[0]
+        position_ids = _right_pad(positions, 0, device)[0]
+        seen_branch = branch[:, None, :]  # (rows, 1, keys)
+        visible = (seen_branch == branch[:, :, None]) | (seen_branch == parent[:, :, None]) | (
+            seen_branch == grand[:, :, None])  # (rows, queries, keys): the key is on the query's path to the root
+        visible &= torch.ones(length, length, dtype=torch.bool, device=device).tril()[None]
+        dtype = self.get_input_embeddings().weight.dtype
+        mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
+        hidden = self.language_model.get_decoder()(input_ids=input_ids, attention_mask=mask[:, None],
+                                                   position_ids=position_ids, use_cache=False).last_hidden_state
+        row_index, predecessor, target, candidate = (torch.tensor(col, device=device) for col in zip(*scored))
+        logits = self._logits(hidden[row_index, predecessor])  # (scored tokens, vocab)
+        token_logprobs = torch.log_softmax(logits.float(), -1).gather(-1, target[:, None])[:, 0]
+        scores = torch.zeros(len(owners), device=device).index_add_(0, candidate, token_logprobs)
         scores = scores - torch.tensor([processor.candidate_log_prior(tasks[o], label)
                                         for o, label in zip(owners, labels)], device=device)
         for i in items:
@@ -448,16 +467,40 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                                           answer=processor.candidate_text(tasks[i], label), label=label,
                                           confidence=float(probs[best]))
 
-    def _generate(self, processor: Any, items: list[int], questions: list[str], tasks: list[str | None], cache: Any,
-                  mask: torch.Tensor, position: torch.Tensor, next_logprobs: torch.Tensor, max_new_tokens: int,
-                  answers: list) -> None:
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The wrapped model's output head on selected hidden states (with its final soft-capping, if any)."""
+        logits = self.language_model.get_output_embeddings()(hidden)
+        softcap = getattr(self.config.text_config, "final_logit_softcapping", None)
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return logits
+
+    def _generate(self, processor: Any, items: list[int], prefixes: list[list[int]], questions: list[str],
+                  tasks: list[str | None], max_new_tokens: int, answers: list) -> None:
+        """Greedy decoding of numeric and free answers, batched; each motion's prefix is run once and its KV cache
+        shared (and kept for the next call about the same motion)."""
         device = self.device
-        index = torch.tensor(items, device=device)
-        cache = _fork_cache(cache, index)
-        mask = mask[index]
-        position = position[index]
+        unique: dict[tuple[int, ...], int] = {}
+        row_of_item = [unique.setdefault(tuple(prefixes[i]), len(unique)) for i in items]
+        prefix_ids, prefix_mask = _right_pad([list(p) for p in unique], processor.pad_token_id, device)
+        keys = tuple(unique)
+        if self._prefix_memo is not None and self._prefix_memo[0] == keys:
+            cache = self._prefix_memo[1]  # the same motion as the previous call (chat, ask): reuse its prefix
+        else:
+            cache = self._extend(None, prefix_ids, prefix_mask, prefix_mask.sum(1) * 0, logits=False)[1]
+            # One motion's cache is small (layers x prefix x hidden); keep it for the next call about that motion.
+            self._prefix_memo = (keys, cache) if len(keys) == 1 else None
+
+        rows = torch.tensor(row_of_item, device=device)
+        q_ids, q_mask = _right_pad([processor.question_ids(questions[i]) for i in items], processor.pad_token_id,
+                                   device)
+        mask = torch.cat([prefix_mask[rows], q_mask], 1)  # (items, prefix + question), holes where padded
+        position = prefix_mask[rows].sum(1)  # logical position of each question's first token
+        logits, cache = self._extend(_fork_cache(cache, rows), q_ids, mask, position)
+        position = position + q_mask.sum(1)
+        last = q_mask.sum(1) - 1
         stop = torch.tensor(sorted(processor.stop_token_ids), device=device)
-        token = next_logprobs[index].argmax(-1)  # (items,)
+        token = logits[torch.arange(len(items), device=device), last].argmax(-1)  # (items,)
         outputs = [token]
         done = torch.isin(token, stop)
         for _ in range(max_new_tokens - 1):

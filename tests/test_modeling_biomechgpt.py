@@ -161,14 +161,16 @@ def test_generation_with_cache_equals_uncached_greedy(model_and_processor):
 
 def test_answer_single_and_list_and_prefix_reuse(model_and_processor):
     model, processor = model_and_processor
-    one = model.answer(CODES_A, "What activity is the person performing?", processor=processor)
+    model.clear_answer_cache()
+    one = model.answer(CODES_A, "What is the cadence?", processor=processor, max_new_tokens=5)
     assert one.to_dict().keys() == {"question", "task", "answer", "label", "value", "unit", "confidence"}
+    # the generation path keeps the motion's prefix cache for the next call about the same motion
     assert model._prefix_memo is not None and model._prefix_memo[0] == (tuple(processor.prefix_ids(CODES_A)),)
+    memo = model._prefix_memo[1]
     both = model.answer(CODES_A, ["What activity is the person performing?", "What is the cadence?"],
-                        processor=processor)
-    # answered from the reused prefix, in a batch of two: the same answer
-    assert (both[0].label, both[0].answer) == (one.label, one.answer)
-    assert both[0].confidence == pytest.approx(one.confidence, abs=1e-5)
+                        processor=processor, max_new_tokens=5)
+    assert model._prefix_memo[1] is memo and both[1] == one
+    assert both[0].task == "activity" and both[0].label in ("walking", "running")
     with pytest.raises(ValueError, match="non-empty"):
         model.answer(CODES_A, " ", processor=processor)
     with pytest.raises(ValueError, match="not one this model was trained on"):
