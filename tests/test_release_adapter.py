@@ -1,0 +1,142 @@
+"""LoRA / QLoRA runs released as a PEFT adapter on top of their base, or merged: both load with `from_pretrained` and
+answer like the trained model (tiny local base model, nothing downloaded)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import biomechgpt  # noqa: F401  (registers the Auto classes)
+from biomechgpt.release import ReleaseError, list_files, prepare_release
+from biomechgpt.training.train_lm import train_model
+from test_release import METRICS
+from test_train_helpers import make_corpus, make_hub_llama, make_motion_tokenizer
+
+QUICK = dict(batch_size=4, progress=False, tokenizer_vocab_size=300, logging_steps=1, max_steps=3,
+             learning_rate=1e-2)
+IDS = [[5, 6, 7, 8, 9]]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    make_motion_tokenizer().save_pretrained(root / "tokenizer")
+    return make_corpus(root / "corpus"), make_hub_llama(root / "hub_llama"), root / "tokenizer"
+
+
+def _train(inputs, root: Path, mode: str) -> Path:
+    corpus, base, tokenizer = inputs
+    out = train_model(corpus, str(base), root / "model", motion_tokenizer=str(tokenizer), mode=mode, **QUICK)
+    (root / "metrics.json").write_text(json.dumps(METRICS))
+    return out
+
+
+@pytest.fixture(scope="module", params=["lora", "qlora"])
+def adapter_release(request, inputs, tmp_path_factory):
+    """A short run of each mode released as an adapter; the remote-code load runs once (for LoRA)."""
+    root = tmp_path_factory.mktemp(request.param)
+    model = _train(inputs, root, request.param)
+    release = prepare_release(model, root / "stage", repo_id=f"lab/bgpt-{request.param}", adapter=True,
+                              remote_code=request.param == "lora")
+    return model, release
+
+
+def _with_local_base(adapter: Path, base: Path, dest: Path) -> Path:
+    """The adapter as a user sees it once both repositories are downloaded: its base named by path."""
+    shutil.copytree(adapter, dest)
+    config = json.loads((dest / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(base)
+    (dest / "adapter_config.json").write_text(json.dumps(config))
+    return dest
+
+
+def _logits(model, ids=None) -> torch.Tensor:
+    ids = torch.tensor(ids or IDS)
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_adapter_and_base_folders(adapter_release):
+    model, release = adapter_release
+    adapter, base = release.folder("adapter"), release.folder("base")
+    mode = json.loads((model / "training_summary.json").read_text())["mode"]
+    assert (adapter.repo_id, base.repo_id) == (f"lab/bgpt-{mode}", f"lab/bgpt-{mode}-base")
+    assert [f.kind for f in release.folders] == ["base", "adapter"]  # the base is uploaded first
+    names = {name for name, _ in list_files(adapter.path)}
+    # no config.json / weights: from_pretrained must fetch the base the adapter names
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "processor_config.json",
+            "motion_tokenizer/model.safetensors"} <= names and not {"config.json", "model.safetensors"} & names
+    config = json.loads((adapter.path / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == base.repo_id and config["r"] == 16
+    motion = json.loads((model / "config.json").read_text())
+    assert config["trainable_token_indices"]["embed_tokens"][-1] == motion["motion_token_offset"] + 15
+    assert json.loads((base.path / "config.json").read_text())["auto_map"]["AutoModelForCausalLM"]
+    assert "PEFT adapter" in (adapter.path / "README.md").read_text()
+    # far smaller than the model it reproduces
+    size = sum(s for _, s in list_files(adapter.path) if _.startswith("adapter_model"))
+    assert size < 0.6 * (model / "model.safetensors").stat().st_size
+
+
+def test_base_plus_adapter_reproduce_the_trained_model(adapter_release):
+    check = adapter_release[1].checks["adapter"]
+    assert check["max_weight_difference"] < 1e-5
+    assert {a["task"] for a in check["answers"]["answers"]} == {"activity", "cadence", "summary"}
+    if "remote_answers" in check:
+        assert check["remote_answers"]["model_module"].startswith("transformers_modules")
+
+
+def test_adapter_loads_with_from_pretrained(adapter_release, tmp_path):
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    model, release = adapter_release
+    adapter = _with_local_base(release.folder("adapter").path, release.folder("base").path, tmp_path / "adapter")
+    trained = _logits(AutoModelForCausalLM.from_pretrained(model))
+    loaded = AutoModelForCausalLM.from_pretrained(adapter)  # base fetched from adapter_config.json, adapter applied
+    assert type(loaded).__name__ == "BiomechGPTForCausalLM"
+    torch.testing.assert_close(_logits(loaded), trained, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(_logits(AutoPeftModelForCausalLM.from_pretrained(adapter)), trained, atol=1e-4,
+                               rtol=1e-4)
+    # the base alone is the untrained model: the adapter matters
+    assert not torch.allclose(_logits(AutoModelForCausalLM.from_pretrained(release.folder("base").path)), trained,
+                              atol=1e-3)
+
+
+def test_the_same_run_released_merged(adapter_release, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model, _ = adapter_release
+    release = prepare_release(model, tmp_path / "stage", repo_id="lab/bgpt-merged", remote_code=False)
+    folder = release.folder("model").path
+    assert not (folder / "adapter_config.json").exists()
+    assert release.checks["model"]["answers"]["answers"]
+    torch.testing.assert_close(_logits(AutoModelForCausalLM.from_pretrained(folder)),
+                               _logits(AutoModelForCausalLM.from_pretrained(model)), atol=0, rtol=0)
+
+
+def test_adapter_of_a_full_run_is_refused(inputs, tmp_path):
+    corpus, _, tokenizer = inputs
+    model = train_model(corpus, "tiny-s", tmp_path / "model", motion_tokenizer=str(tokenizer), max_steps=1,
+                        batch_size=4, progress=False, tokenizer_vocab_size=300)
+    (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
+    with pytest.raises(ReleaseError, match="--adapter needs a LoRA or QLoRA run .* mode is 'full'"):
+        prepare_release(model, tmp_path / "stage", repo_id="lab/bgpt", adapter=True)
+
+
+def test_adapter_of_a_model_not_trained_from_that_base_is_refused(adapter_release, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model, _ = adapter_release
+    tampered = tmp_path / "model"
+    shutil.copytree(model, tampered)
+    weights = load_file(str(tampered / "model.safetensors"))
+    norm = "language_model.model.norm.weight"
+    weights[norm] = weights[norm] + 0.5
+    save_file(weights, str(tampered / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ReleaseError, match="model.norm.weight changed but is not a LoRA-adapted linear weight"):
+        prepare_release(tampered, tmp_path / "stage", repo_id="lab/bgpt", adapter=True, metrics=METRICS,
+                        validate=False)
