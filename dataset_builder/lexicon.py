@@ -61,8 +61,8 @@ LABEL_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
 
 LABEL_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "activity": {
-        "walking": ("gait", "overground walking", "treadmill walking"),
-        "running": ("treadmill running", "run"),
+        "walking": ("gait", "overground walking", "treadmill walking", "walk", "walks"),
+        "running": ("treadmill running", "run", "runs", "jog"),
         "sit_to_stand": ("sit to stand", "chair rise", "chair stand", "five times sit to stand", "5xsts", "sts"),
         "squat": ("squats",),
         "jump": ("jumps", "vertical jump", "hop"),

@@ -117,6 +117,8 @@ def test_numbers_are_rounded_as_clinicians_say_them():
         ("activity", "The patient uses a walking frame during a squat.", "squat"),  # device words are not activities
         ("activity", "tandem_walking", "tandem_walking"),
         ("activity", "Heel-to-toe walking along a line.", "tandem_walking"),
+        ("activity", "The person walks with a cane.", "walking"),
+        ("assistive_device", "The person walks with a cane.", "cane"),
         ("diagnosis", "Probably PD.", "parkinsons_disease"),
         ("diagnosis", "parkinsons_disease", "parkinsons_disease"),
         ("diagnosis", "Consistent with a left hemiparesis after a CVA.", "stroke"),
