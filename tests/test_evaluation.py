@@ -167,3 +167,22 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, corpus_and_motions):
         main(["evaluate", "--model", "m", "--dataset", "d", "--out", "o", "--experiments", "transfer,ablation"])
     assert exit_info.value.code == 2
     assert "unknown experiment(s) ablation" in capsys.readouterr().err
+
+
+def test_summary_field_agreement_counts_stated_facts():
+    from types import SimpleNamespace
+
+    from biomechgpt.evaluation.evaluate import _summary_field_agreement
+
+    def parser(task, text):  # "activity=walking;cadence=110" -> fields
+        fields = dict(part.split("=") for part in text.split(";") if "=" in part)
+        return SimpleNamespace(fields={k: float(v) if k == "cadence" else v for k, v in fields.items()})
+
+    rows = pd.DataFrame({
+        "reference_answer": ["activity=walking;cadence=100", "activity=running;cadence=160"],
+        "answer": ["activity=walking;cadence=108", "activity=walking"],  # 108 within 10% of 100
+    })
+    result = _summary_field_agreement(rows, parser)
+    assert result["field_accuracy"] == pytest.approx((1.0 + 0.0) / 2)
+    assert result["per_field_accuracy"] == {"activity": 0.5, "cadence": 0.5}
+    assert _summary_field_agreement(rows, lambda t, s: None)["field_accuracy"] is None

@@ -345,6 +345,31 @@ def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser
 # The whole evaluation
 
 
+def _summary_field_agreement(rows: pd.DataFrame, parser: Callable[[str, str], Any], rel_tol: float = 0.1) -> dict:
+    """How many of the facts a reference summary states (activity, impairment, cadence, ...) the generated summary
+    states too, read with the corpus parser: labels must match, numbers be within `rel_tol` (10%)."""
+    per_row, per_field = [], {}
+    for reference, answer in zip(rows.reference_answer, rows.answer):
+        wanted = getattr(parser("summary", str(reference)), "fields", None)
+        if not wanted:
+            continue
+        got = getattr(parser("summary", str(answer or "")), "fields", None) or {}
+        hits = []
+        for name, value in wanted.items():
+            said = got.get(name)
+            if isinstance(value, (int, float)) and isinstance(said, (int, float)):
+                hit = abs(said - value) <= rel_tol * abs(value)
+            else:
+                hit = said == value
+            hits.append(hit)
+            per_field.setdefault(name, []).append(hit)
+        per_row.append(float(np.mean(hits)))
+    if not per_row:
+        return {"field_accuracy": None, "notes": {"field_accuracy": "the parser reads no fields from the summaries"}}
+    return {"field_accuracy": float(np.mean(per_row)),
+            "per_field_accuracy": {k: float(np.mean(v)) for k, v in per_field.items()}}
+
+
 def _score_column(task: str, rows: pd.DataFrame, column: str) -> dict:
     conf = list(rows[f"{column}_confidence"]) if METRICS_BY_TASK[task] == "classification" else None
     return compute_task_metrics(task, list(rows[f"{column}_prediction"]), list(rows.reference), conf)
@@ -492,6 +517,10 @@ def evaluate_model(
             "biomechgpt": compute_task_metrics(task, list(rows.prediction), refs, list(rows.confidence)),
         }
         entry["biomechgpt"]["n_misrouted"] = int(sum(r is not None and r != task for r in rows.routed_task))
+        if METRICS_BY_TASK[task] == "text":
+            agreement = _summary_field_agreement(rows, parser)
+            entry["biomechgpt"]["notes"].update(agreement.pop("notes", {}))
+            entry["biomechgpt"].update(agreement)
         if task in baseline.tasks:
             entry["baseline"] = {**_score_column(task, rows, "baseline"), "family": baseline.tasks[task].selected}
             entry["baseline_families"] = {family: _score_column(task, rows, family) for family in settings.families}

@@ -85,7 +85,9 @@ def _scatter_figure(task: str, rows: pd.DataFrame, entry: dict, path: Path) -> b
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
     for (name, pred, m), marker in zip(series, ("o", "x")):
         ok = np.isfinite(pred)
-        if ok.any():
+        if not ok.any():
+            ax.plot([], [], ls="none", label=f"{name}: no parsed answers")
+        else:
             ax.scatter(truth[ok], pred[ok], s=10, alpha=0.6, marker=marker,
                        label=f"{name}: r={_fmt(m.get('pearson_r'), 2)}, MAE={_fmt(m.get('mae'), 2)}")
     both = np.concatenate([truth[np.isfinite(truth)]] + [p[np.isfinite(p)] for _, p, _ in series])
