@@ -8,6 +8,8 @@ The default cohort must simulate in under 2 minutes on 2 cores and stay well und
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +18,11 @@ from biomechgpt.cohort import load_cohort
 from biomechgpt.simulation import simulate_cohort
 
 __all__ = ["main"]
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -27,8 +34,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cohort"
         start = time.perf_counter()
+        cpu_start = _cpu_seconds()
         simulate_cohort(out, n_participants=args.participants, seed=args.seed, workers=args.workers)
         elapsed = time.perf_counter() - start
+        cpu = _cpu_seconds() - cpu_start
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
         cohort = load_cohort(out)
         trials = cohort.trials
@@ -39,7 +48,9 @@ def main() -> None:
         read_s = time.perf_counter() - start_read
         print(f"participants          {args.participants}")
         print(f"workers               {args.workers}")
-        print(f"simulate wall time    {elapsed:.1f} s")
+        print(f"simulate wall time    {elapsed:.1f} s (load average {os.getloadavg()[0]:.1f})")
+        # CPU time of this process and its workers: what the run costs on an idle machine with the same cores.
+        print(f"simulate CPU time     {cpu:.1f} s (all processes)")
         print(f"size on disk          {size / 1e6:.1f} MB")
         print(f"hours of motion       {trials['duration_s'].sum() / 3600:.2f}")
         print(f"trials                {len(trials)}")
