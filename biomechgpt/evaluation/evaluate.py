@@ -370,6 +370,26 @@ def _summary_field_agreement(rows: pd.DataFrame, parser: Callable[[str, str], An
             "per_field_accuracy": {k: float(np.mean(v)) for k, v in per_field.items()}}
 
 
+def _card_options(model_dir: Path) -> dict:
+    """Model name and description for the card from the training summary `train` writes, when present."""
+    try:
+        summary = json.loads((model_dir / "training_summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    base = str(summary.get("base_model", "tiny"))
+    options: dict[str, Any] = {"model_name": f"biomechgpt-{Path(base).name}"}
+    if summary.get("parameters"):
+        embedded = base.startswith("tiny")
+        options["model_description"] = (
+            f"{'the embedded' if embedded else base} {summary['parameters'] / 1e6:.1f}M-parameter causal language "
+            f"model{', trained from scratch here' if embedded else ''} ({summary.get('mode', 'full')} fine-tuning, "
+            f"{summary.get('steps', '?')} steps), whose vocabulary is extended with one token per MotionTokenizer "
+            "code")
+        if not embedded:
+            options["base_model"] = base
+    return options
+
+
 def _score_column(task: str, rows: pd.DataFrame, column: str) -> dict:
     conf = list(rows[f"{column}_confidence"]) if METRICS_BY_TASK[task] == "classification" else None
     return compute_task_metrics(task, list(rows[f"{column}_prediction"]), list(rows.reference), conf)
@@ -568,7 +588,8 @@ def evaluate_model(
     if write_card:
         from biomechgpt.evaluation.model_card import write_model_card
 
-        write_model_card(payload, out / "model_card.md")
+        card_options = _card_options(Path(model_dir)) if is_path else {}
+        write_model_card(payload, out / "model_card.md", **card_options)
         if is_path and (Path(model_dir) / "config.json").is_file():
-            write_model_card(payload, Path(model_dir) / "README.md")
+            write_model_card(payload, Path(model_dir) / "README.md", **card_options)
     return payload
