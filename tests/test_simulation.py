@@ -243,10 +243,12 @@ def test_realism_normal_walking_close_to_reference(reference_motion_dir):
         assert np.sqrt(np.mean((sim[:, i] - independent[:, i]) ** 2)) < 10.0
 
 
-def test_realism_report_writes_numbers_and_plots(reference_motion_dir, tmp_path):
-    from biomechgpt.simulation.report import realism_report
-
-    report = realism_report(tmp_path / "report", reference_dir=reference_motion_dir, n_participants=3)
+def test_realism_report_writes_numbers_and_plots(reference_motion_dir, tmp_path, capsys):
+    argv = ["simulate", "--report", str(tmp_path / "report"), "--reference", str(reference_motion_dir),
+            "--participants", "3"]
+    assert cli.main(argv) == 0
+    assert "knee_angle_r" in capsys.readouterr().out
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert {"walking", "crouch", "running", "walking_subject01"} <= set(report["comparisons"])
     knee = report["comparisons"]["running"]["knee_angle_r"]
     assert knee["rms_difference_deg"] < 8 and knee["rom_simulated_deg"] > 60

@@ -36,7 +36,8 @@ def register(subparsers) -> None:
         description="Simulate a clinical cohort into --out, or write a realism report (--report) comparing simulated "
                     "normal walking, crouch gait and running with the real reference recordings.",
     )
-    parser.add_argument("--participants", type=_positive_int, default=500, help="number of participants (500)")
+    parser.add_argument("--participants", type=_positive_int, default=None,
+                        help="number of participants (500; with --report, the sample per comparison, 30)")
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="random seed; same seed, same bytes (0)")
     parser.add_argument("--out", type=Path, help="cohort folder to create")
     parser.add_argument("--workers", type=_positive_int, default=None, help="processes (default: all CPU cores)")
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             summary = realism_report(args.report, reference_dir=args.reference, cohort_dir=args.cohort,
-                                     seed=args.seed, overwrite=args.overwrite)
+                                     seed=args.seed, n_participants=args.participants or 30,
+                                     overwrite=args.overwrite)
         except ValueError as err:
             raise UsageError(str(err)) from None
         print(f"realism report written to {args.report}")
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        out = simulate_cohort(args.out, n_participants=args.participants, seed=args.seed, workers=args.workers,
+        out = simulate_cohort(args.out, n_participants=args.participants or 500, seed=args.seed, workers=args.workers,
                               overwrite=args.overwrite, progress=not args.quiet)
     except ValueError as err:
         raise UsageError(str(err)) from None
