@@ -32,12 +32,16 @@ _LAZY: dict[str, str] = {
     "MotionTokenizer": "biomechgpt.processing.tokenization_motion",
     "train_motion_tokenizer": "biomechgpt.training.motion_tokenizer",
     "build_dataset": "biomechgpt.dataset_builder",
+    "parse_answer": "biomechgpt.dataset_builder",
+    "BiomechGPTQABuilder": "biomechgpt.dataset_builder",
+    "TASKS": "biomechgpt.dataset_builder",
     "BiomechGPTConfig": "biomechgpt.modeling.configuration_biomechgpt",
     "BiomechGPTForCausalLM": "biomechgpt.modeling.modeling_biomechgpt",
     "BiomechGPTProcessor": "biomechgpt.processing.processing_biomechgpt",
     "train_model": "biomechgpt.training.train_lm",
     "evaluate_model": "biomechgpt.evaluation",
     "run_pipeline": "biomechgpt.pipeline",
+    "push_release": "biomechgpt.release",
 }
 
 # Modules that define `register_auto_classes()`; each registration is idempotent.
