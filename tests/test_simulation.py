@@ -121,8 +121,14 @@ def test_timed_up_and_go_is_slower_when_impaired(tables):
 
 
 def test_same_seed_same_bytes_with_any_worker_count(cohort_dir, tmp_path):
-    again = simulate_cohort(tmp_path / "again", n_participants=N_PARTICIPANTS, seed=0, workers=2)
-    assert _digest(again) == _digest(cohort_dir)
+    serial = simulate_cohort(tmp_path / "serial", n_participants=N_PARTICIPANTS, seed=0, workers=1,
+                             participants_per_shard=5)
+    parallel = simulate_cohort(tmp_path / "parallel", n_participants=N_PARTICIPANTS, seed=0, workers=2,
+                               participants_per_shard=5)
+    assert len(list((parallel / "motions").iterdir())) == 4
+    assert _digest(parallel) == _digest(serial)
+    # Sharding changes where motions are stored, not what was simulated.
+    assert _digest(serial)["participants.parquet"] == _digest(cohort_dir)["participants.parquet"]
     other = simulate_cohort(tmp_path / "other", n_participants=N_PARTICIPANTS, seed=1, workers=1)
     assert _digest(other)["trials.parquet"] != _digest(cohort_dir)["trials.parquet"]
 
@@ -285,7 +291,8 @@ def test_existing_unwritable_or_missing_out_is_a_one_line_error(tmp_path, capsys
     assert "--out is required" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kwargs", [{"n_participants": 0}, {"n_participants": 2.5}, {"seed": -1}, {"workers": 0}])
+@pytest.mark.parametrize("kwargs", [{"n_participants": 0}, {"n_participants": 2.5}, {"seed": -1}, {"workers": 0},
+                                    {"participants_per_shard": 0}])
 def test_simulate_cohort_rejects_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         simulate_cohort(tmp_path / "c", **{"n_participants": 2, **kwargs})

@@ -142,7 +142,8 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 
 def simulate_cohort(out: str | Path, n_participants: int = 500, seed: int = 0, workers: int | None = None, *,
-                    overwrite: bool = False, progress: bool = False) -> Path:
+                    overwrite: bool = False, progress: bool = False,
+                    participants_per_shard: int = PARTICIPANTS_PER_SHARD) -> Path:
     """Simulates a clinical cohort and writes it to `out`.
 
     Args:
@@ -152,6 +153,7 @@ def simulate_cohort(out: str | Path, n_participants: int = 500, seed: int = 0, w
         workers (`int`, *optional*): processes to use; defaults to the number of CPU cores.
         overwrite (`bool`, defaults to `False`): replace an existing cohort folder.
         progress (`bool`, defaults to `False`): show a progress bar on stderr.
+        participants_per_shard (`int`, defaults to 25): participants per motion shard (the unit of parallel work).
 
     Returns:
         `Path`: the cohort folder, readable with `biomechgpt.load_cohort`.
@@ -165,14 +167,17 @@ def simulate_cohort(out: str | Path, n_participants: int = 500, seed: int = 0, w
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
                                 or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(participants_per_shard, bool) or not isinstance(participants_per_shard, (int, np.integer)) \
+            or participants_per_shard < 1:
+        raise ValueError(f"participants_per_shard must be a positive integer, got {participants_per_shard!r}")
     n_participants, seed = int(n_participants), int(seed)
     out = Path(out)
     _prepare_out(out, overwrite)
     motions_dir = out / "motions"
 
     n_digits = max(4, len(str(n_participants - 1)))
-    shards = [list(range(s, min(s + PARTICIPANTS_PER_SHARD, n_participants)))
-              for s in range(0, n_participants, PARTICIPANTS_PER_SHARD)]
+    per_shard = int(participants_per_shard)
+    shards = [list(range(s, min(s + per_shard, n_participants))) for s in range(0, n_participants, per_shard)]
     n_workers = min(workers or os.cpu_count() or 1, len(shards))
     results: dict[int, tuple[list, list]] = {}
     bar = None
