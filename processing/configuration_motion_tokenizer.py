@@ -38,9 +38,10 @@ class MotionTokenizerConfig(PretrainedConfig):
             Weight of the reconstruction loss on frame-to-frame differences of the normalised features.
         ema_decay (`float`, *optional*, defaults to 0.99):
             Decay of the exponential moving averages that update the codebook (no codebook gradient).
-        dead_code_threshold (`float`, *optional*, defaults to 0.05):
-            A code whose moving-average usage (assignments per training step) falls below this is re-seeded from a
-            random encoder output of the current batch, which keeps the whole codebook in use.
+        dead_code_patience (`int`, *optional*, defaults to 20):
+            A code that no encoder output chose for this many training steps is re-seeded from a random encoder
+            output of the current batch, which keeps the whole codebook in use. (Detection by age reacts within a
+            few steps; a threshold on the moving-average usage would take hundreds at `ema_decay` 0.99.)
         min_frames (`int`, *optional*, defaults to 8):
             Shortest motion accepted, in frames.
     """
@@ -60,7 +61,7 @@ class MotionTokenizerConfig(PretrainedConfig):
         commitment_weight: float = 0.02,
         velocity_loss_weight: float = 0.5,
         ema_decay: float = 0.99,
-        dead_code_threshold: float = 0.05,
+        dead_code_patience: int = 20,
         min_frames: int = 8,
         **kwargs,
     ) -> None:
@@ -86,8 +87,10 @@ class MotionTokenizerConfig(PretrainedConfig):
             raise ValueError(f"num_residual_blocks must be >= 0, got {num_residual_blocks}")
         if not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in (0, 1), got {ema_decay}")
-        if commitment_weight < 0 or velocity_loss_weight < 0 or dead_code_threshold < 0:
-            raise ValueError("commitment_weight, velocity_loss_weight and dead_code_threshold must be >= 0")
+        if commitment_weight < 0 or velocity_loss_weight < 0:
+            raise ValueError("commitment_weight and velocity_loss_weight must be >= 0")
+        if dead_code_patience < 1:
+            raise ValueError(f"dead_code_patience must be >= 1, got {dead_code_patience}")
         if min_frames < downsample_factor:
             raise ValueError(f"min_frames must be >= downsample_factor ({downsample_factor}), got {min_frames}")
         self.coordinates = coordinates
@@ -101,7 +104,7 @@ class MotionTokenizerConfig(PretrainedConfig):
         self.commitment_weight = float(commitment_weight)
         self.velocity_loss_weight = float(velocity_loss_weight)
         self.ema_decay = float(ema_decay)
-        self.dead_code_threshold = float(dead_code_threshold)
+        self.dead_code_patience = int(dead_code_patience)
         self.min_frames = int(min_frames)
         super().__init__(**kwargs)
 

@@ -79,6 +79,13 @@ class MotionFeatureExtractor(FeatureExtractionMixin):
             min_frames=config.min_frames,
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        # AutoFeatureExtractor finds this class through config.json instead (its registered model_type, or its
+        # auto_map for remote code); a `feature_extractor_type` name here would stop it from reading that auto_map
+        output.pop("feature_extractor_type", None)
+        return output
+
     # ----------------------------------------------------------------------------------------------------------
     # input validation
 

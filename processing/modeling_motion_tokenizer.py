@@ -164,10 +164,12 @@ class MotionTokenizerQuantizer(nn.Module):
         super().__init__()
         self.codebook_size = config.codebook_size
         self.decay = config.ema_decay
-        self.dead_code_threshold = config.dead_code_threshold
+        self.dead_code_patience = config.dead_code_patience
         self.register_buffer("codebook", torch.zeros(config.codebook_size, config.codebook_dim))
         self.register_buffer("ema_cluster_size", torch.zeros(config.codebook_size))
         self.register_buffer("ema_embed_sum", torch.zeros(config.codebook_size, config.codebook_dim))
+        # training steps since each code was last chosen
+        self.register_buffer("steps_unused", torch.zeros(config.codebook_size, dtype=torch.long))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
 
     def nearest(self, latents: torch.Tensor) -> torch.Tensor:
@@ -183,6 +185,7 @@ class MotionTokenizerQuantizer(nn.Module):
         sums = torch.zeros_like(self.ema_embed_sum).index_add_(0, indices, latents)
         self.ema_cluster_size.mul_(self.decay).add_(counts, alpha=1.0 - self.decay)
         self.ema_embed_sum.mul_(self.decay).add_(sums, alpha=1.0 - self.decay)
+        self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
         # Laplace smoothing keeps rarely used codes from dividing by ~0
         total = self.ema_cluster_size.sum()
         eps = 1e-5
@@ -191,29 +194,28 @@ class MotionTokenizerQuantizer(nn.Module):
 
     @torch.no_grad()
     def reseed(self, latents: torch.Tensor, code_ids: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        """Set the codes `code_ids` to random rows of `latents` (n, dim), with a fresh small usage count."""
+        """Set the codes `code_ids` to random rows of `latents` (n, dim), with an average usage count."""
         if code_ids.numel() == 0 or latents.shape[0] == 0:
             return
         picks = torch.randint(latents.shape[0], (code_ids.numel(),), generator=generator)
         # a small random offset separates codes that drew the same latent
         noise = torch.randn(code_ids.numel(), latents.shape[1], generator=generator) * 1e-3
         chosen = latents[picks] + noise
-        count = max(2.0 * self.dead_code_threshold, 1e-3)
+        count = latents.shape[0] / self.codebook_size
         self.codebook[code_ids] = chosen
         self.ema_embed_sum[code_ids] = chosen * count
         self.ema_cluster_size[code_ids] = count
+        self.steps_unused[code_ids] = 0
 
     @torch.no_grad()
     def replace_dead_codes(self, latents: torch.Tensor, generator: torch.Generator | None = None) -> int:
-        """Re-seed the codes whose moving-average usage fell below `dead_code_threshold`; initialise the codebook
-        from the data on first use. Returns the number of codes re-seeded."""
+        """Re-seed the codes unused for `dead_code_patience` steps from random rows of `latents` (n, dim);
+        initialise the whole codebook from them on first use. Returns the number of codes re-seeded."""
         if not bool(self.initialized):
             self.reseed(latents, torch.arange(self.codebook_size), generator)
-            self.ema_cluster_size.fill_(1.0)
-            self.ema_embed_sum.copy_(self.codebook)
             self.initialized.fill_(True)
             return self.codebook_size
-        dead = torch.nonzero(self.ema_cluster_size < self.dead_code_threshold).flatten()
+        dead = torch.nonzero(self.steps_unused >= self.dead_code_patience).flatten()
         self.reseed(latents, dead, generator)
         return int(dead.numel())
 
@@ -236,6 +238,7 @@ class MotionTokenizerPreTrainedModel(PreTrainedModel):
             init.normal_(module.codebook)
             init.ones_(module.ema_cluster_size)
             init.copy_(module.ema_embed_sum, module.codebook)
+            init.zeros_(module.steps_unused)
             init.zeros_(module.initialized)
         elif isinstance(module, MotionTokenizerModel):
             init.zeros_(module.feature_mean)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,16 @@ class MotionTokenizer(PushToHubMixin):
             metrics = json.loads(local.read_text())
         return cls(model, feature_extractor, metrics=metrics)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> None:
-        """Write `config.json`, `model.safetensors`, `preprocessor_config.json` and `metrics.json`."""
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, push_to_hub: bool = False, include_code: bool = True, **kwargs: Any
+    ) -> None:
+        """Write `config.json`, `model.safetensors`, `preprocessor_config.json` and `metrics.json`.
+
+        With `include_code` (default) the model's source files are copied next to the weights and `auto_map`
+        entries are added, so `AutoModel` / `AutoFeatureExtractor.from_pretrained(..., trust_remote_code=True)`
+        load the folder even where biomechgpt is not installed. With biomechgpt imported, the installed classes
+        are used and no remote code runs.
+        """
         if push_to_hub:
             raise ValueError("call push_to_hub(repo_id) instead of save_pretrained(..., push_to_hub=True)")
         save_directory = Path(save_directory)
@@ -120,6 +129,8 @@ class MotionTokenizer(PushToHubMixin):
         kwargs.pop("safe_serialization", None)  # safetensors is the only format we write
         self.model.save_pretrained(save_directory, **kwargs)
         self.feature_extractor.save_pretrained(save_directory)
+        if include_code:
+            _write_remote_code(save_directory)
         if self.metrics:
             (save_directory / METRICS_NAME).write_text(json.dumps(self.metrics, indent=2, sort_keys=True) + "\n")
 
@@ -257,6 +268,31 @@ class MotionTokenizer(PushToHubMixin):
             f"MotionTokenizer(codebook_size={c.codebook_size}, downsample_factor={c.downsample_factor}, "
             f"hidden_size={c.hidden_size}, frame_rate={c.frame_rate:g})"
         )
+
+
+# `PreTrainedModel.register_for_auto_class` cannot be used here: transformers writes the `auto_map` of any class
+# whose name contains "Tokenizer" as a (slow, fast) tokenizer pair, which AutoConfig then fails to read.
+_REMOTE_CODE = {
+    "AutoConfig": "configuration_motion_tokenizer.MotionTokenizerConfig",
+    "AutoModel": "modeling_motion_tokenizer.MotionTokenizerModel",
+    "AutoFeatureExtractor": "feature_extraction_motion.MotionFeatureExtractor",
+}
+_REMOTE_FILES = (
+    "configuration_motion_tokenizer.py", "modeling_motion_tokenizer.py", "feature_extraction_motion.py", "motion.py",
+)  # fmt: skip
+
+
+def _write_remote_code(folder: Path) -> None:
+    here = Path(__file__).resolve().parent
+    for name in _REMOTE_FILES:
+        shutil.copyfile(here / name, folder / name)
+    # only config.json: an `auto_map` in preprocessor_config.json makes AutoImageProcessor (which AutoProcessor
+    # tries before AutoFeatureExtractor) ask whether to run remote code even where biomechgpt is installed
+    for file_name, keys in (("config.json", _REMOTE_CODE),):
+        path = folder / file_name
+        data = json.loads(path.read_text())
+        data["auto_map"] = {k: _REMOTE_CODE[k] for k in keys}
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def register_auto_classes() -> None:

@@ -22,16 +22,22 @@ I_ROT, I_TX, I_TY, I_TZ = (COORDS.index(c) for c in ("pelvis_rotation", "pelvis_
 
 
 def synthetic_motion(n_frames: int, seed: int, heading: float = 0.0, start=(0.0, 0.0), turn_rate: float = 0.0,
-                     arms: bool = True) -> Motion:
-    """A gait-like canonical motion: two harmonics per angle, a walker moving along a (turning) heading."""
+                     arms: bool = True, pattern_seed: int | None = None) -> Motion:
+    """A gait-like canonical motion: two harmonics per angle, a walker moving along a (turning) heading.
+
+    `pattern_seed` fixes the joint-angle pattern (amplitudes, offsets, phases) so several trials share one gait and
+    differ in cadence, speed and path; by default every trial has its own pattern.
+    """
     rng = np.random.default_rng(seed)
+    pattern = np.random.default_rng(seed if pattern_seed is None else 10_000 + pattern_seed)
     t = np.arange(n_frames) / 30.0
     freq = rng.uniform(0.8, 1.1)
     phase = 2 * np.pi * freq * t
     values = np.zeros((n_frames, len(COORDS)))
-    amp = rng.uniform(0.05, 0.5, len(COORDS))
-    values[:] = (rng.uniform(-0.2, 0.2, len(COORDS)) + amp * np.sin(phase[:, None] + rng.uniform(0, 6, len(COORDS)))
-                 + 0.3 * amp * np.sin(2 * phase[:, None] + rng.uniform(0, 6, len(COORDS))))
+    amp = pattern.uniform(0.05, 0.5, len(COORDS))
+    values[:] = (pattern.uniform(-0.2, 0.2, len(COORDS))
+                 + amp * np.sin(phase[:, None] + pattern.uniform(0, 6, len(COORDS)))
+                 + 0.3 * amp * np.sin(2 * phase[:, None] + pattern.uniform(0, 6, len(COORDS))))
     theta = heading + turn_rate * t + 0.05 * np.sin(phase)
     speed = rng.uniform(0.8, 1.4) + 0.05 * np.sin(2 * phase)
     # OpenSim: x forward, z right; a heading theta points the walker along (cos, -sin)
@@ -219,6 +225,31 @@ def test_auto_classes_resolve_after_import(tiny_tokenizer, tmp_path):
     ]
 
 
+def test_saved_folder_loads_as_remote_code_without_biomechgpt(tiny_tokenizer, tmp_path):
+    tiny_tokenizer.save_pretrained(tmp_path)
+    motion = synthetic_motion(40, 12)
+    np.save(tmp_path / "values.npy", motion.values)
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'biomechgpt':\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np\n"
+        "from transformers import AutoModel, AutoFeatureExtractor\n"
+        f"p = {str(tmp_path)!r}\n"
+        "model = AutoModel.from_pretrained(p, trust_remote_code=True)\n"
+        "features = AutoFeatureExtractor.from_pretrained(p, trust_remote_code=True)([np.load(p + '/values.npy')])\n"
+        "out = model.encode(features['motion_values'], features['motion_mask'], features['coordinate_mask'])\n"
+        "print(type(model).__module__.startswith('transformers_modules'), out.motion_codes[0].tolist())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    remote, codes = result.stdout.strip().split(" ", 1)
+    assert remote == "True" and json.loads(codes) == tiny_tokenizer.encode(motion)
+
+
 def test_lazy_public_names():
     assert biomechgpt.MotionTokenizer is MotionTokenizer
     assert biomechgpt.MotionTokenizerConfig is MotionTokenizerConfig
@@ -324,7 +355,8 @@ def _train(out_dir, steps, callbacks=(), resume=True, save_steps=100):
         train_motion_tokenizer_on_motions,
     )
 
-    motions = [synthetic_motion(90 + 7 * i, seed=100 + i, arms=i % 3 != 0, turn_rate=0.1 * i) for i in range(12)]
+    motions = [synthetic_motion(90 + 7 * i, seed=100 + i, arms=i % 3 != 0, turn_rate=0.1 * i, pattern_seed=i % 2)
+               for i in range(12)]
     args = MotionTokenizerTrainingArguments(
         steps=steps, batch_size=8, min_window=32, max_window=48, warmup_steps=5, save_steps=save_steps,
         learning_rate=3e-3, seed=3, num_threads=1,
@@ -339,7 +371,7 @@ def test_training_reduces_the_loss_and_writes_the_folder(tmp_path):
     losses = []
     out = _train(tmp_path / "tok", steps=60, callbacks=[lambda step, logs: losses.append(logs["reconstruction_loss"])])
     assert len(losses) == 60
-    assert np.mean(losses[-10:]) < 0.92 * np.mean(losses[:10])
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
     metrics = json.loads((out / "metrics.json").read_text())
     history = metrics["training"]["history"]
     assert history[0]["step"] == 1 and history[-1]["step"] == 60

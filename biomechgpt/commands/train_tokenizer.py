@@ -17,11 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--cohort", required=True, metavar="DIR", help="cohort folder from `biomechgpt simulate`")
     parser.add_argument("--out", required=True, metavar="DIR", help="tokenizer folder to write")
-    parser.add_argument("--steps", type=int, default=None, metavar="N", help="training steps (default 1500)")
+    parser.add_argument("--steps", type=int, default=None, metavar="N", help="training steps (default 3000)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="B", help="windows per step (default 32)")
     parser.add_argument("--codebook-size", type=int, default=None, metavar="K", help="motion codes (default 512)")
     parser.add_argument("--hidden-size", type=int, default=None, metavar="H", help="conv channels (default 128)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads (default: torch's choice; 1 is faster on a busy shared machine)")
     parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming a checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from biomechgpt.cli import UsageError
     from biomechgpt.training.motion_tokenizer import MotionTokenizerTrainingArguments, train_motion_tokenizer
 
-    for name in ("steps", "batch_size", "codebook_size", "hidden_size"):
+    for name in ("steps", "batch_size", "codebook_size", "hidden_size", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     training_args = MotionTokenizerTrainingArguments()
     if args.batch_size is not None:
         training_args = replace(training_args, batch_size=args.batch_size)
+    if args.threads is not None:
+        training_args = replace(training_args, num_threads=args.threads)
     out = train_motion_tokenizer(
         args.cohort,
         args.out,

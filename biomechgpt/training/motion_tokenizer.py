@@ -53,7 +53,7 @@ class MotionTokenizerTrainingArguments:
     Hyperparameters of `train_motion_tokenizer` (the model's own settings live in `MotionTokenizerConfig`).
 
     Args:
-        steps (`int`, defaults to 1500): optimisation steps.
+        steps (`int`, defaults to 3000): optimisation steps.
         batch_size (`int`, defaults to 32): windows per step.
         min_window / max_window (`int`, defaults to 64 / 128): window length range in frames (multiples of the
             downsample factor; one length per step so a batch needs no padding).
@@ -71,7 +71,7 @@ class MotionTokenizerTrainingArguments:
             current setting. One thread is faster for tiny models and on a machine shared with other jobs.
     """
 
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 32
     min_window: int = 64
     max_window: int = 128
@@ -457,7 +457,7 @@ def _config_fingerprint(config) -> dict:
     keys = (
         "coordinates", "frame_rate", "downsample_factor", "hidden_size", "num_residual_blocks", "dilation_growth",
         "codebook_size", "codebook_dim", "commitment_weight", "velocity_loss_weight", "ema_decay",
-        "dead_code_threshold", "min_frames",
+        "dead_code_patience", "min_frames",
     )  # fmt: skip
     return {k: getattr(config, k) for k in keys}
 
