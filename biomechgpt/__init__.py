@@ -40,6 +40,11 @@ _LAZY: dict[str, str] = {
     "BiomechGPTProcessor": "biomechgpt.processing.processing_biomechgpt",
     "train_model": "biomechgpt.training.train_lm",
     "evaluate_model": "biomechgpt.evaluation",
+    "write_model_card": "biomechgpt.evaluation.model_card",
+    "compute_task_metrics": "biomechgpt.metrics",
+    "METRICS_BY_TASK": "biomechgpt.metrics",
+    "NonLLMBaseline": "biomechgpt.evaluation.baseline",
+    "BiomechGPTAnswer": "biomechgpt.modeling.modeling_biomechgpt",
     "run_pipeline": "biomechgpt.pipeline",
     "push_release": "biomechgpt.release",
 }
