@@ -61,6 +61,9 @@ def _card_data(metrics: dict, model_name: str, dataset_name: str, base_model: st
                 dataset_type=dataset_name,
                 dataset_name=f"{dataset_name} (simulated, participant-disjoint test split)",
                 dataset_split="test",
+                # One config per task: results that share task type and dataset would otherwise be merged by the Hub
+                # under the first task's name.
+                dataset_config=task,
                 metric_type=metric,
                 metric_name=f"{_TASK_NAMES.get(task, task)} {metric.replace('_', ' ')}",
                 metric_value=round(float(value), 4),
