@@ -90,8 +90,8 @@ STAGES: tuple[Stage, ...] = (
         "train",
         "model",
         lambda run, s: ["train", "--dataset", str(run / "dataset"), "--tokenizer", str(run / "tokenizer"),
-                        "--base-model", "tiny", "--out", str(run / "model"), "--seed", str(s.seed), *_optional("--epochs", s.train_epochs),
-                        *_optional("--max-steps", s.train_max_steps)],
+                        "--base-model", "tiny", "--out", str(run / "model"), "--seed", str(s.seed),
+                        *_optional("--epochs", s.train_epochs), *_optional("--max-steps", s.train_max_steps)],
     ),
     Stage(
         "evaluate",
