@@ -22,6 +22,7 @@ import torch
 REFERENCE_MOTION_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference_motion"
 SUMMARY_KEYS = (
     "n_trials", "joint_angle_mae_deg", "heading_mae_deg", "pelvis_height_mae_cm", "pelvis_velocity_mae_m_s",
+    "pelvis_velocity_1s_mae_m_s",
     "codebook_perplexity", "codebook_usage", "codes_used",
 )  # fmt: skip
 
@@ -61,7 +62,7 @@ def reference_quality(tokenizer, folder: Path) -> dict:
         motion = load_motion(path)
         motions.append(motion)
         scores = reconstruction_metrics(tokenizer, [motion])
-        keys = ("joint_angle_mae_deg", "pelvis_velocity_mae_m_s", "heading_mae_deg")
+        keys = ("joint_angle_mae_deg", "pelvis_velocity_mae_m_s", "pelvis_velocity_1s_mae_m_s", "heading_mae_deg")
         per_file[path.name] = {k: scores[k] for k in keys}
         per_file[path.name]["n_frames"] = motion.n_frames
         per_file[path.name]["coordinates_present"] = int(motion.mask.sum())
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if result["reference_recordings"]:
         ref = result["reference_recordings"]
         print(f"real recordings in {ref['folder']}")
-        for key in ("joint_angle_mae_deg", "pelvis_velocity_mae_m_s", "heading_mae_deg"):
+        for key in ("joint_angle_mae_deg", "pelvis_velocity_mae_m_s", "pelvis_velocity_1s_mae_m_s", "heading_mae_deg"):
             print(f"  {key:<28} {ref['overall'][key]}")
         for name, scores in ref["per_file"].items():
             print(f"  {name:<28} {scores['joint_angle_mae_deg']:.2f} deg ({scores['coordinates_present']} coords)")

@@ -76,7 +76,8 @@ def format_metrics(metrics: dict) -> str:
         rows += [
             ("validation trials", f"{val['n_trials']}"),
             ("joint-angle error", f"{val['joint_angle_mae_deg']:.2f} deg (mean absolute)"),
-            ("pelvis velocity error", _fmt(val.get("pelvis_velocity_mae_m_s"), "m/s")),
+            ("pelvis velocity error", _fmt(val.get("pelvis_velocity_mae_m_s"), "m/s per frame")),
+            ("  one-second means", _fmt(val.get("pelvis_velocity_1s_mae_m_s"), "m/s")),
             ("codebook perplexity", f"{val['codebook_perplexity']:.1f}"),
             ("codebook usage", f"{100 * val['codebook_usage']:.1f} % of codes"),
         ]

@@ -64,6 +64,8 @@ class MotionTokenizerTrainingArguments:
         coordinate_dropout (`float`, defaults to 0.1): chance per window to hide each present group (arms, lumbar,
             horizontal pelvis translation) from the encoder.
         save_steps (`int`, defaults to 250): checkpoint interval.
+        shared_angle_scale (`bool`, defaults to True): normalise all joint angles by one common scale (their
+            pooled standard deviation) rather than one per angle; velocities and the pelvis height keep their own.
         max_train_frames (`int`, defaults to 3_000_000): cap on the frames kept in memory (trials drawn at random).
         max_validation_trials (`int`, defaults to 300): validation trials scored at the end.
         seed (`int`, defaults to 0).
@@ -81,6 +83,7 @@ class MotionTokenizerTrainingArguments:
     max_grad_norm: float = 1.0
     coordinate_dropout: float = 0.1
     save_steps: int = 250
+    shared_angle_scale: bool = True
     max_train_frames: int = 3_000_000
     max_validation_trials: int = 300
     seed: int = 0
@@ -141,7 +144,10 @@ class _WindowSampler:
         return values, input_mask, true_mask
 
 
-def _feature_statistics(features: list[np.ndarray], masks: list[np.ndarray], n_coords: int):
+def _feature_statistics(
+    features: list[np.ndarray], masks: list[np.ndarray], coordinates: Sequence[str], shared_angle_scale: bool
+):
+    n_coords = len(coordinates)
     total = np.zeros(n_coords)
     total_sq = np.zeros(n_coords)
     count = np.zeros(n_coords)
@@ -156,6 +162,13 @@ def _feature_statistics(features: list[np.ndarray], masks: list[np.ndarray], n_c
     std = np.sqrt(np.maximum(var, 0.0))
     std = np.maximum(std, 0.01 * max(float(np.median(std[count > 0])) if (count > 0).any() else 1.0, 1e-3))
     std = np.where(count > 0, std, 1.0)
+    if shared_angle_scale:
+        # one scale for every joint angle: the L1 loss then weighs each angle's error in degrees, as the
+        # joint-angle metric does, instead of stretching the noise of nearly still joints (mtp, elbows while
+        # walking) to the weight of the knee
+        angles = np.array([c in JOINT_ANGLE_COORDINATES for c in coordinates]) & (count > 0)
+        if angles.any():
+            std[angles] = np.sqrt(np.mean(std[angles] ** 2))
     return mean.astype(np.float32), std.astype(np.float32)
 
 
@@ -358,7 +371,7 @@ def _train_on_motions(
         shutil.rmtree(out_dir / _CHECKPOINT_DIR, ignore_errors=True)
     torch.manual_seed(args.seed)
     model = MotionTokenizerModel(config)
-    mean, std = _feature_statistics(features, masks, config.num_coordinates)
+    mean, std = _feature_statistics(features, masks, config.coordinates, args.shared_angle_scale)
     model.set_feature_statistics(torch.from_numpy(mean), torch.from_numpy(std))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     start_step, history = 0, []
@@ -473,7 +486,8 @@ def reconstruction_metrics(tokenizer, motions: Iterable[Motion], *, batch_size: 
     Returns a dict with: `joint_angle_mae_deg` (mean absolute error over every present frame and joint angle in
     `JOINT_ANGLE_COORDINATES`), `joint_angle_mae_deg_per_coordinate`, `heading_mae_deg` (pelvis_rotation relative
     to the first frame), `pelvis_height_mae_cm`, `pelvis_velocity_mae_m_s` (horizontal pelvis velocity in the
-    heading frame, mean vector error), `codebook_perplexity`, `codebook_usage` (share of codes used at least once),
+    heading frame, mean vector error per frame), `pelvis_velocity_1s_mae_m_s` (the same for one-second means),
+    `codebook_perplexity`, `codebook_usage` (share of codes used at least once),
     `n_trials`, `n_frames`.
     """
     extractor = tokenizer.feature_extractor
@@ -482,7 +496,7 @@ def reconstruction_metrics(tokenizer, motions: Iterable[Motion], *, batch_size: 
     i_rot, i_ty, i_tx, i_tz = (coords.index(c) for c in ("pelvis_rotation", "pelvis_ty", "pelvis_tx", "pelvis_tz"))
     abs_sum = np.zeros(len(angle_idx))
     abs_count = np.zeros(len(angle_idx))
-    heading_err, height_err, velocity_err = [], [], []
+    heading_err, height_err, velocity_err, velocity_1s_err = [], [], [], []
     counts = np.zeros(tokenizer.codebook_size, dtype=np.int64)
     n_trials = n_frames = 0
     batch: list[Motion] = []
@@ -508,8 +522,14 @@ def reconstruction_metrics(tokenizer, motions: Iterable[Motion], *, batch_size: 
             if present[i_tx] and present[i_tz]:
                 true_f, _ = extractor.motion_to_features(motion)
                 rec_f, _ = extractor.motion_to_features(recon)
-                diff = rec_f[:-1, [i_tx, i_tz]] - true_f[:-1, [i_tx, i_tz]]
+                diff = rec_f[:-1, [i_tx, i_tz]] - true_f[:-1, [i_tx, i_tz]]  # (frames - 1, 2)
                 velocity_err.append(np.linalg.norm(diff, axis=1))
+                # per-second means: the recorded positions carry frame-to-frame noise that no code can (or
+                # should) reproduce, which the per-frame error above includes
+                seconds = diff.shape[0] // int(extractor.frame_rate)
+                if seconds:
+                    blocks = diff[: seconds * int(extractor.frame_rate)].reshape(seconds, -1, 2).mean(axis=1)
+                    velocity_1s_err.append(np.linalg.norm(blocks, axis=1))
             n_trials += 1
             n_frames += motion.n_frames
         batch.clear()
@@ -539,6 +559,7 @@ def reconstruction_metrics(tokenizer, motions: Iterable[Motion], *, batch_size: 
         "heading_mae_deg": mean_of(heading_err, 180.0 / np.pi),
         "pelvis_height_mae_cm": mean_of(height_err, 100.0),
         "pelvis_velocity_mae_m_s": mean_of(velocity_err, 1.0),
+        "pelvis_velocity_1s_mae_m_s": mean_of(velocity_1s_err, 1.0),
         "codebook_perplexity": float(np.exp(-(nz * np.log(nz)).sum())),
         "codebook_usage": float((counts > 0).mean()),
         "codes_used": int((counts > 0).sum()),
