@@ -2,8 +2,10 @@
 
 `BiomechGPTForCausalLM` wraps any Hugging Face causal LM (built from `config.text_config`) whose vocabulary is
 extended by one token per MotionTokenizer code. It answers questions with `answer(...)`: closed-set questions rank
-their candidate answers by likelihood in one batched pass, numeric and free questions decode greedily; the KV cache of
-a motion's prefix is computed once and shared by every question about that motion.
+their candidate answers by likelihood in one batched pass, numeric and free questions decode greedily. The KV cache of
+a motion's prefix (the tokens up to `</motion>`) is computed once and shared by every question about that motion:
+within a call, with the previous call (the model remembers the last motion's prefix), and explicitly across calls
+with `prefix = model.encode_prefix(motion)`, then `model.answer(prefix, question)` (one per chat session).
 
 This file imports only torch, transformers and its sibling files so it can be uploaded to the Hub as remote code.
 The processor (text tokenizer + MotionTokenizer + the answer sets learned from the training corpus) is found with
@@ -15,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -29,6 +31,7 @@ __all__ = [
     "BiomechGPTAnswer",
     "BiomechGPTPreTrainedModel",
     "BiomechGPTForCausalLM",
+    "MotionPrefix",
     "init_new_token_embeddings",
     "register_auto_classes",
 ]
@@ -59,6 +62,30 @@ class BiomechGPTAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class MotionPrefix:
+    """A motion's prompt prefix and its KV cache, made by [`BiomechGPTForCausalLM.encode_prefix`].
+
+    Pass it wherever a motion is expected (`model.answer(prefix, question)`, `model.answer_batch([prefix, ...],
+    ...)`) to answer without running the prefix again. The model never modifies it (each forward pass runs on a
+    shallow copy of the cache whose layers grow by concatenation into new tensors), so one prefix answers any number
+    of questions, in any order, interleaved with other prefixes. It belongs to the weights it was computed with: make
+    a new one after changing them.
+
+    Args:
+        input_ids (`tuple[int]`): the prefix's token ids, up to and including `</motion>`.
+        cache (`transformers.Cache`): the wrapped model's KV cache of `input_ids`, batch size 1.
+    """
+
+    input_ids: tuple[int, ...]
+    cache: Any = field(repr=False)
+
+    @property
+    def length(self) -> int:
+        """Number of prefix tokens (the position of the first question token)."""
+        return len(self.input_ids)
 
 
 def init_new_token_embeddings(
@@ -137,7 +164,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.language_model = language_model or AutoModelForCausalLM.from_config(config.text_config)
         self._processor = None
-        self._prefix_memo: tuple[tuple[int, ...], Any] | None = None  # the last single motion's prefix KV cache
+        self._prefix_memo: MotionPrefix | None = None  # the last motion's prefix, for the next call about it
         self.post_init()
 
     # -- the wrapped model's plumbing ------------------------------------------------------------------------------
@@ -276,6 +303,32 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
     def processor(self, value: Any) -> None:
         self._processor = value
 
+    @torch.no_grad()
+    def encode_prefix(self, motion: Any, *, processor: Any = None) -> MotionPrefix:
+        """Run a motion's prefix once, to answer many questions about it without running it again.
+
+        Args:
+            motion (`Motion`, path, or motion codes): the movement; codes are a list of ints or a 1-D tensor.
+            processor ([`BiomechGPTProcessor`], *optional*): defaults to the one saved with the model.
+
+        Returns:
+            [`MotionPrefix`]: pass it to [`~BiomechGPTForCausalLM.answer`] or `answer_batch` in place of the motion.
+
+        Example:
+
+        ```python
+        >>> prefix = model.encode_prefix(motion)
+        >>> model.answer(prefix, "What activity is the person performing?").label
+        'walking'
+        >>> model.answer(prefix, "Is this movement impaired?").label  # the prefix is not run again
+        'unimpaired'
+        ```
+        """
+        if isinstance(motion, MotionPrefix):
+            return motion
+        processor = processor if processor is not None else self.processor
+        return self._compute_prefixes([tuple(processor.prefix_ids(processor.encode_motion(motion)))], processor)[0]
+
     def answer(
         self,
         motion: Any,
@@ -288,7 +341,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         """Answer one or several questions about one motion.
 
         Args:
-            motion (`Motion`, path, or motion codes): the movement; codes are a list of ints or a 1-D tensor.
+            motion (`Motion`, path, motion codes, or [`MotionPrefix`]): the movement; codes are a list of ints or a
+                1-D tensor; a prefix from [`~BiomechGPTForCausalLM.encode_prefix`] skips running the motion again.
             question (`str` or `list[str]`): the question(s).
             task (`str` or `list`, *optional*): the task of each question; detected from the wording when omitted.
             processor ([`BiomechGPTProcessor`], *optional*): defaults to the one saved with the model.
@@ -317,12 +371,15 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
     ) -> list[BiomechGPTAnswer]:
         """Answer `questions[i]` about `motions[i]` for every `i`, batched.
 
-        Questions about the same motion (the same object, path or codes) share one prefix KV cache. Closed-set
-        questions score every candidate answer of their task in one batched forward pass; the confidence is the
-        softmax of the candidates' total log-likelihoods. Numeric and free questions decode greedily together.
+        Questions about the same motion (the same object, path, codes or [`MotionPrefix`]) share one prefix KV cache;
+        a motion's prefix is run once per call, not at all for a `MotionPrefix`, and not for the motion of the
+        previous call (the model keeps its prefix). Closed-set questions score every candidate answer of their task
+        in one forward pass over the prefix caches; the confidence is the softmax of the candidates' total
+        log-likelihoods. Numeric and free questions decode greedily together.
 
         Args:
-            motions (`list`): one motion per question (`Motion`, path or codes); repeat an object to share it.
+            motions (`list`): one motion per question (`Motion`, path, codes or [`MotionPrefix`]); repeat an object to
+                share it.
             questions (`list[str]`): the questions.
             tasks (`list`, *optional*): the task of each question (`None` entries are detected from the wording).
             processor ([`BiomechGPTProcessor`], *optional*): defaults to the one saved with the model.
@@ -338,6 +395,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         tasks = list(tasks) if tasks is not None else [None] * len(questions)
         if len(tasks) != len(questions):
             raise ValueError(f"got {len(tasks)} tasks for {len(questions)} questions")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
         for q in questions:
             if not isinstance(q, str) or not q.strip():
                 raise ValueError("question: must be a non-empty string")
@@ -346,17 +405,24 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             if t is not None and t not in processor.task_kinds:
                 raise ValueError(f"task {t!r} is not one this model was trained on ({sorted(processor.task_kinds)})")
 
-        # Motions are tokenized once each; identical objects or identical codes share a prefix.
-        prefix_of: dict[Any, int] = {}
-        prefixes: list[list[int]] = []
+        # Motions are tokenized once each; identical objects or identical codes share a prefix. A motion is its
+        # MotionPrefix when it has one, else its prefix token ids (run below, once, when its first chunk comes).
+        slot_of: dict[Any, int] = {}
+        slots: list[MotionPrefix | tuple[int, ...]] = []
         motion_index = []
         for motion in motions:
-            key = id(motion) if not isinstance(motion, (str, list, tuple)) else (
-                motion if isinstance(motion, str) else tuple(int(c) for c in motion))
-            if key not in prefix_of:
-                prefix_of[key] = len(prefixes)
-                prefixes.append(processor.prefix_ids(processor.encode_motion(motion)))
-            motion_index.append(prefix_of[key])
+            if isinstance(motion, MotionPrefix):
+                self._check_prefix(motion)
+                key: Any = ("prefix", id(motion))
+            elif isinstance(motion, (str, list, tuple)):
+                key = motion if isinstance(motion, str) else tuple(int(c) for c in motion)
+            else:
+                key = id(motion)
+            if key not in slot_of:
+                slot_of[key] = len(slots)
+                slots.append(motion if isinstance(motion, MotionPrefix) else
+                             tuple(processor.prefix_ids(processor.encode_motion(motion))))
+            motion_index.append(slot_of[key])
 
         was_training = self.training
         if was_training:  # weights may have changed since the last cached prefix
@@ -367,19 +433,70 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             order = sorted(range(len(questions)), key=lambda i: motion_index[i])  # keep a motion's questions together
             for start in range(0, len(order), batch_size):
                 chunk = order[start:start + batch_size]
+                chunk_slots = list(dict.fromkeys(motion_index[i] for i in chunk))
+                memo, missing = self._prefix_memo, []
+                for s in chunk_slots:
+                    if memo is not None and slots[s] == memo.input_ids:
+                        slots[s] = memo
+                    elif not isinstance(slots[s], MotionPrefix):
+                        missing.append(s)
+                for s, prefix in zip(missing, self._compute_prefixes([slots[s] for s in missing], processor)):
+                    slots[s] = prefix
                 for i, result in zip(chunk, self._answer_chunk(
-                        processor, [prefixes[motion_index[i]] for i in chunk], [questions[i] for i in chunk],
+                        processor, [slots[motion_index[i]] for i in chunk], [questions[i] for i in chunk],
                         [tasks[i] for i in chunk], max_new_tokens)):
                     results[i] = result
+                # The last motion of a chunk may go on in the next chunk or the next call (chat, ask): remember it.
+                last = chunk_slots[-1]
+                if not was_training and not isinstance(motions[chunk[-1]], MotionPrefix):
+                    self._prefix_memo = slots[last]  # type: ignore[assignment]
+                for s in chunk_slots[:-1]:  # sorted by motion: these never come back; drop our reference to them
+                    slots[s] = None  # type: ignore[call-overload]
         finally:
             self.train(was_training)
         return results  # type: ignore[return-value]
 
     def clear_answer_cache(self) -> None:
-        """Forget the cached motion prefix (call after changing the weights outside of training)."""
+        """Forget the remembered prefix of the last motion (call after changing the weights outside of training).
+
+        [`MotionPrefix`] objects from `encode_prefix` are the caller's: make new ones after changing the weights."""
         self._prefix_memo = None
 
-    def _answer_chunk(self, processor: Any, prefixes: list[list[int]], questions: list[str],
+    def _check_prefix(self, prefix: MotionPrefix) -> None:
+        layers = getattr(prefix.cache, "layers", None)
+        expected = getattr(self.config.get_text_config(decoder=True), "num_hidden_layers", None)
+        if layers is None or not prefix.input_ids or (expected is not None and len(layers) != expected):
+            raise ValueError(f"prefix: a MotionPrefix from another model ({len(layers or [])} cache layers, this "
+                             f"model has {expected})")
+
+    @torch.no_grad()
+    def _compute_prefixes(self, prefix_ids: list[tuple[int, ...]], processor: Any) -> list[MotionPrefix]:
+        """Run the prefixes in one batched pass and split the cache into one compact `MotionPrefix` per motion."""
+        if not prefix_ids:
+            return []
+        was_training = self.training
+        self.eval()
+        try:
+            ids, mask = _right_pad(prefix_ids, processor.pad_token_id, self.device)
+            cache = self._extend(None, ids, mask, mask.sum(1) * 0, logits=False)[1]
+        finally:
+            self.train(was_training)
+        prefixes = []
+        for row, row_ids in enumerate(prefix_ids):
+            own = copy.copy(cache)
+            own.layers = []
+            for layer in cache.layers:
+                new = copy.copy(layer)
+                if _has_keys(layer):
+                    keys = layer.keys[row:row + 1, :, :len(row_ids)]
+                    values = layer.values[row:row + 1, :, :len(row_ids)]
+                    # a slice of a larger batch would keep the whole batch alive: copy it out
+                    new.keys, new.values = (keys.clone(), values.clone()) if len(prefix_ids) > 1 else (keys, values)
+                own.layers.append(new)
+            prefixes.append(MotionPrefix(tuple(row_ids), own))
+        return prefixes
+
+    def _answer_chunk(self, processor: Any, prefixes: list[MotionPrefix], questions: list[str],
                       tasks: list[str | None], max_new_tokens: int) -> list[BiomechGPTAnswer]:
         answers: list[BiomechGPTAnswer | None] = [None] * len(questions)
         kinds = [processor.task_kinds.get(t) if t is not None else "free" for t in tasks]
@@ -391,44 +508,44 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             self._generate(processor, generated, prefixes, questions, tasks, max_new_tokens, answers)
         return answers  # type: ignore[return-value]
 
-    def _rank_candidates(self, processor: Any, items: list[int], prefixes: list[list[int]], questions: list[str],
+    def _rank_candidates(self, processor: Any, items: list[int], prefixes: list[MotionPrefix], questions: list[str],
                          tasks: list[str | None], answers: list) -> None:
-        """Score every candidate answer of every closed-set question in one forward pass.
+        """Score every candidate answer of every closed-set question in one forward pass after the prefix caches.
 
-        Each motion becomes one row laid out as a tree: its prefix, then each question branching off the prefix, then
-        each candidate answer branching off its question. A 4-D attention mask lets a token see only its ancestors,
-        and position ids restart at each branch point, so every candidate is scored exactly as if it followed its
-        question alone, while the prefix and each question are computed once (no repeated KV cache)."""
+        Each motion becomes one row laid out as a tree after its cached prefix: each question branches off the prefix,
+        each candidate answer branches off its question. A 4-D attention mask lets a token see the prefix and its own
+        ancestors in the tree, and position ids continue from the prefix along each branch, so every candidate is
+        scored exactly as if it followed its prefix and question alone, while each question is computed once. Rows of
+        motions with shorter prefixes mask the padding holes of the stacked cache. A candidate's last token is only a
+        target, never an input: its output would predict past the answer."""
         device = self.device
-        rows: dict[tuple[int, ...], list[int]] = {}
+        rows: dict[int, list[int]] = {}
+        row_prefixes: list[MotionPrefix] = []
         for i in items:
-            rows.setdefault(tuple(prefixes[i]), []).append(i)
-        sequences, branches, parents, grandparents, positions = [], [], [], [], []
-        scored = []  # (row, predecessor index, target id, candidate number)
+            if id(prefixes[i]) not in rows:
+                rows[id(prefixes[i])] = []
+                row_prefixes.append(prefixes[i])
+            rows[id(prefixes[i])].append(i)
+        sequences, branches, parents, offsets = [], [], [], []
+        scored = []  # (row, predecessor index in the tree, target id, candidate number)
         owners, labels = [], []
-        for row, (prefix, row_items) in enumerate(rows.items()):
-            ids, branch, parent, grand, pos = list(prefix), [0] * len(prefix), [-1] * len(prefix), \
-                [-1] * len(prefix), list(range(len(prefix)))
-            next_branch = 1
+        for row, row_items in enumerate(rows.values()):
+            ids, branch, parent, offset = [], [], [], []  # a branch is named by the index of its first token
             for i in row_items:
                 q_ids = processor.question_ids(questions[i])
-                q_branch, next_branch = next_branch, next_branch + 1
-                q_start = len(ids)
+                q_branch = len(ids)
                 ids += q_ids
                 branch += [q_branch] * len(q_ids)
-                parent += [0] * len(q_ids)
-                grand += [-1] * len(q_ids)
-                pos += range(len(prefix), len(prefix) + len(q_ids))
-                q_last = q_start + len(q_ids) - 1
+                parent += [-1] * len(q_ids)  # the root: the prefix, in the cache and visible to every token
+                offset += range(len(q_ids))
+                q_last = len(ids) - 1
                 for label, c_ids in processor.candidate_ids(tasks[i]).items():
-                    c_branch, next_branch = next_branch, next_branch + 1
                     c_start = len(ids)
-                    ids += c_ids
-                    branch += [c_branch] * len(c_ids)
-                    parent += [q_branch] * len(c_ids)
-                    grand += [0] * len(c_ids)
-                    base = len(prefix) + len(q_ids)
-                    pos += range(base, base + len(c_ids))
+                    inputs = c_ids[:-1]
+                    ids += inputs
+                    branch += [c_start] * len(inputs)
+                    parent += [q_branch] * len(inputs)
+                    offset += range(len(q_ids), len(q_ids) + len(inputs))
                     for k, target in enumerate(c_ids):
                         scored.append((row, q_last if k == 0 else c_start + k - 1, target, len(owners)))
                     owners.append(i)
@@ -436,22 +553,22 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             sequences.append(ids)
             branches.append(branch)
             parents.append(parent)
-            grandparents.append(grand)
-            positions.append(pos)
-        input_ids, mask2d = _right_pad(sequences, processor.pad_token_id, device)
+            offsets.append(offset)
+        cache, prefix_mask = _stack_prefixes(row_prefixes, device)  # prefix_mask: (rows, prefix keys)
+        input_ids = _right_pad(sequences, processor.pad_token_id, device)[0]
         length = input_ids.shape[1]
         branch = _right_pad(branches, -2, device)[0]  # padding is its own branch: it sees only other padding
         parent = _right_pad(parents, -3, device)[0]
-        grand = _right_pad(grandparents, -3, device)[0]
-        position_ids = _right_pad(positions, 0, device)[0]
+        position_ids = prefix_mask.sum(1, keepdim=True) + _right_pad(offsets, 0, device)[0]
         seen_branch = branch[:, None, :]  # (rows, 1, keys)
-        visible = (seen_branch == branch[:, :, None]) | (seen_branch == parent[:, :, None]) | (
-            seen_branch == grand[:, :, None])  # (rows, queries, keys): the key is on the query's path to the root
+        visible = (seen_branch == branch[:, :, None]) | (seen_branch == parent[:, :, None])  # (rows, queries, keys)
         visible &= torch.ones(length, length, dtype=torch.bool, device=device).tril()[None]
+        visible = torch.cat([prefix_mask.bool()[:, None, :].expand(-1, length, -1), visible], 2)
         dtype = self.get_input_embeddings().weight.dtype
         mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
         hidden = self.language_model.get_decoder()(input_ids=input_ids, attention_mask=mask[:, None],
-                                                   position_ids=position_ids, use_cache=False).last_hidden_state
+                                                   position_ids=position_ids, cache=cache,
+                                                   use_cache=True).last_hidden_state
         row_index, predecessor, target, candidate = (torch.tensor(col, device=device) for col in zip(*scored))
         logits = self._logits(hidden[row_index, predecessor])  # (scored tokens, vocab)
         token_logprobs = torch.log_softmax(logits.float(), -1).gather(-1, target[:, None])[:, 0]
@@ -475,23 +592,14 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             logits = torch.tanh(logits / softcap) * softcap
         return logits
 
-    def _generate(self, processor: Any, items: list[int], prefixes: list[list[int]], questions: list[str],
+    def _generate(self, processor: Any, items: list[int], prefixes: list[MotionPrefix], questions: list[str],
                   tasks: list[str | None], max_new_tokens: int, answers: list) -> None:
-        """Greedy decoding of numeric and free answers, batched; each motion's prefix is run once and its KV cache
-        shared (and kept for the next call about the same motion)."""
+        """Greedy decoding of numeric and free answers, batched, after the motions' prefix caches."""
         device = self.device
-        unique: dict[tuple[int, ...], int] = {}
-        row_of_item = [unique.setdefault(tuple(prefixes[i]), len(unique)) for i in items]
-        prefix_ids, prefix_mask = _right_pad([list(p) for p in unique], processor.pad_token_id, device)
-        keys = tuple(unique)
-        if self._prefix_memo is not None and self._prefix_memo[0] == keys:
-            cache = self._prefix_memo[1]  # the same motion as the previous call (chat, ask): reuse its prefix
-        else:
-            cache = self._extend(None, prefix_ids, prefix_mask, prefix_mask.sum(1) * 0, logits=False)[1]
-            # One motion's cache is small (layers x prefix x hidden); keep it for the next call about that motion.
-            self._prefix_memo = (keys, cache) if len(keys) == 1 else None
-
-        rows = torch.tensor(row_of_item, device=device)
+        row_prefixes = list({id(prefixes[i]): prefixes[i] for i in items}.values())
+        row_of = {id(prefix): row for row, prefix in enumerate(row_prefixes)}
+        cache, prefix_mask = _stack_prefixes(row_prefixes, device)  # one row per motion
+        rows = torch.tensor([row_of[id(prefixes[i])] for i in items], device=device)
         q_ids, q_mask = _right_pad([processor.question_ids(questions[i]) for i in items], processor.pad_token_id,
                                    device)
         mask = torch.cat([prefix_mask[rows], q_mask], 1)  # (items, prefix + question), holes where padded
@@ -550,13 +658,44 @@ def _right_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.de
     return ids.to(device), mask.to(device)
 
 
+def _has_keys(layer: Any) -> bool:
+    return bool(getattr(layer, "is_initialized", False) and layer.keys is not None and layer.keys.numel())
+
+
+def _stack_prefixes(prefixes: Sequence[MotionPrefix], device: torch.device) -> tuple[Any, torch.Tensor]:
+    """One batched cache over `prefixes` (row `r` is `prefixes[r]`, right-padded to the longest) and its mask
+    `(rows, longest)`, 1 on real prefix tokens. The prefixes' own caches stay untouched: the result is a new cache
+    object whose layers hold the prefix tensors (one prefix) or new padded tensors (several), and forward passes
+    concatenate onto them into new tensors."""
+    lengths = [p.length for p in prefixes]
+    width = max(lengths)
+    mask = torch.zeros(len(prefixes), width, dtype=torch.long, device=device)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    stacked = copy.copy(prefixes[0].cache)
+    stacked.layers = []
+    for index, layer in enumerate(prefixes[0].cache.layers):
+        new = copy.copy(layer)
+        if _has_keys(layer):
+            if len(prefixes) == 1:
+                new.keys, new.values = layer.keys, layer.values
+            else:
+                parts = [p.cache.layers[index] for p in prefixes]
+                # (rows, heads, width, head_dim); zeros in the holes, which the mask hides
+                new.keys = torch.cat([nn.functional.pad(x.keys, (0, 0, 0, width - x.keys.shape[2])) for x in parts])
+                new.values = torch.cat([nn.functional.pad(x.values, (0, 0, 0, width - x.values.shape[2]))
+                                        for x in parts])
+        stacked.layers.append(new)
+    return stacked, mask
+
+
 def _fork_cache(cache: Any, index: torch.Tensor) -> Any:
     """A cache whose row `r` is row `index[r]` of `cache`; the original stays untouched (layers append by cat)."""
     forked = copy.copy(cache)
     forked.layers = []
     for layer in cache.layers:
         new = copy.copy(layer)
-        if getattr(layer, "is_initialized", False) and layer.keys is not None and layer.keys.numel():
+        if _has_keys(layer):
             new.keys = layer.keys.index_select(0, index)
             new.values = layer.values.index_select(0, index)
         forked.layers.append(new)

@@ -159,22 +159,112 @@ def test_generation_with_cache_equals_uncached_greedy(model_and_processor):
     assert answers[1].label is None and answers[1].confidence is None
 
 
+class PrefixRuns:
+    """Counts the motion prefixes the model really runs: input rows holding `<motion>` reach the embedding layer only
+    when a prefix is computed (questions and answers after a cached prefix never contain it)."""
+
+    def __init__(self, model):
+        self.start_id = model.config.motion_start_token_id
+        self.count = 0
+        self.handle = model.get_input_embeddings().register_forward_pre_hook(self)
+
+    def __call__(self, module, args):
+        self.count += int((args[0] == self.start_id).any(-1).sum())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def _snapshot(prefix):
+    return [(layer.keys.clone(), layer.values.clone()) for layer in prefix.cache.layers]
+
+
 def test_answer_single_and_list_and_prefix_reuse(model_and_processor):
     model, processor = model_and_processor
     model.clear_answer_cache()
-    one = model.answer(CODES_A, "What is the cadence?", processor=processor, max_new_tokens=5)
+    with PrefixRuns(model) as runs:
+        one = model.answer(CODES_A, "What is the cadence?", processor=processor, max_new_tokens=5)
+        assert runs.count == 1
+        # the next call about the same motion reuses the remembered prefix, for ranking and generation alike
+        both = model.answer(CODES_A, ["What activity is the person performing?", "What is the cadence?"],
+                            processor=processor, max_new_tokens=5)
+        assert runs.count == 1
+        model.answer(CODES_B, CLOSED_QUESTIONS[1], processor=processor)
+        model.answer(CODES_A, CLOSED_QUESTIONS[1], processor=processor)  # only the last motion is kept
+        assert runs.count == 3
     assert one.to_dict().keys() == {"question", "task", "answer", "label", "value", "unit", "confidence"}
-    # the generation path keeps the motion's prefix cache for the next call about the same motion
-    assert model._prefix_memo is not None and model._prefix_memo[0] == (tuple(processor.prefix_ids(CODES_A)),)
-    memo = model._prefix_memo[1]
-    both = model.answer(CODES_A, ["What activity is the person performing?", "What is the cadence?"],
-                        processor=processor, max_new_tokens=5)
-    assert model._prefix_memo[1] is memo and both[1] == one
+    assert both[1] == one
     assert both[0].task == "activity" and both[0].label in ("walking", "running")
     with pytest.raises(ValueError, match="non-empty"):
         model.answer(CODES_A, " ", processor=processor)
     with pytest.raises(ValueError, match="not one this model was trained on"):
         model.answer(CODES_A, "What?", task="gait_speed", processor=processor)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.answer_batch([CODES_A], ["What is the cadence?"], processor=processor, batch_size=0)
+
+
+CLOSED_QUESTIONS = ["What activity is the person performing?", "Name the activity in this trial.",
+                    "Which activity is shown in this recording?"]
+
+
+def test_encoded_prefix_answers_like_a_fresh_motion_and_is_never_modified(model_and_processor):
+    from transformers import DynamicCache
+
+    from biomechgpt.modeling.modeling_biomechgpt import MotionPrefix
+
+    model, processor = model_and_processor
+    questions = CLOSED_QUESTIONS + ["What is the cadence?", "Describe this trial."]
+    fresh = {}
+    for codes in (CODES_A, CODES_B):
+        model.clear_answer_cache()
+        fresh[tuple(codes)] = [model.answer(codes, q, processor=processor, max_new_tokens=5) for q in questions]
+        model.clear_answer_cache()  # nothing remembered between questions: each one runs its prefix
+    with PrefixRuns(model) as runs:
+        prefixes = {tuple(c): model.encode_prefix(c, processor=processor) for c in (CODES_A, CODES_B)}
+        assert runs.count == 2
+        before = {k: _snapshot(p) for k, p in prefixes.items()}
+        # one session's questions interleaved with another's, then a batch mixing both prefixes and a plain motion
+        for k in range(len(questions)):
+            for codes, prefix in prefixes.items():
+                got = model.answer(prefix, questions[k], processor=processor, max_new_tokens=5)
+                want = fresh[codes][k]
+                assert (got.task, got.label, got.answer) == (want.task, want.label, want.answer)
+                if want.confidence is not None:
+                    assert got.confidence == pytest.approx(want.confidence, abs=1e-5)
+        assert runs.count == 2
+        mixed = model.answer_batch([prefixes[tuple(CODES_B)], prefixes[tuple(CODES_A)], CODES_B],
+                                   CLOSED_QUESTIONS, processor=processor)
+        assert runs.count == 3  # only the plain motion ran its prefix
+    expected = [fresh[tuple(CODES_B)][0], fresh[tuple(CODES_A)][1], fresh[tuple(CODES_B)][2]]
+    for got, want in zip(mixed, expected):
+        assert got.label == want.label and got.confidence == pytest.approx(want.confidence, abs=1e-5)
+    for codes, prefix in prefixes.items():
+        assert prefix.input_ids == tuple(processor.prefix_ids(list(codes))) and prefix.length == len(prefix.input_ids)
+        for (keys, values), layer in zip(before[codes], prefix.cache.layers):
+            torch.testing.assert_close(layer.keys, keys, atol=0, rtol=0)
+            torch.testing.assert_close(layer.values, values, atol=0, rtol=0)
+    assert model.encode_prefix(prefixes[tuple(CODES_A)]) is prefixes[tuple(CODES_A)]
+    with pytest.raises(ValueError, match="prefix: a MotionPrefix from another model"):
+        model.answer(MotionPrefix(prefixes[tuple(CODES_A)].input_ids, DynamicCache()), CLOSED_QUESTIONS[0],
+                     processor=processor)
+
+
+def test_cached_prefix_ranking_equals_full_sequence_scoring(model_and_processor):
+    model, processor = model_and_processor
+    prefix = model.encode_prefix(CODES_B, processor=processor)
+    for question in CLOSED_QUESTIONS:
+        answer = model.answer(prefix, question, processor=processor)
+        assert answer.task == "activity"
+        prompt = processor.prefix_ids(CODES_B) + processor.question_ids(question)
+        scores = {label: _sequence_logprob(model, prompt + ids, len(prompt))
+                  - processor.candidate_log_prior(answer.task, label)
+                  for label, ids in processor.candidate_ids(answer.task).items()}
+        probs = torch.softmax(torch.tensor(list(scores.values())), 0)
+        assert answer.label == max(scores, key=scores.get)
+        assert answer.confidence == pytest.approx(float(probs.max()), abs=1e-5)
 
 
 REMOTE_SCRIPT = textwrap.dedent("""
