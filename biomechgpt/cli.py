@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from biomechgpt.processing.motion import MotionInputError
@@ -78,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (MotionInputError, UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
+    except (MotionInputError, UsageError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
+        # Stages raise ValueError for bad input (a wrong folder, mismatched checkpoint settings); users get one line.
+        # BIOMECHGPT_DEBUG=1 shows the traceback when the line is not enough.
+        if os.environ.get("BIOMECHGPT_DEBUG"):
+            raise
         sys.stderr.write(f"biomechgpt {args.command}: error: {_one_line(err)}\n")
         return 2
     except KeyboardInterrupt:

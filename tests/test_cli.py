@@ -70,3 +70,17 @@ def test_results_table_shows_ours_and_baseline():
     lines = table.splitlines()
     assert "activity" in lines[1] and "macro_f1" in lines[1] and "0.800" in lines[1] and "0.700" in lines[1]
     assert "cadence" in lines[2] and "pearson_r" in lines[2] and lines[2].rstrip().endswith("-")
+
+
+def test_value_errors_from_a_stage_are_one_line_unless_debugging(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise ValueError(f"{tmp_path}/checkpoints: this checkpoint was trained with other settings")
+
+    monkeypatch.setattr("biomechgpt.pipeline.run_pipeline", broken)
+    assert cli.main(["run", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [f"biomechgpt run: error: {tmp_path}/checkpoints: this checkpoint was trained with "
+                                "other settings"]
+    monkeypatch.setenv("BIOMECHGPT_DEBUG", "1")
+    with pytest.raises(ValueError, match="other settings"):
+        cli.main(["run", "--out", str(tmp_path)])
