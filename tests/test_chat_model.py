@@ -72,32 +72,45 @@ def test_real_model_answers_corpus_trials_with_confidence(answerer, catalog):
     assert catalog.motion("t000").n_frames == 12 * 4  # decoded from 12 codes, 4 frames per code
 
 
-def test_each_session_keeps_its_own_prefix_cache(answerer, catalog, monkeypatch):
-    """Two sessions asking in turn about different motions compute each prefix once, not once per question."""
+def test_each_session_keeps_its_own_prefix_cache(answerer, catalog):
+    """Two sessions asking in turn about different motions run each prefix once, not once per question."""
     from biomechgpt.chat.session import ChatSession
 
     model = answerer.model
-    prefix_passes = []
-    original = model._extend
+    start_id = model.config.motion_start_token_id
+    prefix_runs = []  # input rows holding `<motion>`: only a prefix computation feeds one to the model
 
-    def counting_extend(cache, input_ids, *args, **kwargs):
-        if cache is None:
-            prefix_passes.append(input_ids.shape)
-        return original(cache, input_ids, *args, **kwargs)
+    def count(module, args):
+        prefix_runs.extend([1] * int((args[0] == start_id).any(-1).sum()))
 
-    monkeypatch.setattr(model, "_extend", counting_extend)
-    sessions = {}
-    for trial_id in ("t000", "t001"):
-        sessions[trial_id] = ChatSession()
-        sessions[trial_id].select(catalog.motion(trial_id), trial_id)
-    answers = {t: [] for t in sessions}
-    for _ in range(3):
-        for trial_id, session in sessions.items():
-            answers[trial_id].append(session.ask(answerer, ACTIVITY_QUESTION))
-    assert len(prefix_passes) == 2  # one per session, though the sessions alternated
+    handle = model.get_input_embeddings().register_forward_pre_hook(count)
+    try:
+        sessions = {}
+        for trial_id in ("t000", "t001"):
+            sessions[trial_id] = ChatSession()
+            sessions[trial_id].select(catalog.motion(trial_id), trial_id)
+            # as the page does for a corpus trial: the prefix from the codes the model was trained on
+            sessions[trial_id].prefix = answerer.prefix_from_codes(catalog.codes(trial_id))
+        answers = {t: [] for t in sessions}
+        for _ in range(3):
+            for trial_id, session in sessions.items():
+                answers[trial_id].append(session.ask(answerer, ACTIVITY_QUESTION))
+                session.ask(answerer, "What is the cadence?")  # generation reuses the same prefix
+        assert len(prefix_runs) == 2  # one per session, though the sessions alternated
+        kept = sessions["t000"].prefix
+        assert kept.input_ids != sessions["t001"].prefix.input_ids
+        sessions["t000"].select(catalog.motion("t018"), "t018")  # a new motion: new conversation, prefix dropped
+        assert sessions["t000"].prefix is None and sessions["t000"].history == []
+        for _ in range(2):  # the session computes the new motion's prefix itself (MotionTokenizer, then the model)
+            sessions["t000"].ask(answerer, ACTIVITY_QUESTION)
+        assert len(prefix_runs) == 3 and sessions["t000"].prefix_builds == 1 and sessions["t000"].prefix is not kept
+    finally:
+        handle.remove()
     for results in answers.values():
-        assert len({(r["label"], round(r["confidence"], 6)) for r in results}) == 1  # cached == fresh answer
-    assert sessions["t000"].prefix_builds == 1 and model._prefix_memo is None
+        assert len({(r["label"], round(r["confidence"], 6)) for r in results}) == 1  # cached == first answer
+    fresh = model.answer(catalog.codes("t001"), ACTIVITY_QUESTION)  # a plain call runs its own prefix
+    assert (fresh.label, round(fresh.confidence, 5)) == (answers["t001"][0]["label"],
+                                                        round(answers["t001"][0]["confidence"], 5))
 
 
 def test_chat_command_serves_the_real_model(real_model):

@@ -1,8 +1,9 @@
 """Per-browser-session state of the chat page, and the answerer it talks to.
 
 A `ChatSession` holds the selected motion, its cached prefix (whatever the answerer computes once per motion and
-reuses for every question about it) and the conversation. Selecting a different motion drops the prefix and starts a
-new conversation. Nothing here imports gradio or torch, so the logic is tested without a server or a model.
+reuses for every question about it; for BiomechGPT the model's `MotionPrefix`, the prefix's KV cache) and the
+conversation. Selecting a different motion drops the prefix and starts a new conversation. Nothing here imports gradio
+or torch, so the logic is tested without a server or a model.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ __all__ = [
     "MAX_QUESTION_CHARS",
     "Answerer",
     "PrefixAnswerer",
-    "MotionPrefix",
     "ModelAnswerer",
     "ChatSession",
     "format_answer",
@@ -86,22 +86,13 @@ class PrefixAnswerer(Protocol):
     def answer_prepared(self, prefix: Any, question: str) -> Mapping[str, Any]: ...
 
 
-@dataclass
-class MotionPrefix:
-    """What a session keeps for its selected motion: the motion codes and the model's prefix KV cache of them."""
-
-    codes: list[int]
-    kv_cache: Any = None
-
-
 class ModelAnswerer:
     """Adapts a [`BiomechGPTForCausalLM`] to the chat page, with one motion-prefix cache per session.
 
-    `prepare` runs the model's MotionTokenizer once per selected motion. The model itself keeps the prefix KV cache of
-    the last motion it answered about (`_prefix_memo`), which many sessions asking in turn would keep overwriting;
-    so each session's `MotionPrefix` holds its own copy, handed to the model for its questions and taken back
-    afterwards. Model calls are serialised with a lock: one forward pass already uses every core, `model.answer`
-    toggles the module's train/eval flag, and the hand-over of the cache must not interleave.
+    `prepare` runs the selected motion's prefix once (`model.encode_prefix`) and the session keeps the returned
+    `MotionPrefix`; every question of that session is answered from it (`model.answer(prefix, question)`), so the
+    motion is never run again, however many sessions ask in turn. Model calls are serialised with a lock: one forward
+    pass already uses every core and `model.answer` toggles the module's train/eval flag.
 
     Args:
         model ([`BiomechGPTForCausalLM`]): a loaded model whose processor is reachable (`model.processor`).
@@ -112,8 +103,8 @@ class ModelAnswerer:
         self.model = model
         self.max_new_tokens = max_new_tokens
         self._lock = threading.Lock()
-        # Without the model's memo attribute (another model class) the codes are still cached per session.
-        self.caches_kv = hasattr(model, "_prefix_memo")
+        # Another model class without `encode_prefix` still gets its motion tokenized once per session.
+        self.caches_kv = callable(getattr(model, "encode_prefix", None))
 
     @classmethod
     def from_pretrained(cls, model_dir: str, **kwargs: Any) -> ModelAnswerer:
@@ -126,24 +117,24 @@ class ModelAnswerer:
         _ = model.processor  # load the processor now, not on the first question
         return cls(model, **kwargs)
 
-    def prefix_from_codes(self, codes: list[int]) -> MotionPrefix:
-        """A prefix from motion codes the corpus already has (no tokenizer pass)."""
-        return MotionPrefix([int(c) for c in codes])
+    def prefix_from_codes(self, codes: list[int]) -> Any:
+        """A prefix from motion codes the corpus already has (no MotionTokenizer pass)."""
+        return self._prefix([int(c) for c in codes])
 
-    def prepare(self, motion: Motion) -> MotionPrefix:
-        with self._lock:
-            codes = self.model.processor.encode_motion(motion)
-        return self.prefix_from_codes(codes.tolist() if hasattr(codes, "tolist") else codes)
+    def prepare(self, motion: Motion) -> Any:
+        return self._prefix(motion)
 
-    def answer_prepared(self, prefix: MotionPrefix, question: str) -> dict[str, Any]:
+    def _prefix(self, motion: Motion | list[int]) -> Any:
+        """The model's `MotionPrefix` (or, for a model without one, the motion codes)."""
         with self._lock:
             if self.caches_kv:
-                self.model._prefix_memo = prefix.kv_cache
-            try:
-                result = self.model.answer(prefix.codes, question, max_new_tokens=self.max_new_tokens)
-            finally:
-                if self.caches_kv:
-                    prefix.kv_cache, self.model._prefix_memo = self.model._prefix_memo, None
+                return self.model.encode_prefix(motion)
+            codes = motion if isinstance(motion, list) else self.model.processor.encode_motion(motion)
+            return [int(c) for c in codes]
+
+    def answer_prepared(self, prefix: Any, question: str) -> dict[str, Any]:
+        with self._lock:
+            result = self.model.answer(prefix, question, max_new_tokens=self.max_new_tokens)
         return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 
     def answer(self, motion: Motion, question: str) -> dict[str, Any]:
