@@ -73,6 +73,11 @@ class MotionTokenizer(PushToHubMixin):
         return self.model.config.codebook_size
 
     @property
+    def codebook(self) -> torch.Tensor:
+        """The code vectors, `(codebook_size, codebook_dim)`, e.g. to initialise a language model's code rows."""
+        return self.model.quantizer.codebook.detach()
+
+    @property
     def downsample_factor(self) -> int:
         """Canonical frames per motion code."""
         return self.model.config.downsample_factor

@@ -415,3 +415,23 @@ def test_cli_reports_a_missing_cohort_in_one_line(tmp_path):
     from biomechgpt.cli import main
 
     assert main(["train-tokenizer", "--cohort", str(tmp_path / "none"), "--out", str(tmp_path / "tok")]) == 2
+
+
+def test_cli_trains_on_a_simulated_cohort(tmp_path, capsys):
+    from biomechgpt.cli import main
+    from biomechgpt.simulation import simulate_cohort
+
+    cohort = simulate_cohort(tmp_path / "cohort", n_participants=3, seed=0, workers=1)
+    out = tmp_path / "tok"
+    argv = ["train-tokenizer", "--cohort", str(cohort), "--out", str(out), "--steps", "4", "--seed", "1",
+            "--codebook-size", "16", "--hidden-size", "16", "--batch-size", "4", "--threads", "1", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "joint-angle error" in printed and "codebook usage" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["completed_steps"] == 4 and metrics["validation"]["n_trials"] > 0
+    trials = biomechgpt.load_cohort(cohort).trials
+    assert metrics["training"]["train_trials"] == int((trials["split"] == "train").sum())
+    tok = MotionTokenizer.from_pretrained(out)
+    assert tok.codebook_size == 16 and tok.codebook.shape == (16, 64)
+    assert main(argv[:-1] + ["--steps", "0"]) == 2  # bad argument: one line, status 2

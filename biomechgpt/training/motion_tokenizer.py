@@ -340,6 +340,7 @@ def _train_on_motions(
     from biomechgpt.processing.modeling_motion_tokenizer import MotionTokenizerModel
     from biomechgpt.processing.tokenization_motion import METRICS_NAME, MotionTokenizer
 
+    run_started = time.perf_counter()
     config = _resolve_config(config)
     ds = config.downsample_factor
     # what must match for a checkpoint to be resumed (the thread count may differ)
@@ -460,6 +461,8 @@ def _train_on_motions(
     }
     if validation_motions:
         metrics["validation"] = reconstruction_metrics(tokenizer, validation_motions)
+    # loading the training trials, training and validation (the cohort's validation trials are read before)
+    metrics["training"]["seconds_total_this_run"] = round(time.perf_counter() - run_started, 2)
     tokenizer.metrics = metrics
     tokenizer.save_pretrained(out_dir)
     shutil.rmtree(out_dir / _CHECKPOINT_DIR, ignore_errors=True)
