@@ -678,12 +678,13 @@ def _stack_prefixes(prefixes: Sequence[MotionPrefix], device: torch.device) -> t
         new = copy.copy(layer)
         if _has_keys(layer):
             if len(prefixes) == 1:
-                new.keys, new.values = layer.keys, layer.values
+                new.keys, new.values = layer.keys.to(device), layer.values.to(device)  # no copy on the same device
             else:
                 parts = [p.cache.layers[index] for p in prefixes]
                 # (rows, heads, width, head_dim); zeros in the holes, which the mask hides
-                new.keys = torch.cat([nn.functional.pad(x.keys, (0, 0, 0, width - x.keys.shape[2])) for x in parts])
-                new.values = torch.cat([nn.functional.pad(x.values, (0, 0, 0, width - x.values.shape[2]))
+                new.keys = torch.cat([nn.functional.pad(x.keys.to(device), (0, 0, 0, width - x.keys.shape[2]))
+                                      for x in parts])
+                new.values = torch.cat([nn.functional.pad(x.values.to(device), (0, 0, 0, width - x.values.shape[2]))
                                         for x in parts])
         stacked.layers.append(new)
     return stacked, mask
