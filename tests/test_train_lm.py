@@ -4,6 +4,7 @@ processes under `accelerate launch`; the `train` command."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -186,3 +187,24 @@ def test_two_gloo_processes_under_accelerate_launch(corpus, tmp_path):
     assert all(r["world"] == 2 and r["backend"] == "gloo" for r in ranks)
     summary = _summary(tmp_path / "model")
     assert summary["steps"] == 3 and (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_closed_set_candidates_share_one_answer_template():
+    import pandas as pd
+
+    from biomechgpt.training.train_lm import corpus_task_metadata
+
+    rows = [  # template 0 words every label, template 1 only walking (and more often)
+        ("walking", "Activity: a walk.", 0), ("running", "Activity: a run.", 0), ("running", "Activity: a jog.", 0),
+        ("running", "Activity: a run.", 0), ("walking", "A walk.", 1), ("walking", "A walk.", 1),
+        ("walking", "A walk.", 1), ("running", "Jogging.", 2),
+    ]
+    frame = pd.DataFrame([{"task": "activity", "question": "What is this?", "answer": a, "target_label": label,
+                           "target_value": None, "target_unit": None, "answer_template": t} for label, a, t in rows])
+    meta = corpus_task_metadata(frame)
+    assert meta["answer_candidates"]["activity"] == {"running": "Activity: a run.", "walking": "Activity: a walk."}
+    assert meta["answer_log_priors"]["activity"]["running"] == pytest.approx(math.log(2 / 4))
+    assert meta["answer_log_priors"]["activity"]["walking"] == pytest.approx(math.log(1 / 4))
+    # without template ids the shortest frequent wording of each label is used
+    meta = corpus_task_metadata(frame.drop(columns="answer_template"))
+    assert meta["answer_candidates"]["activity"] == {"running": "Jogging.", "walking": "A walk."}
