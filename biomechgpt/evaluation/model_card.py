@@ -119,7 +119,7 @@ def render_model_card(
         "from transformers import AutoModelForCausalLM",
         "",
         f'model = AutoModelForCausalLM.from_pretrained("{where}")',
-        'motion = biomechgpt.load_motion("trial.mot")  # .mot / .sto / .trc / .csv / .npz, any coordinate order',
+        'motion = biomechgpt.load_motion("trial.mot")  # .mot / .sto / .csv / .npz, any coordinate order',
         'answer = model.answer(motion, "What activity is the person doing?")',
         "print(answer.answer, answer.label, answer.confidence)",
         "```", "",
