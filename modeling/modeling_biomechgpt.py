@@ -532,14 +532,19 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         for row, row_items in enumerate(rows.values()):
             ids, branch, parent, offset = [], [], [], []  # a branch is named by the index of its first token
             for i in row_items:
-                q_ids = processor.question_ids(questions[i])
+                candidates = processor.candidate_ids(tasks[i])
+                # Words every candidate starts with ("Activity: ...") join the question's branch: computed once, and
+                # not scored, since they add the same log-probability to every candidate of the softmax.
+                shared = _shared_prefix_length(list(candidates.values()))
+                q_ids = processor.question_ids(questions[i]) + list(next(iter(candidates.values()))[:shared])
                 q_branch = len(ids)
                 ids += q_ids
                 branch += [q_branch] * len(q_ids)
                 parent += [-1] * len(q_ids)  # the root: the prefix, in the cache and visible to every token
                 offset += range(len(q_ids))
                 q_last = len(ids) - 1
-                for label, c_ids in processor.candidate_ids(tasks[i]).items():
+                for label, c_ids in candidates.items():
+                    c_ids = c_ids[shared:]
                     c_start = len(ids)
                     inputs = c_ids[:-1]
                     ids += inputs
@@ -645,6 +650,17 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             logits_to_keep=0 if logits else 1,
         )
         return (out.logits if logits else None), out.cache
+
+
+def _shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix that all `sequences` share, leaving each at least one token of its own."""
+    if len(sequences) < 2:
+        return 0
+    limit = min(len(seq) for seq in sequences) - 1
+    length = 0
+    while length < limit and all(seq[length] == sequences[0][length] for seq in sequences):
+        length += 1
+    return length
 
 
 def _right_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device

@@ -312,3 +312,22 @@ def test_remote_code_loads_without_the_package(tmp_path, model_and_processor):
     torch.testing.assert_close(remote["logits"], logits, atol=0, rtol=0)
     local = model.answer(CODES_A, "What activity is the person performing?", processor=processor)
     assert info["label"] == local.label and info["confidence"] == pytest.approx(local.confidence, abs=1e-6)
+
+
+def test_candidates_with_shared_opening_words_rank_as_if_scored_whole(monkeypatch):
+    """Opening words every candidate shares are computed once with the question; labels and confidences stay those
+    of scoring each whole candidate."""
+    import biomechgpt.modeling.modeling_biomechgpt as modeling
+
+    model, processor = make_tiny_model_and_processor()
+    processor.answer_candidates = {"activity": {"walking": "Activity: a walk.", "running": "Activity: a run."}}
+    processor._candidate_cache = {}
+    assert modeling._shared_prefix_length(list(processor.candidate_ids("activity").values())) > 0
+    codes = [[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8]]
+    questions = ["What activity is this?", "Which movement is the person doing?"]
+    shared = model.answer_batch(codes, questions, processor=processor, tasks=["activity"] * 2)
+    monkeypatch.setattr(modeling, "_shared_prefix_length", lambda sequences: 0)
+    whole = model.answer_batch(codes, questions, processor=processor, tasks=["activity"] * 2)
+    for a, b in zip(shared, whole):
+        assert a.label == b.label and a.confidence == pytest.approx(b.confidence, abs=1e-5)
+    assert modeling._shared_prefix_length([[1, 2, 3], [1, 2]]) == 1  # every candidate keeps a token of its own
