@@ -323,6 +323,7 @@ def test_candidates_with_shared_opening_words_rank_as_if_scored_whole(monkeypatc
     processor.answer_candidates = {"activity": {"walking": "Activity: a walk.", "running": "Activity: a run."}}
     processor._candidate_cache = {}
     assert modeling._shared_prefix_length(list(processor.candidate_ids("activity").values())) > 0
+    assert modeling._shared_prefix_length([[1, 2, 3], [1, 2]]) == 1  # every candidate keeps a token of its own
     codes = [[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8]]
     questions = ["What activity is this?", "Which movement is the person doing?"]
     shared = model.answer_batch(codes, questions, processor=processor, tasks=["activity"] * 2)
@@ -330,4 +331,3 @@ def test_candidates_with_shared_opening_words_rank_as_if_scored_whole(monkeypatc
     whole = model.answer_batch(codes, questions, processor=processor, tasks=["activity"] * 2)
     for a, b in zip(shared, whole):
         assert a.label == b.label and a.confidence == pytest.approx(b.confidence, abs=1e-5)
-    assert modeling._shared_prefix_length([[1, 2, 3], [1, 2]]) == 1  # every candidate keeps a token of its own
