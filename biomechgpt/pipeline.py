@@ -185,12 +185,12 @@ def _print_summary(run_dir: Path, timings: dict, missing: list[str]) -> None:
 
 def format_results_table(metrics: dict) -> str:
     """A per-task table of BiomechGPT against the baseline from a metrics.json payload."""
+    from biomechgpt.metrics import HEADLINE_METRIC, METRICS_BY_TASK
+
     lines = [f"{'task':<20}{'n':>6}  {'metric':<10}{'BiomechGPT':>12}{'baseline':>10}"]
     for task, entry in metrics.get("tasks", {}).items():
         ours = entry.get("biomechgpt", {})
-        metric = next((m for m in ("macro_f1", "pearson_r", "accuracy", "mae") if m in ours), None)
-        if metric is None:
-            continue
+        metric = HEADLINE_METRIC[METRICS_BY_TASK.get(task, "text")]
         base = entry.get("baseline", {}).get(metric)
         lines.append(
             f"{task:<20}{entry.get('n', 0):>6}  {metric:<10}{_fmt(ours.get(metric)):>12}{_fmt(base):>10}"
