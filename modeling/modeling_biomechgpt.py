@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
@@ -47,9 +48,12 @@ class BiomechGPTAnswer:
             task matched and the answer is free text.
         answer (`str`): the answer sentence.
         label (`str` or `None`): the predicted class for closed-set tasks.
-        value (`float` or `None`): the predicted number for numeric tasks (parsed from the generated sentence).
+        value (`float` or `None`): the predicted number for numeric tasks: the mean of the model's distribution over
+            the task's values, or the number in the generated sentence for a task without a value grid.
         unit (`str` or `None`): the unit of `value`.
         confidence (`float` or `None`): the probability of `label` among the task's candidate answers.
+        spread (`float` or `None`): for numeric answers from a value grid, the standard deviation of the model's
+            distribution over the values (same unit as `value`): how sure the model is.
     """
 
     question: str
@@ -59,6 +63,7 @@ class BiomechGPTAnswer:
     value: float | None = None
     unit: str | None = None
     confidence: float | None = None
+    spread: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -501,9 +506,12 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         answers: list[BiomechGPTAnswer | None] = [None] * len(questions)
         kinds = [processor.task_kinds.get(t) if t is not None else "free" for t in tasks]
         closed = [i for i, k in enumerate(kinds) if k == "closed"]
-        generated = [i for i, k in enumerate(kinds) if k != "closed"]
+        graded = [i for i, k in enumerate(kinds) if k == "numeric" and tasks[i] in processor.numeric_answers]
+        generated = [i for i, k in enumerate(kinds) if k != "closed" and i not in graded]
         if closed:
             self._rank_candidates(processor, closed, prefixes, questions, tasks, answers)
+        if graded:
+            self._grade_values(processor, graded, prefixes, questions, tasks, answers)
         if generated:
             self._generate(processor, generated, prefixes, questions, tasks, max_new_tokens, answers)
         return answers  # type: ignore[return-value]
@@ -589,6 +597,59 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                                           answer=processor.candidate_text(tasks[i], label), label=label,
                                           confidence=float(probs[best]))
 
+    def _grade_values(self, processor: Any, items: list[int], prefixes: list[MotionPrefix], questions: list[str],
+                      tasks: list[str | None], answers: list, max_tokens_per_pass: int = 4096) -> None:
+        """Answer numeric questions with the mean of the model's distribution over the task's values.
+
+        Greedy decoding picks digits one at a time and drifts to round numbers ("120", "12.0") whenever the model is
+        unsure; the mean over every value minimises the squared error under the model's own belief and comes with
+        its spread. Each question gets one row: its tokens, then a trie of the values' answer tokens (values share
+        their leading digits), scored in one forward pass after the motion's cached prefix; a 4-D mask lets each
+        token see the prefix and its own ancestors only."""
+        device = self.device
+        layouts = [_trie_layout(processor.question_ids(questions[i]), processor.numeric_candidates(tasks[i])[1])
+                   for i in items]
+        start = 0
+        while start < len(items):  # rows of at most max_tokens_per_pass tokens in all
+            stop, tokens = start + 1, len(layouts[start][0])
+            while stop < len(items) and tokens + len(layouts[stop][0]) <= max_tokens_per_pass:
+                tokens += len(layouts[stop][0])
+                stop += 1
+            chunk = list(range(start, stop))
+            cache, prefix_mask = _stack_prefixes([prefixes[items[k]] for k in chunk], device)
+            input_ids = _right_pad([layouts[k][0] for k in chunk], processor.pad_token_id, device)[0]
+            length = input_ids.shape[1]
+            visible = torch.zeros(len(chunk), length, length, dtype=torch.bool)
+            depth = torch.zeros(len(chunk), length, dtype=torch.long)
+            for row, k in enumerate(chunk):
+                n = len(layouts[k][0])
+                visible[row, :n, :n] = torch.from_numpy(layouts[k][2])
+                depth[row, :n] = torch.as_tensor(layouts[k][3])
+                visible[row, n:, n:] = torch.eye(length - n, dtype=torch.bool)  # padding sees itself only
+            visible = torch.cat([prefix_mask.bool().cpu()[:, None, :].expand(-1, length, -1), visible], 2).to(device)
+            dtype = self.get_input_embeddings().weight.dtype
+            mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
+            position_ids = prefix_mask.sum(1, keepdim=True) + depth.to(device)
+            hidden = self.language_model.get_decoder()(input_ids=input_ids, attention_mask=mask[:, None],
+                                                       position_ids=position_ids, cache=cache,
+                                                       use_cache=True).last_hidden_state
+            for row, k in enumerate(chunk):
+                i = items[k]
+                predecessor, target, candidate = (torch.as_tensor(col, device=device) for col in layouts[k][1])
+                logits = self._logits(hidden[row, predecessor])
+                token_logprobs = torch.log_softmax(logits.float(), -1).gather(-1, target[:, None])[:, 0]
+                values = torch.tensor(processor.numeric_candidates(tasks[i])[0], dtype=torch.float64, device=device)
+                scores = torch.zeros(len(values), dtype=torch.float64, device=device)
+                probs = torch.softmax(scores.index_add_(0, candidate, token_logprobs.double()), 0)
+                mean = float((probs * values).sum())
+                spread = float((probs * (values - mean) ** 2).sum().sqrt())
+                decimals = processor.numeric_answers[tasks[i]][0]["decimals"]
+                answers[i] = BiomechGPTAnswer(question=questions[i], task=tasks[i],
+                                              answer=processor.numeric_text(tasks[i], mean),
+                                              value=round(mean, decimals), unit=processor.task_units.get(tasks[i]),
+                                              spread=spread)
+            start = stop
+
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The wrapped model's output head on selected hidden states (with its final soft-capping, if any)."""
         logits = self.language_model.get_output_embeddings()(hidden)
@@ -650,6 +711,41 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             logits_to_keep=0 if logits else 1,
         )
         return (out.logits if logits else None), out.cache
+
+
+def _trie_layout(question_ids: Sequence[int], candidates: Sequence[Sequence[int]]
+                 ) -> tuple[list[int], tuple[list[int], list[int], list[int]], np.ndarray, list[int]]:
+    """One question followed by a trie of its candidate answers, as one row of tokens.
+
+    Returns the row's token ids; the scored targets as `(predecessor index, target id, candidate number)` columns;
+    the `(tokens, tokens)` visibility matrix (a token sees its ancestors and itself); and each token's depth (its
+    position after the prefix). A candidate's last token is only a target: nothing is predicted from it."""
+    ids = list(question_ids)
+    parent = [-1, *range(len(ids) - 1)]
+    node_of: dict[tuple[int, int], int] = {}
+    predecessors, targets, owners = [], [], []
+    for number, candidate in enumerate(candidates):
+        at = len(question_ids) - 1
+        for k, token in enumerate(candidate):
+            predecessors.append(at)
+            targets.append(int(token))
+            owners.append(number)
+            if k == len(candidate) - 1:
+                break
+            key = (at, int(token))
+            if key not in node_of:
+                node_of[key] = len(ids)
+                ids.append(int(token))
+                parent.append(at)
+            at = node_of[key]
+    visible = np.zeros((len(ids), len(ids)), dtype=bool)
+    depth = [0] * len(ids)
+    for node, up in enumerate(parent):  # parents come before their children
+        if up >= 0:
+            visible[node] = visible[up]
+            depth[node] = depth[up] + 1
+        visible[node, node] = True
+    return ids, (predecessors, targets, owners), visible, depth
 
 
 def _shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:

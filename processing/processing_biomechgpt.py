@@ -50,6 +50,47 @@ _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
+MAX_NUMERIC_CANDIDATES = 1000
+
+
+def _check_numeric_answers(task: str, specs: Any) -> list[dict[str, Any]]:
+    """A validated copy of one task's `numeric_answers` entry (a list of wordings)."""
+    if not isinstance(specs, (list, tuple)) or not specs:
+        raise ValueError(f"numeric_answers[{task!r}]: needs a non-empty list of wordings")
+    checked = [_check_numeric_wording(f"numeric_answers[{task!r}][{k}]", spec) for k, spec in enumerate(specs)]
+    if sum(int(round((s["high"] - s["low"]) / s["step"])) + 1 for s in checked) > MAX_NUMERIC_CANDIDATES:
+        raise ValueError(f"numeric_answers[{task!r}]: more than {MAX_NUMERIC_CANDIDATES} values in all")
+    return checked
+
+
+def _check_numeric_wording(name: str, spec: Any) -> dict[str, Any]:
+    if not isinstance(spec, dict) or not {"template", "decimals", "low", "high", "step", "scale"} <= set(spec):
+        raise ValueError(f"{name}: needs template, decimals, low, high, step and scale")
+    template = str(spec["template"])
+    if template.count("{}") != 1 or template.count("{") != 1 or template.count("}") != 1:
+        raise ValueError(f"{name}: the template must hold exactly one {{}} for the number, got {template!r}")
+    decimals, low, high, step = int(spec["decimals"]), float(spec["low"]), float(spec["high"]), float(spec["step"])
+    scale = float(spec["scale"])
+    if not (0 <= decimals <= 6 and math.isfinite(low) and math.isfinite(high) and low <= high and step > 0):
+        raise ValueError(f"{name}: needs 0 <= decimals <= 6, finite low <= high and step > 0")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{name}: scale must be a positive number, got {spec['scale']!r}")
+    if (high - low) / step + 1 > MAX_NUMERIC_CANDIDATES:
+        raise ValueError(f"{name}: more than {MAX_NUMERIC_CANDIDATES} values from {low} to {high} by {step}")
+    return {"template": template, "decimals": decimals, "low": low, "high": high, "step": step, "scale": scale}
+
+
+def _shared_suffix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the token suffix all `sequences` share, leaving each at least one token of its own."""
+    if len(sequences) < 2:
+        return 0
+    limit = min(len(seq) for seq in sequences) - 1
+    length = 0
+    while length < limit and all(seq[-1 - length] == sequences[0][-1 - length] for seq in sequences):
+        length += 1
+    return length
+
+
 def prepare_text_tokenizer(tokenizer: Any) -> Any:
     """Give a text tokenizer what a conversation needs: a chat template (the default one when it has none, with its
     role markers added as special tokens) and a padding token. Call before extending a model's vocabulary."""
@@ -83,6 +124,12 @@ class BiomechGPTProcessor(ProcessorMixin):
             that label's training answers that are exactly its candidate sentence. The corpus words one label many
             ways; dividing the candidate's likelihood by this share estimates the probability of the label itself.
         task_units (`dict[str, str]`, *optional*): numeric task → unit of its answers.
+        numeric_answers (`dict[str, list[dict]]`, *optional*): numeric task → its answer wordings, each `{"template":
+            str, "decimals": int, "low": float, "high": float, "step": float, "scale": float}`: an answer sentence with
+            `{}` for the number, the grid of numbers the model scores, and the factor from that wording's unit to the
+            task's unit (`task_units`). The first wording is in the task's unit and words the answers; the others
+            (e.g. km/h next to m/s) let the model's belief in every unit count (see
+            [`~BiomechGPTProcessor.numeric_candidates`]). Tasks without wordings are answered by greedy decoding.
         task_questions (`dict[str, list[str]]`, *optional*): task → example questions, to route a new question.
     """
 
@@ -101,6 +148,7 @@ class BiomechGPTProcessor(ProcessorMixin):
         answer_log_priors: dict[str, dict[str, float]] | None = None,
         task_units: dict[str, str] | None = None,
         task_questions: dict[str, list[str]] | None = None,
+        numeric_answers: dict[str, dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         if tokenizer is None:
@@ -130,7 +178,9 @@ class BiomechGPTProcessor(ProcessorMixin):
         self.answer_log_priors = {t: {k: float(v) for k, v in p.items()} for t, p in (answer_log_priors or {}).items()}
         self.task_units = dict(task_units or {})
         self.task_questions = {t: list(q) for t, q in (task_questions or {}).items()}
+        self.numeric_answers = {t: _check_numeric_answers(t, specs) for t, specs in (numeric_answers or {}).items()}
         self._candidate_cache: dict[str, dict[str, list[int]]] = {}
+        self._numeric_cache: dict[str, tuple[list[float], list[list[int]]]] = {}
         self._question_index: tuple[dict[str, float], list[tuple[str, set[str]]]] | None = None
         self._stop_ids: set[int] | None = None
 
@@ -153,6 +203,7 @@ class BiomechGPTProcessor(ProcessorMixin):
             "answer_log_priors": self.answer_log_priors,
             "task_units": self.task_units,
             "task_questions": self.task_questions,
+            "numeric_answers": self.numeric_answers,
         }
         if "auto_map" in self.__dict__:
             out["auto_map"] = self.__dict__["auto_map"]
@@ -270,15 +321,24 @@ class BiomechGPTProcessor(ProcessorMixin):
                              "set processor.chat_template to one that is")
         return text[len(previous):]
 
-    def build_training_example(self, motion_codes: Sequence[int], turns: Sequence[tuple[str, str]]
-                               ) -> dict[str, list[int]]:
-        """`input_ids` and `labels` of one trial's questions as one multi-turn conversation with the motion once;
-        labels are `-100` everywhere except on the answer tokens (including the end-of-turn token)."""
+    def build_training_example(self, motion_codes: Sequence[int], turns: Sequence[tuple[str, str]], *,
+                               label_motion: bool = False) -> dict[str, list[int]]:
+        """`input_ids` and `labels` of one trial's questions as one multi-turn conversation with the motion once.
+
+        Labels are `-100` everywhere except on the answer tokens (including the end-of-turn token) and, with
+        `label_motion`, on the motion codes and `</motion>`: the model then also learns to predict the next motion
+        code, which gives every code a training signal instead of the few answer words that depend on it."""
         input_ids: list[int] = []
         labels: list[int] = []
-        for ids, is_answer in self.conversation_segments(motion_codes, turns):
+        for k, (ids, is_answer) in enumerate(self.conversation_segments(motion_codes, turns)):
             input_ids += ids
-            labels += ids if is_answer else [-100] * len(ids)
+            if is_answer:
+                labels += ids
+            elif k == 0 and label_motion:
+                start = ids.index(self.motion_start_token_id)
+                labels += [-100] * (start + 1) + ids[start + 1:]
+            else:
+                labels += [-100] * len(ids)
         return {"input_ids": input_ids, "labels": labels}
 
     def __call__(
@@ -364,6 +424,30 @@ class BiomechGPTProcessor(ProcessorMixin):
             self._candidate_cache[task] = {label: self.answer_ids(text)
                                            for label, text in self.answer_candidates[task].items()}
         return self._candidate_cache[task]
+
+    def numeric_candidates(self, task: str) -> tuple[list[float], list[list[int]]]:
+        """The values (in the task's unit) a numeric task's answer is chosen among, and the token ids that score each.
+
+        Every wording contributes its grid (`low` to `high` in steps of `step`). A value's ids are its answer sentence
+        cut one token after the number: the words after it are the same for every value of a wording, and the first
+        of them says where the number ends ("12" followed by " s" is not the start of "120") and in which unit."""
+        if task not in self._numeric_cache:
+            values: list[float] = []
+            sequences: list[list[int]] = []
+            for spec in self.numeric_answers[task]:
+                count = int(round((spec["high"] - spec["low"]) / spec["step"])) + 1
+                numbers = [round(spec["low"] + k * spec["step"], spec["decimals"]) for k in range(count)]
+                own = [self.answer_ids(spec["template"].format(f"{n:.{spec['decimals']}f}")) for n in numbers]
+                tail = _shared_suffix_length(own)
+                sequences += [seq[:len(seq) - tail + 1] if tail else seq for seq in own]
+                values += [n * spec["scale"] for n in numbers]
+            self._numeric_cache[task] = (values, sequences)
+        return self._numeric_cache[task]
+
+    def numeric_text(self, task: str, value: float) -> str:
+        """The answer sentence of a numeric task for `value` (in the task's unit, at its first wording's precision)."""
+        spec = self.numeric_answers[task][0]
+        return spec["template"].format(f"{value:.{spec['decimals']}f}")
 
     def candidate_text(self, task: str, label: str) -> str:
         return self.answer_candidates[task][label]

@@ -35,11 +35,12 @@ def test_json_prints_one_object_per_question(model_dir, motion_file, capsys):
     assert status == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [set(line) for line in lines] == [{"question", "task", "answer", "label", "value", "unit",
-                                              "confidence"}] * 2
+                                              "confidence", "spread"}] * 2
     activity, cadence = lines
     assert activity["task"] == "activity" and activity["label"] in ("walking", "running")
     assert 0.5 <= activity["confidence"] <= 1.0 and activity["value"] is None
     assert cadence["task"] == "cadence" and cadence["label"] is None and cadence["confidence"] is None
+    assert activity["spread"] is None and cadence["spread"] is None  # no value grid here: greedy decoding
 
 
 def test_text_output_and_explicit_task(model_dir, motion_file, capsys):

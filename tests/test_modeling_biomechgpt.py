@@ -195,7 +195,7 @@ def test_answer_single_and_list_and_prefix_reuse(model_and_processor):
         model.answer(CODES_B, CLOSED_QUESTIONS[1], processor=processor)
         model.answer(CODES_A, CLOSED_QUESTIONS[1], processor=processor)  # only the last motion is kept
         assert runs.count == 3
-    assert one.to_dict().keys() == {"question", "task", "answer", "label", "value", "unit", "confidence"}
+    assert one.to_dict().keys() == {"question", "task", "answer", "label", "value", "unit", "confidence", "spread"}
     assert both[1] == one
     assert both[0].task == "activity" and both[0].label in ("walking", "running")
     with pytest.raises(ValueError, match="non-empty"):
@@ -331,3 +331,59 @@ def test_candidates_with_shared_opening_words_rank_as_if_scored_whole(monkeypatc
     whole = model.answer_batch(codes, questions, processor=processor, tasks=["activity"] * 2)
     for a, b in zip(shared, whole):
         assert a.label == b.label and a.confidence == pytest.approx(b.confidence, abs=1e-5)
+
+
+NUMERIC_WORDINGS = [
+    {"template": "The cadence is about {} steps/min.", "decimals": 0, "low": 95, "high": 125, "step": 1, "scale": 1.0},
+    # a second unit (steps per second) with its own wording: its values count in steps/min through `scale`
+    {"template": "About {} steps per second.", "decimals": 1, "low": 1.5, "high": 2.2, "step": 0.1, "scale": 60.0},
+]
+
+
+def test_graded_numeric_answer_is_the_mean_of_whole_sentence_scores(model_and_processor):
+    """The trie scores every value exactly as scoring its answer sentence alone would (up to the first word after
+    the number), and the answer is the probability-weighted mean over both wordings."""
+    from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+
+    model, processor = model_and_processor
+    graded = BiomechGPTProcessor(processor.tokenizer, motion_token_offset=processor.motion_token_offset,
+                                 codebook_size=CODEBOOK, task_kinds=processor.task_kinds,
+                                 answer_candidates=processor.answer_candidates, task_units=processor.task_units,
+                                 task_questions=processor.task_questions,
+                                 numeric_answers={"cadence": NUMERIC_WORDINGS})
+    values, sequences = graded.numeric_candidates("cadence")
+    assert len(values) == 31 + 8 and values[0] == 95 and values[31] == pytest.approx(90.0)
+    # cut one token after the number: "12" then " steps" is not the start of "120"
+    assert all(len(seq) < len(graded.answer_ids(graded.numeric_text("cadence", 100))) for seq in sequences[:31])
+    motions = [CODES_A, CODES_B, CODES_A]
+    asked = ["What is the cadence?", "How many steps per minute?", "How many steps per minute?"]
+    answers = model.answer_batch(motions, asked, processor=graded)
+    for motion, question, answer in zip(motions, asked, answers):
+        prompt = graded.prefix_ids(motion) + graded.question_ids(question)
+        scores = torch.tensor([_sequence_logprob(model, prompt + seq, len(prompt)) for seq in sequences],
+                              dtype=torch.float64)
+        probs = torch.softmax(scores, 0)
+        mean = float((probs * torch.tensor(values, dtype=torch.float64)).sum())
+        spread = float((probs * (torch.tensor(values, dtype=torch.float64) - mean) ** 2).sum().sqrt())
+        assert answer.task == "cadence" and answer.unit == "steps/min"
+        assert answer.value == round(mean) and answer.spread == pytest.approx(spread, abs=1e-3)
+        assert answer.answer == f"The cadence is about {round(mean)} steps/min."
+    # one pass per question or several: the same answers
+    split = [model.answer_batch([m], [q], processor=graded)[0] for m, q in zip(motions, asked)]
+    assert [a.spread for a in split] == pytest.approx([a.spread for a in answers], abs=1e-5)
+
+
+def test_trie_layout_shares_leading_tokens_and_sees_only_ancestors():
+    from biomechgpt.modeling.modeling_biomechgpt import _trie_layout
+
+    ids, (predecessors, targets, owners), visible, depth = _trie_layout([50, 51], [[7, 8, 9], [7, 8, 10], [7, 11]])
+    # question 50 51, then 7 (shared by all), 8 (shared by the first two); last tokens are targets only
+    assert ids == [50, 51, 7, 8]
+    assert depth == [0, 1, 2, 3]
+    assert targets == [7, 8, 9, 7, 8, 10, 7, 11] and owners == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert predecessors == [1, 2, 3, 1, 2, 3, 1, 2]
+    assert visible.tolist() == [[True, False, False, False], [True, True, False, False],
+                                [True, True, True, False], [True, True, True, True]]
+    ids, _, visible, depth = _trie_layout([50], [[7, 8, 1], [9, 8, 1]])
+    assert ids == [50, 7, 8, 9, 8] and depth == [0, 1, 2, 1, 2]
+    assert visible[4].tolist() == [True, False, False, True, True]  # the second "8" sees its own branch only

@@ -37,6 +37,18 @@ def test_labels_cover_only_the_answers(processor):
     assert all(label < processor.motion_token_offset for label in example["labels"])
 
 
+
+def test_motion_labels_add_the_codes_and_end_marker_only(processor):
+    plain = processor.build_training_example([1, 2, 3], TURNS)
+    example = processor.build_training_example([1, 2, 3], TURNS, label_motion=True)
+    assert example["input_ids"] == plain["input_ids"]
+    added = [(i, label) for i, (label, old) in enumerate(zip(example["labels"], plain["labels"])) if label != old]
+    start = example["input_ids"].index(processor.motion_start_token_id)
+    assert [i for i, _ in added] == list(range(start + 1, start + 5))  # 3 codes, then </motion>
+    assert [label - processor.motion_token_offset for _, label in added[:3]] == [1, 2, 3]
+    assert added[3][1] == processor.motion_end_token_id
+
+
 def test_segments_used_for_answering_match_training(processor):
     example = processor.build_training_example([7, 8, 9], TURNS[:1])
     pieces = processor.prefix_ids([7, 8, 9]) + processor.question_ids(TURNS[0][0]) + processor.answer_ids(TURNS[0][1])
@@ -99,3 +111,29 @@ def test_save_and_load_with_the_motion_tokenizer(tmp_path):
     assert loaded.encode_motion(motion) == processor.encode_motion(motion)
     assert loaded(motion, "What is the cadence?")["input_ids"].tolist() == \
         processor(motion, "What is the cadence?")["input_ids"].tolist()
+
+
+def test_numeric_answers_validate_and_round_trip(tmp_path):
+    from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+
+    model, processor = make_tiny_model_and_processor()
+    wording = {"template": "About {} steps/min.", "decimals": 0, "low": 90, "high": 130, "step": 2, "scale": 1.0}
+    kwargs = dict(motion_token_offset=processor.motion_token_offset, codebook_size=processor.codebook_size,
+                  task_kinds=processor.task_kinds, task_units=processor.task_units)
+    graded = BiomechGPTProcessor(processor.tokenizer, numeric_answers={"cadence": [wording]}, **kwargs)
+    graded.save_pretrained(tmp_path)
+    again = BiomechGPTProcessor.from_pretrained(tmp_path)
+    assert again.numeric_answers == graded.numeric_answers
+    assert again.numeric_candidates("cadence") == graded.numeric_candidates("cadence")
+    assert graded.numeric_candidates("cadence")[0] == list(range(90, 131, 2))
+    assert graded.numeric_text("cadence", 111.6) == "About 112 steps/min."
+    bad = [({"cadence": wording}, "non-empty list"),
+           ({"cadence": [wording | {"template": "About {} or {}"}]}, "exactly one {}"),
+           ({"cadence": [wording | {"step": 0}]}, "step > 0"),
+           ({"cadence": [wording | {"scale": -1}]}, "scale must be a positive"),
+           ({"cadence": [wording | {"high": 1e6}]}, "more than 1000 values"),
+           ({"cadence": [{"template": "About {}."}]}, "needs template")]
+    for numeric, message in bad:
+        with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("}", r"\}")):
+            BiomechGPTProcessor(processor.tokenizer, numeric_answers=numeric, **kwargs)
+

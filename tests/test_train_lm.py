@@ -60,7 +60,10 @@ def test_full_training_from_scratch_learns_the_corpus(corpus, tmp_path):
     run = model.answer(RUN, "Name the activity in this trial.")
     assert (walk[0].label, run.label) == ("walking", "running")
     assert walk[0].confidence > 0.5 and run.confidence > 0.5
-    assert walk[1].task == "cadence" and walk[1].value == pytest.approx(100.0) and walk[1].unit == "steps/min"
+    # the mean over the grid 100..160 the corpus spans: near 100, and the model is sure of it
+    assert walk[1].task == "cadence" and walk[1].value == pytest.approx(100.0, abs=5) and walk[1].unit == "steps/min"
+    assert walk[1].spread < 15  # a uniform belief over the grid would give 17.6
+    assert model.processor.numeric_answers["cadence"][0]["template"] == "The cadence is about {} steps/min."
 
 
 def test_same_seed_same_weights(corpus, tmp_path):
@@ -208,3 +211,13 @@ def test_closed_set_candidates_share_one_answer_template():
     # without template ids the shortest frequent wording of each label is used
     meta = corpus_task_metadata(frame.drop(columns="answer_template"))
     assert meta["answer_candidates"]["activity"] == {"running": "Jogging.", "walking": "A walk."}
+
+
+def test_motion_loss_labels_the_codes_too(corpus, tmp_path):
+    plain = _summary(train_model(corpus, "tiny-s", tmp_path / "plain", codebook_size=CODEBOOK, max_steps=2, **QUICK))
+    coded = _summary(train_model(corpus, "tiny-s", tmp_path / "coded", codebook_size=CODEBOOK, max_steps=2,
+                                 motion_loss=True, **QUICK))
+    assert plain["motion_loss_tokens"] == 0 and plain["arguments"]["motion_loss"] is False
+    # every training conversation labels its 12 codes and </motion>, on top of the same answer tokens
+    assert coded["motion_loss_tokens"] == 13 * coded["train_conversations"]
+    assert coded["answer_tokens"] == plain["answer_tokens"]

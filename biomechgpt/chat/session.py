@@ -63,7 +63,7 @@ SUGGESTED_QUESTIONS: dict[str, str] = {
 # A question is one sentence; a cap keeps a pasted document from tying up the model.
 MAX_QUESTION_CHARS = 500
 
-_ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence")
+_ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence", "spread")
 
 
 @runtime_checkable
@@ -71,7 +71,7 @@ class Answerer(Protocol):
     """Anything that answers a question about a motion.
 
     `answer(motion, question)` returns a mapping with the keys `question`, `task`, `answer`, `label`, `value`,
-    `unit` and `confidence` (missing keys count as `None`).
+    `unit`, `confidence` and `spread` (missing keys count as `None`).
     """
 
     def answer(self, motion: Motion, question: str) -> Mapping[str, Any]: ...
@@ -220,14 +220,17 @@ class ChatSession:
 
 
 def format_answer(result: Mapping[str, Any]) -> str:
-    """The chat text of one answer: the sentence, then task and confidence on a second line (Markdown)."""
+    """The chat text of one answer: the sentence, then task and confidence (or, for a number, the spread of the
+    model's belief) on a second line (Markdown)."""
     text = str(result.get("answer") or "").strip() or "(no answer)"
     details = []
     task = result.get("task")
     details.append(f"task: {task}" if task else "task: not recognised")
-    confidence = result.get("confidence")
+    confidence, spread = result.get("confidence"), result.get("spread")
     if confidence is not None and math.isfinite(float(confidence)):
         details.append(f"confidence: {100 * float(confidence):.0f}%")
+    elif spread is not None and math.isfinite(float(spread)):
+        details.append(f"spread: ±{float(spread):.3g} {result.get('unit') or ''}".rstrip())
     else:
         details.append("confidence: n/a (generated answer)")
     return f"{text}\n\n*{' · '.join(details)}*"

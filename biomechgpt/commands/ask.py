@@ -66,5 +66,7 @@ def _main(args: argparse.Namespace) -> int:
             detail = f"  [{answer.task}"
             if answer.confidence is not None:
                 detail += f", confidence {answer.confidence:.2f}"
+            if answer.spread is not None:
+                detail += f", spread ±{answer.spread:.3g} {answer.unit or ''}".rstrip()
             print(f"Q: {answer.question}\nA: {answer.answer}{detail + ']' if answer.task else ''}")
     return 0

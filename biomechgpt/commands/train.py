@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: by mode)")
     parser.add_argument("--batch-size", type=int, default=8, help="conversations per step (default: 8)")
     parser.add_argument("--max-motion-codes", type=int, default=256, help="crop longer trials (default: 256)")
+    parser.add_argument("--motion-loss", action="store_true",
+                        help="also train next-motion-code prediction (default: answer tokens only)")
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
@@ -51,7 +53,8 @@ def _main(args: argparse.Namespace) -> int:
         out = train_model(args.dataset, args.base_model, args.out, motion_tokenizer=args.tokenizer, mode=args.mode,
                           seed=args.seed, resume=not args.no_resume, epochs=args.epochs, max_steps=args.max_steps,
                           learning_rate=args.learning_rate, batch_size=args.batch_size,
-                          max_motion_codes=args.max_motion_codes, lora_r=args.lora_r, progress=not args.no_progress)
+                          max_motion_codes=args.max_motion_codes, motion_loss=args.motion_loss,
+                          lora_r=args.lora_r, progress=not args.no_progress)
     except ValueError as err:  # bad hyperparameters are usage errors
         raise UsageError(str(err)) from None
     print(f"model saved to {out}")

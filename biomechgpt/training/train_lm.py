@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -59,6 +60,8 @@ class BiomechGPTTrainingArguments:
         warmup_ratio (`float`, defaults to 0.05), weight_decay (`float`, defaults to 0.01).
         max_motion_codes (`int`, defaults to 256): longer trials are cropped to their middle codes.
         max_turns (`int`, defaults to 8): questions per conversation; a trial with more is split.
+        motion_loss (`bool`, defaults to `False`): also train next-motion-code prediction on the motion tokens (the
+            answer-only loss leaves the motion embeddings with little signal; see `build_training_example`).
         lora_r (`int`, defaults to 16), lora_alpha (`int`, defaults to 32), lora_dropout (`float`, defaults to 0.0).
         tokenizer_vocab_size (`int`, defaults to 2048): text vocabulary of the embedded tokenizer.
         bf16 (`bool`, *optional*): bfloat16 autocast; defaults to on for `tiny` (about 2.5x faster on CPU).
@@ -79,6 +82,7 @@ class BiomechGPTTrainingArguments:
     weight_decay: float = 0.01
     max_motion_codes: int = 256
     max_turns: int = 8
+    motion_loss: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
@@ -138,6 +142,7 @@ def corpus_task_metadata(frame, *, max_questions: int = 200) -> dict[str, Any]:
     priors: dict[str, dict[str, float]] = {}
     units: dict[str, str] = {}
     questions: dict[str, list[str]] = {}
+    numeric: dict[str, dict[str, Any]] = {}
     for task, rows in sorted(frame.groupby("task"), key=lambda kv: kv[0]):
         has_value = rows["target_value"].notna().any()
         has_label = rows["target_label"].notna().any()
@@ -146,6 +151,13 @@ def corpus_task_metadata(frame, *, max_questions: int = 200) -> dict[str, Any]:
             unit_counts = Counter(u for u in rows["target_unit"] if isinstance(u, str))
             if unit_counts:
                 units[task] = sorted(unit_counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+                wordings = []
+                for unit, count in sorted(unit_counts.items(), key=lambda kv: (kv[0] != units[task], -kv[1], kv[0])):
+                    spec = _numeric_answer(rows[rows["target_unit"] == unit]) if count * 10 >= len(rows) else None
+                    if spec is not None:
+                        wordings.append(spec | {"scale": _unit_scale(unit, units[task])})
+                if wordings and wordings[0]["scale"] == 1.0:
+                    numeric[task] = wordings
         elif has_label and task != "summary":
             kinds[task] = "closed"
             candidates[task], priors[task] = {}, {}
@@ -163,7 +175,47 @@ def corpus_task_metadata(frame, *, max_questions: int = 200) -> dict[str, Any]:
         q_counts = Counter(str(q).strip() for q in rows["question"])
         questions[task] = [q for q, _ in sorted(q_counts.items(), key=lambda kv: (-kv[1], kv[0]))][:max_questions]
     return {"task_kinds": kinds, "answer_candidates": candidates, "answer_log_priors": priors, "task_units": units,
-            "task_questions": questions}
+            "task_questions": questions, "numeric_answers": numeric}
+
+
+_ONE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_GRID_STEPS = (1, 2, 5)
+MAX_GRID_VALUES = 250
+
+
+def _numeric_answer(rows) -> dict[str, Any] | None:
+    """The answer sentence and value grid a numeric task is answered with (`numeric_answers` of the processor).
+
+    The sentence is the most frequent wording among answers with one number, that number replaced by `{}`; the grid
+    runs over the training values at that wording's precision, coarsened (x2, x5, x10, ...) to at most
+    `MAX_GRID_VALUES` values so that scoring every value stays cheap."""
+    shapes: Counter = Counter()
+    for answer in rows["answer"].astype(str):
+        numbers = _ONE_NUMBER.findall(answer)
+        if len(numbers) != 1 or "{" in answer or "}" in answer:
+            continue
+        decimals = len(numbers[0].split(".")[1]) if "." in numbers[0] else 0
+        shapes[(_ONE_NUMBER.sub("{}", answer.strip(), count=1), decimals)] += 1
+    values = rows["target_value"].dropna().astype(float)
+    if not shapes or values.empty:
+        return None
+    (template, decimals), _ = sorted(shapes.items(), key=lambda kv: (-kv[1], len(kv[0][0]), kv[0]))[0]
+    base = 10.0 ** -decimals
+    step = base
+    for scale in (10 ** k * m for k in range(8) for m in _GRID_STEPS):
+        step = base * scale
+        low, high = math.floor(values.min() / step) * step, math.ceil(values.max() / step) * step
+        if (high - low) / step + 1 <= MAX_GRID_VALUES:
+            break
+    return {"template": template, "decimals": decimals, "low": round(low, decimals), "high": round(high, decimals),
+            "step": round(step, decimals)}
+
+
+def _unit_scale(unit: str, canonical: str) -> float:
+    """Factor from `unit` to `canonical` (1.0 for the same unit)."""
+    from biomechgpt.dataset_builder.tasks import convert_unit
+
+    return 1.0 if unit == canonical else float(convert_unit(1.0, unit, canonical))
 
 
 def _shared_answer_template(rows) -> Any:
@@ -184,9 +236,11 @@ def _shared_answer_template(rows) -> Any:
     return sorted(covering.index, key=lambda t: (-counts[t], t))[0]
 
 
-def build_conversations(frame, processor, *, max_turns: int, seed: int, progress: bool = False) -> list[dict]:
+def build_conversations(frame, processor, *, max_turns: int, seed: int, progress: bool = False,
+                        motion_loss: bool = False) -> list[dict]:
     """Token ids and labels of every training conversation: one trial's rows (in a seeded random order), split into
-    conversations of at most `max_turns` questions, each with the trial's motion once."""
+    conversations of at most `max_turns` questions, each with the trial's motion once (labelled with
+    `motion_loss`)."""
     from tqdm.auto import tqdm
 
     rng = random.Random(seed)
@@ -198,7 +252,8 @@ def build_conversations(frame, processor, *, max_turns: int, seed: int, progress
         turns = list(zip(rows["question"].astype(str), rows["answer"].astype(str)))
         rng.shuffle(turns)
         for start in range(0, len(turns), max_turns):
-            example = processor.build_training_example(codes, turns[start:start + max_turns])
+            example = processor.build_training_example(codes, turns[start:start + max_turns],
+                                                       label_motion=motion_loss)
             examples.append(example)
     return examples
 
@@ -411,7 +466,7 @@ def train_model(
         tokenizer, motion_tokenizer, motion_token_offset=model.config.motion_token_offset,
         codebook_size=codebook_size, max_motion_codes=args.max_motion_codes, **corpus_task_metadata(frame))
     examples = build_conversations(frame, processor, max_turns=args.max_turns, seed=args.seed,
-                                   progress=args.progress)
+                                   progress=args.progress, motion_loss=args.motion_loss)
     trainable = _wrap_for_mode(model, mode, args)
 
     bf16 = args.bf16 if args.bf16 is not None else (is_tiny(base_model) and mode == "full")
@@ -456,11 +511,14 @@ def train_model(
         final.save_pretrained(out_dir)
         processor.save_pretrained(out_dir)
         history = [entry for entry in trainer.state.log_history if "loss" in entry]
+        motion_ids = {final.config.motion_end_token_id, *final.config.motion_token_ids}
         summary = {
             "base_model": str(base_model), "mode": mode, "seed": args.seed,
             "train_conversations": len(examples), "train_rows": int(len(frame)),
             "train_tokens": int(sum(len(e["input_ids"]) for e in examples)),
-            "answer_tokens": int(sum(sum(1 for t in e["labels"] if t != -100) for e in examples)),
+            "answer_tokens": int(sum(sum(1 for t in e["labels"] if t != -100 and t not in motion_ids)
+                                     for e in examples)),
+            "motion_loss_tokens": int(sum(sum(1 for t in e["labels"] if t in motion_ids) for e in examples)),
             "parameters": int(sum(p.numel() for p in final.parameters())),
             "steps": int(trainer.state.global_step), "train_loss": float(result.training_loss),
             "first_loss": history[0]["loss"] if history else None,
