@@ -2,7 +2,8 @@
 
 `BiomechGPTForCausalLM` wraps any Hugging Face causal LM (built from `config.text_config`) whose vocabulary is
 extended by one token per MotionTokenizer code. It answers questions with `answer(...)`: closed-set questions rank
-their candidate answers by likelihood in one batched pass, numeric and free questions decode greedily. The KV cache of
+their candidate answers by likelihood in one batched pass, numeric questions answer with the mean of the model's
+belief over a grid of values (scored as a trie), free questions decode greedily. The KV cache of
 a motion's prefix (the tokens up to `</motion>`) is computed once and shared by every question about that motion:
 within a call, with the previous call (the model remembers the last motion's prefix), and explicitly across calls
 with `prefix = model.encode_prefix(motion)`, then `model.answer(prefix, question)` (one per chat session).
@@ -380,7 +381,9 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         a motion's prefix is run once per call, not at all for a `MotionPrefix`, and not for the motion of the
         previous call (the model keeps its prefix). Closed-set questions score every candidate answer of their task
         in one forward pass over the prefix caches; the confidence is the softmax of the candidates' total
-        log-likelihoods. Numeric and free questions decode greedily together.
+        log-likelihoods. Numeric questions of tasks with a value grid (`processor.numeric_answers`) score every value
+        in one pass too and answer with the mean and spread of that belief; other numeric and free questions decode
+        greedily together.
 
         Args:
             motions (`list`): one motion per question (`Motion`, path, codes or [`MotionPrefix`]); repeat an object to
@@ -636,8 +639,10 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             for row, k in enumerate(chunk):
                 i = items[k]
                 predecessor, target, candidate = (torch.as_tensor(col, device=device) for col in layouts[k][1])
-                logits = self._logits(hidden[row, predecessor])
-                token_logprobs = torch.log_softmax(logits.float(), -1).gather(-1, target[:, None])[:, 0]
+                # siblings share their predecessor: one output-head row per trie node, not per scored token
+                nodes, node_of_target = torch.unique(predecessor, return_inverse=True)
+                logprobs = torch.log_softmax(self._logits(hidden[row, nodes]).float(), -1)
+                token_logprobs = logprobs[node_of_target, target]
                 values = torch.tensor(processor.numeric_candidates(tasks[i])[0], dtype=torch.float64, device=device)
                 scores = torch.zeros(len(values), dtype=torch.float64, device=device)
                 probs = torch.softmax(scores.index_add_(0, candidate, token_logprobs.double()), 0)

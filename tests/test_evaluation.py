@@ -143,6 +143,8 @@ def test_experiments_tables_with_fake_training(corpus_and_motions, tmp_path):
     assert all(steps == 7 for _, _, steps in trained)
     assert sorted(tasks for size, tasks, _ in trained if size == "tiny" and len(tasks) == 1) == [["activity"],
                                                                                                   ["cadence"]]
+    # 1 all-task model (shared by both experiments), 2 per-task models, tiny-s and tiny-l
+    assert len(trained) == 5 and [size for size, tasks, _ in trained if len(tasks) > 1] == ["tiny", "tiny-s", "tiny-l"]
     joint, single = results["transfer"]["rows"]
     assert joint["metrics"]["activity"] > single["metrics"]["activity"]
     sizes = [row["metrics"]["activity"] for row in results["size"]["rows"]]

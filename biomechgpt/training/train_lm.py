@@ -180,7 +180,7 @@ def corpus_task_metadata(frame, *, max_questions: int = 200) -> dict[str, Any]:
 
 _ONE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _GRID_STEPS = (1, 2, 5)
-MAX_GRID_VALUES = 250
+MAX_GRID_VALUES = 150
 
 
 def _numeric_answer(rows) -> dict[str, Any] | None:
