@@ -150,6 +150,13 @@ def test_experiments_tables_with_fake_training(corpus_and_motions, tmp_path):
     sizes = [row["metrics"]["activity"] for row in results["size"]["rows"]]
     assert [row["size"] for row in results["size"]["rows"]] == ["tiny-s", "tiny", "tiny-l"]
     assert sizes[0] < sizes[1] < sizes[2] == 1.0
+    # the model card and the report show the tables, not only the summaries
+    from biomechgpt.evaluation.model_card import render_model_card
+
+    card = render_model_card({"tasks": {}, "experiments": results, "sim_to_real": {}})
+    assert "### Experiments" in card and "#### transfer" in card and "#### size" in card
+    assert "| model | train_s | activity | cadence |" in card and "| tiny-l |" in card
+    assert f"In short: {results['size']['summary']}" in card
     with pytest.raises(UsageError, match="unknown experiment"):
         run_experiments(["ablation"], folder, tmp_path)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from biomechgpt.evaluation.report import experiment_lines
 from biomechgpt.metrics import METRICS_BY_TASK
 
 __all__ = ["write_model_card", "render_model_card", "CITATION"]
@@ -173,11 +174,7 @@ def render_model_card(
                          f"{_fmt(s.get('baseline_accuracy'), 2)} (n = {s['n']}).")
     else:
         lines.append(check.get("skipped", "Not run."))
-    experiments = metrics.get("experiments", {})
-    if experiments:
-        lines += ["", "### Experiments", ""]
-        for name, result in experiments.items():
-            lines.append(f"- **{name}**: {result.get('summary') or result.get('description', '')}")
+    lines += experiment_lines(metrics.get("experiments", {}), level=3)
     lines += [
         "", "## Limitations", "",
         "- **Not a medical device.** Do not use it to diagnose, screen or manage anyone.",

@@ -175,7 +175,7 @@ def render_report(metrics: dict, figures: dict[str, str] | None = None) -> str:
             lines += [f"![{task}]({rel})", ""]
 
     lines += _sim_to_real_lines(metrics.get("sim_to_real", {}))
-    lines += _experiment_lines(metrics.get("experiments", {}))
+    lines += experiment_lines(metrics.get("experiments", {}))
     timings = info.get("timings_s")
     if timings:
         lines += ["", "Wall time (s): " + ", ".join(f"{k.removesuffix('_s')} {v}" for k, v in timings.items()) + "."]
@@ -217,13 +217,15 @@ def _sim_to_real_lines(check: dict) -> list[str]:
     return lines
 
 
-def _experiment_lines(experiments: dict) -> list[str]:
+def experiment_lines(experiments: dict, level: int = 2) -> list[str]:
+    """Markdown of the experiments' tables under a heading of `level` (each experiment one level below), with
+    each experiment's summary; shared by the report and the model card."""
     lines: list[str] = []
     if not experiments:
         return lines
-    lines += ["", "## Experiments", ""]
+    lines += ["", "#" * level + " Experiments", ""]
     for name, result in experiments.items():
-        lines += [f"### {name}", "", result.get("description", ""), ""]
+        lines += ["#" * (level + 1) + f" {name}", "", result.get("description", ""), ""]
         rows = result.get("rows", [])
         if not rows:
             lines.append(result.get("note", "No results."))
@@ -237,6 +239,8 @@ def _experiment_lines(experiments: dict) -> list[str]:
             lines.append("| " + " | ".join(cells) + " |")
         if result.get("note"):
             lines += ["", result["note"]]
+        if result.get("summary"):
+            lines += ["", f"In short: {result['summary']}"]
         lines.append("")
     return lines
 
