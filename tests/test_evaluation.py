@@ -195,3 +195,28 @@ def test_summary_field_agreement_counts_stated_facts():
     assert result["field_accuracy"] == pytest.approx((1.0 + 0.0) / 2)
     assert result["per_field_accuracy"] == {"activity": 0.5, "cadence": 0.5}
     assert _summary_field_agreement(rows, lambda t, s: None)["field_accuracy"] is None
+
+
+def test_experiment_budget_options_reach_the_experiments(monkeypatch, capsys):
+    import biomechgpt.evaluation as evaluation
+
+    seen = {}
+
+    def fake_evaluate(*args, **kwargs):
+        seen.update(kwargs)
+        return {"tasks": {}}
+
+    monkeypatch.setattr(evaluation, "evaluate_model", fake_evaluate)
+    assert main(["evaluate", "--model", "m", "--dataset", "d", "--out", "o", "--experiments", "transfer",
+                 "--experiment-steps", "2044", "--transfer-tasks", "activity,cadence", "--seed", "3"]) == 0
+    settings = seen["experiment_options"]["settings"]
+    assert (settings.max_steps, settings.transfer_tasks, settings.seed) == (2044, ("activity", "cadence"), 3)
+    assert main(["evaluate", "--model", "m", "--dataset", "d", "--out", "o"]) == 0
+    assert seen["experiment_options"] is None
+    for bad, message in ((["--experiment-steps", "0"], "must be a positive integer"),
+                         (["--experiment-steps", "many"], "must be a positive integer, got 'many'"),
+                         (["--transfer-tasks", "activity,gait"], "unknown task(s) gait")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["evaluate", "--model", "m", "--dataset", "d", "--out", "o", *bad])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -18,8 +18,22 @@ def _experiment_list(text: str) -> list[str]:
     return names
 
 
+def _task_list(text: str) -> tuple[str, ...]:
+    from biomechgpt.metrics import METRICS_BY_TASK
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in METRICS_BY_TASK]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown task(s) {', '.join(bad) or '(none given)'}; choose from "
+                                         f"{', '.join(METRICS_BY_TASK)}")
+    return names
+
+
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -41,6 +55,11 @@ def register(subparsers) -> None:
     parser.add_argument("--experiments", type=_experiment_list, default=[], metavar="LIST",
                         help="comma-separated experiments to run as well: transfer,size")
     parser.add_argument("--quick", action="store_true", help="small baseline and experiment budgets (smoke tests)")
+    parser.add_argument("--experiment-steps", type=_positive, metavar="N",
+                        help="optimiser steps of every experiment model (default 1000; the default run trains 2044)")
+    parser.add_argument("--transfer-tasks", type=_task_list, metavar="LIST",
+                        help="tasks of the transfer experiment (default: activity,impairment,diagnosis,cadence,"
+                        "walking_speed)")
     parser.add_argument("--max-rows-per-task", type=_positive, metavar="N",
                         help="score only the first N test questions of each task")
     parser.add_argument("--batch-size", type=_positive, default=64, help="questions per forward pass (default 64)")
@@ -55,10 +74,20 @@ def run(args: argparse.Namespace) -> int:
     from biomechgpt.evaluation import evaluate_model
     from biomechgpt.pipeline import format_results_table
 
+    from biomechgpt.evaluation.experiments import ExperimentSettings
+
+    options = None
+    if args.experiment_steps is not None or args.transfer_tasks is not None:
+        settings = ExperimentSettings.quick(args.seed) if args.quick else ExperimentSettings(seed=args.seed)
+        if args.experiment_steps is not None:
+            settings.max_steps = args.experiment_steps
+        if args.transfer_tasks is not None:
+            settings.transfer_tasks = args.transfer_tasks
+        options = {"settings": settings}
     metrics = evaluate_model(
         args.model, args.dataset, args.out, cohort_dir=args.cohort, experiments=args.experiments, quick=args.quick,
         seed=args.seed, max_rows_per_task=args.max_rows_per_task, batch_size=args.batch_size,
-        write_card=not args.no_model_card, progress=not args.no_progress,
+        experiment_options=options, write_card=not args.no_model_card, progress=not args.no_progress,
     )
     print(format_results_table(metrics))
     print(f"\nWrote {args.out}/metrics.json, report.md, predictions.parquet and figures/")
