@@ -220,3 +220,34 @@ def test_experiment_budget_options_reach_the_experiments(monkeypatch, capsys):
         with pytest.raises(SystemExit) as exit_info:
             main(["evaluate", "--model", "m", "--dataset", "d", "--out", "o", *bad])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_experiments_reuse_the_main_model_when_it_is_their_all_task_model(corpus_and_motions, tmp_path):
+    corpus, _, folder = corpus_and_motions
+    trained = []
+
+    def train_fn(dataset_dir, base_model, out_dir, **kwargs):
+        out_dir.mkdir(parents=True)
+        tasks = sorted(set(pd.read_parquet(next((dataset_dir / "data").glob("train-*.parquet"))).task))
+        (out_dir / "tasks.json").write_text(json.dumps({"tasks": tasks, "size": base_model}))
+        trained.append((base_model, tasks))
+        return out_dir
+
+    main_model = tmp_path / "main"
+    main_model.mkdir()
+    all_tasks = sorted(set(corpus.task))
+    (main_model / "tasks.json").write_text(json.dumps({"tasks": all_tasks, "size": "tiny"}))
+    summary = {"base_model": "tiny", "mode": "full", "seed": 0, "steps": 7, "train_runtime_s": 12.5,
+               "arguments": {"batch_size": 8, "gradient_accumulation_steps": 1}}
+    settings = ExperimentSettings(max_steps=7, transfer_tasks=("activity",), sizes=("tiny-s", "tiny", "tiny-l"),
+                                  eval_rows_per_task=10)
+    options = dict(settings=settings, train_fn=train_fn, load_fn=lambda d: FakeModel(corpus), parser=fake_parse,
+                   progress=False)
+    for steps, reused in ((7, True), (8, False)):
+        (main_model / "training_summary.json").write_text(json.dumps(summary | {"steps": steps}))
+        trained.clear()
+        results = run_experiments(["transfer", "size"], folder, tmp_path / f"x{steps}", model_dir=main_model,
+                                  **options)
+        all_task_tiny = [t for t in trained if t[0] == "tiny" and len(t[1]) > 1]
+        assert all_task_tiny == ([] if reused else [("tiny", all_tasks)])
+        assert (results["transfer"]["rows"][0]["train_s"] == 12.5) is reused

@@ -13,6 +13,7 @@ other, not against the main model.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -185,6 +186,20 @@ def size_experiment(runner: _Runner) -> dict:
     }
 
 
+def _same_as_main_model(model_dir: Path, settings: ExperimentSettings) -> tuple[Path, float] | None:
+    """`(model_dir, its training seconds)` when the main model is what the experiments would train as their
+    all-task `tiny` model (same base, mode, seed, step count and batch size, no extra arguments), else `None`."""
+    try:
+        summary = json.loads((model_dir / "training_summary.json").read_text())
+        arguments = summary["arguments"]
+        same = (summary["base_model"] == "tiny" and summary["mode"] == "full" and summary["seed"] == settings.seed
+                and summary["steps"] == settings.max_steps and arguments["batch_size"] == settings.batch_size
+                and arguments["gradient_accumulation_steps"] == 1 and not settings.extra)
+        return (model_dir, float(summary.get("train_runtime_s", 0.0))) if same else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -229,6 +244,9 @@ def run_experiments(
     motion_tokenizer = _find_motion_tokenizer(Path(dataset_dir), Path(model_dir) if model_dir else None)
     runner = _Runner(corpus, dataset_dir, out_dir, settings, train_fn or _default_train, load_fn or _default_load,
                      motion_tokenizer, parser or _corpus_parser(), progress)
+    main_model = _same_as_main_model(Path(model_dir), settings) if model_dir else None
+    if main_model is not None:  # the all-task `tiny` model at this budget is the model being evaluated
+        runner._trained[(str(runner.dataset_dir), "tiny")] = main_model
     results = {}
     for name in names:
         start = time.perf_counter()
