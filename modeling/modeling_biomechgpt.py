@@ -579,12 +579,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         seen_branch = branch[:, None, :]  # (rows, 1, keys)
         visible = (seen_branch == branch[:, :, None]) | (seen_branch == parent[:, :, None])  # (rows, queries, keys)
         visible &= torch.ones(length, length, dtype=torch.bool, device=device).tril()[None]
-        visible = torch.cat([prefix_mask.bool()[:, None, :].expand(-1, length, -1), visible], 2)
-        dtype = self.get_input_embeddings().weight.dtype
-        mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
-        hidden = self.language_model.get_decoder()(input_ids=input_ids, attention_mask=mask[:, None],
-                                                   position_ids=position_ids, cache=cache,
-                                                   use_cache=True).last_hidden_state
+        hidden = self._tree_pass(cache, prefix_mask, input_ids, visible, position_ids)
         row_index, predecessor, target, candidate = (torch.tensor(col, device=device) for col in zip(*scored))
         logits = self._logits(hidden[row_index, predecessor])  # (scored tokens, vocab)
         token_logprobs = torch.log_softmax(logits.float(), -1).gather(-1, target[:, None])[:, 0]
@@ -629,13 +624,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 visible[row, :n, :n] = torch.from_numpy(layouts[k][2])
                 depth[row, :n] = torch.as_tensor(layouts[k][3])
                 visible[row, n:, n:] = torch.eye(length - n, dtype=torch.bool)  # padding sees itself only
-            visible = torch.cat([prefix_mask.bool().cpu()[:, None, :].expand(-1, length, -1), visible], 2).to(device)
-            dtype = self.get_input_embeddings().weight.dtype
-            mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
             position_ids = prefix_mask.sum(1, keepdim=True) + depth.to(device)
-            hidden = self.language_model.get_decoder()(input_ids=input_ids, attention_mask=mask[:, None],
-                                                       position_ids=position_ids, cache=cache,
-                                                       use_cache=True).last_hidden_state
+            hidden = self._tree_pass(cache, prefix_mask, input_ids, visible.to(device), position_ids)
             for row, k in enumerate(chunk):
                 i = items[k]
                 predecessor, target, candidate = (torch.as_tensor(col, device=device) for col in layouts[k][1])
@@ -654,6 +644,19 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                                               value=round(mean, decimals), unit=processor.task_units.get(tasks[i]),
                                               spread=spread)
             start = stop
+
+    def _tree_pass(self, cache: Any, prefix_mask: torch.Tensor, input_ids: torch.Tensor, visible: torch.Tensor,
+                   position_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden states of `input_ids` (rows of tokens laid out as trees after stacked prefix caches): each token
+        sees its row's prefix and the new tokens `visible` marks `(rows, queries, keys)`."""
+        length = input_ids.shape[1]
+        visible = torch.cat([prefix_mask.bool()[:, None, :].expand(-1, length, -1), visible], 2)
+        dtype = self.get_input_embeddings().weight.dtype
+        mask = torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible,
+                                                                                          torch.finfo(dtype).min)
+        return self.language_model.get_decoder()(input_ids=input_ids, attention_mask=mask[:, None],
+                                                 position_ids=position_ids, cache=cache,
+                                                 use_cache=True).last_hidden_state
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The wrapped model's output head on selected hidden states (with its final soft-capping, if any)."""

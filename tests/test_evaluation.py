@@ -121,9 +121,8 @@ def test_sim_to_real_check_on_the_real_recordings(reference_motion_dir, corpus_a
     assert reference_expectations("README.md") is None
 
 
-def test_experiments_tables_with_fake_training(corpus_and_motions, tmp_path):
-    corpus, _, folder = corpus_and_motions
-    trained = []
+def _fake_trainer(trained: list):
+    """A `train_fn` that writes which tasks and size it was given into the "model" folder and logs its calls."""
 
     def train_fn(dataset_dir, base_model, out_dir, **kwargs):
         out_dir.mkdir(parents=True)
@@ -131,6 +130,14 @@ def test_experiments_tables_with_fake_training(corpus_and_motions, tmp_path):
         (out_dir / "tasks.json").write_text(json.dumps({"tasks": tasks, "size": base_model}))
         trained.append((base_model, tasks, kwargs["max_steps"]))
         return out_dir
+
+    return train_fn
+
+
+def test_experiments_tables_with_fake_training(corpus_and_motions, tmp_path):
+    corpus, _, folder = corpus_and_motions
+    trained = []
+    train_fn = _fake_trainer(trained)
 
     def load_fn(model_dir):  # bigger and all-task models make fewer mistakes
         spec = json.loads((model_dir / "tasks.json").read_text())
@@ -225,14 +232,7 @@ def test_experiment_budget_options_reach_the_experiments(monkeypatch, capsys):
 def test_experiments_reuse_the_main_model_when_it_is_their_all_task_model(corpus_and_motions, tmp_path):
     corpus, _, folder = corpus_and_motions
     trained = []
-
-    def train_fn(dataset_dir, base_model, out_dir, **kwargs):
-        out_dir.mkdir(parents=True)
-        tasks = sorted(set(pd.read_parquet(next((dataset_dir / "data").glob("train-*.parquet"))).task))
-        (out_dir / "tasks.json").write_text(json.dumps({"tasks": tasks, "size": base_model}))
-        trained.append((base_model, tasks))
-        return out_dir
-
+    train_fn = _fake_trainer(trained)
     main_model = tmp_path / "main"
     main_model.mkdir()
     all_tasks = sorted(set(corpus.task))
@@ -249,5 +249,5 @@ def test_experiments_reuse_the_main_model_when_it_is_their_all_task_model(corpus
         results = run_experiments(["transfer", "size"], folder, tmp_path / f"x{steps}", model_dir=main_model,
                                   **options)
         all_task_tiny = [t for t in trained if t[0] == "tiny" and len(t[1]) > 1]
-        assert all_task_tiny == ([] if reused else [("tiny", all_tasks)])
+        assert all_task_tiny == ([] if reused else [("tiny", all_tasks, 7)])
         assert (results["transfer"]["rows"][0]["train_s"] == 12.5) is reused
