@@ -58,7 +58,7 @@ def _check_numeric_answers(task: str, specs: Any) -> list[dict[str, Any]]:
     if not isinstance(specs, (list, tuple)) or not specs:
         raise ValueError(f"numeric_answers[{task!r}]: needs a non-empty list of wordings")
     checked = [_check_numeric_wording(f"numeric_answers[{task!r}][{k}]", spec) for k, spec in enumerate(specs)]
-    if sum(int(round((s["high"] - s["low"]) / s["step"])) + 1 for s in checked) > MAX_NUMERIC_CANDIDATES:
+    if sum(_grid_size(s) for s in checked) > MAX_NUMERIC_CANDIDATES:
         raise ValueError(f"numeric_answers[{task!r}]: more than {MAX_NUMERIC_CANDIDATES} values in all")
     return checked
 
@@ -75,9 +75,15 @@ def _check_numeric_wording(name: str, spec: Any) -> dict[str, Any]:
         raise ValueError(f"{name}: needs 0 <= decimals <= 6, finite low <= high and step > 0")
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"{name}: scale must be a positive number, got {spec['scale']!r}")
-    if (high - low) / step + 1 > MAX_NUMERIC_CANDIDATES:
+    checked = {"template": template, "decimals": decimals, "low": low, "high": high, "step": step, "scale": scale}
+    if _grid_size(checked) > MAX_NUMERIC_CANDIDATES:
         raise ValueError(f"{name}: more than {MAX_NUMERIC_CANDIDATES} values from {low} to {high} by {step}")
-    return {"template": template, "decimals": decimals, "low": low, "high": high, "step": step, "scale": scale}
+    return checked
+
+
+def _grid_size(spec: dict[str, Any]) -> int:
+    """Number of values of a wording's grid, `low` to `high` in steps of `step`."""
+    return int(round((spec["high"] - spec["low"]) / spec["step"])) + 1
 
 
 def _shared_suffix_length(sequences: Sequence[Sequence[int]]) -> int:
@@ -148,7 +154,7 @@ class BiomechGPTProcessor(ProcessorMixin):
         answer_log_priors: dict[str, dict[str, float]] | None = None,
         task_units: dict[str, str] | None = None,
         task_questions: dict[str, list[str]] | None = None,
-        numeric_answers: dict[str, dict[str, Any]] | None = None,
+        numeric_answers: dict[str, list[dict[str, Any]]] | None = None,
         **kwargs: Any,
     ) -> None:
         if tokenizer is None:
@@ -435,8 +441,7 @@ class BiomechGPTProcessor(ProcessorMixin):
             values: list[float] = []
             sequences: list[list[int]] = []
             for spec in self.numeric_answers[task]:
-                count = int(round((spec["high"] - spec["low"]) / spec["step"])) + 1
-                numbers = [round(spec["low"] + k * spec["step"], spec["decimals"]) for k in range(count)]
+                numbers = [round(spec["low"] + k * spec["step"], spec["decimals"]) for k in range(_grid_size(spec))]
                 own = [self.answer_ids(spec["template"].format(f"{n:.{spec['decimals']}f}")) for n in numbers]
                 tail = _shared_suffix_length(own)
                 sequences += [seq[:len(seq) - tail + 1] if tail else seq for seq in own]
