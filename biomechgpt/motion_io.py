@@ -302,7 +302,7 @@ def _table_from_path(path: Path, coordinates, max_bytes: int) -> _Table:
     size = path.stat().st_size
     if size > max_bytes:
         raise MotionInputError(f"{name}: file is {_human_bytes(size)}, over the {_human_bytes(max_bytes)} limit "
-                               "(pass max_bytes= to allow it)")
+                               "(raise it with max_bytes=, or --max-mb on the command line)")
     if size == 0:
         raise MotionInputError(f"{name}: empty file")
     if suffix == ".npz":

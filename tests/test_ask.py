@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import biomechgpt  # noqa: F401
@@ -52,25 +55,88 @@ def test_text_output_and_explicit_task(model_dir, motion_file, capsys):
     assert out.startswith("Q: Which one?\nA: ") and "[activity, confidence" in out
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing_model", "not a model folder"),
-    ("bad_motion", "bad.mot"),
-    ("empty_question", "--question: empty question"),
-    ("unknown_task", "--task gait_speed: not a task of this model"),
-])
-def test_bad_input_is_one_line_exit_2(model_dir, motion_file, tmp_path, capsys, case, message):
-    model, motion, question, extra = str(model_dir), str(motion_file), "What is the cadence?", []
-    if case == "missing_model":
-        model = str(tmp_path / "nowhere")
-    elif case == "bad_motion":
-        motion = tmp_path / "bad.mot"
+def _bad_input(case: str, model_dir: Path, motion_file: Path, tmp: Path) -> list[str]:
+    """The `biomechgpt ask` arguments of one bad-input case; files it needs are made under `tmp`."""
+    model, motion, questions, extra = model_dir, motion_file, ["What is the cadence?"], []
+    if case == "model folder missing":
+        model = tmp / "nowhere"
+    elif case == "model is a MotionTokenizer folder":
+        model = model_dir / "motion_tokenizer"
+    elif case == "config.json is not JSON":
+        model = tmp / "broken"
+        model.mkdir()
+        (model / "config.json").write_text("{not json")
+    elif case in ("weights truncated", "no weights", "no MotionTokenizer"):
+        model = tmp / "model"
+        shutil.copytree(model_dir, model)
+        if case == "weights truncated":
+            (model / "model.safetensors").write_bytes((model_dir / "model.safetensors").read_bytes()[:1000])
+        elif case == "no weights":
+            (model / "model.safetensors").unlink()
+        else:
+            shutil.rmtree(model / "motion_tokenizer")
+    elif case == "motion file missing":
+        motion = tmp / "missing.mot"
+    elif case == "motion is a folder":
+        motion = tmp
+    elif case == "text garbage":
+        motion = tmp / "bad.mot"
         motion.write_text("this is not a motion file\n")
-        motion = str(motion)
-    elif case == "empty_question":
-        question = "  "
-    else:
+    elif case == "binary garbage":
+        motion = tmp / "noise.mot"
+        motion.write_bytes(np.random.default_rng(0).bytes(100_000))
+    elif case == "empty file":
+        motion = tmp / "empty.csv"
+        motion.write_bytes(b"")
+    elif case == "huge file":
+        motion = tmp / "huge.mot"
+        with open(motion, "wb") as handle:  # sparse: 300 MB on paper, nothing on disk
+            handle.truncate(300 * 1024 * 1024)
+    elif case == "over --max-mb":
+        extra = ["--max-mb", "0.001"]
+    elif case == "--max-mb not positive":
+        extra = ["--max-mb", "0"]
+    elif case == "empty question":
+        questions = ["  "]
+    elif case == "more --task than questions":
+        extra = ["--task", "cadence", "--task", "activity"]
+    elif case == "unknown task":
         extra = ["--task", "gait_speed"]
+    elif case == "--max-new-tokens 0":
+        extra = ["--max-new-tokens", "0"]
+    return ["ask", "--model", str(model), "--motion", str(motion), *[a for q in questions for a in ("--question", q)],
+            *extra]
+
+
+BAD_INPUT = {
+    "model folder missing": "nowhere: not a model folder (no config.json)",
+    "model is a MotionTokenizer folder": "model_type is 'biomechgpt_motion_tokenizer', not 'biomechgpt' (a "
+                                         "MotionTokenizer folder; pass the model folder)",
+    "config.json is not JSON": "broken: config.json is not readable JSON",
+    "weights truncated": "model: cannot load the model (SafetensorError: ",
+    "no weights": "model: cannot load the model (OSError: ",
+    "no MotionTokenizer": "model: the folder has no MotionTokenizer",
+    "motion file missing": "missing.mot: file not found",
+    "motion is a folder": "is a directory, not a motion file",
+    "text garbage": "bad.mot: ",
+    "binary garbage": "noise.mot: binary file",
+    "empty file": "empty.csv: empty file",
+    "huge file": "huge.mot: file is 314.6 MB, over the 209.7 MB limit (raise it with max_bytes=, or --max-mb",
+    "over --max-mb": "over the 1.0 kB limit",
+    "--max-mb not positive": "--max-mb: must be positive",
+    "empty question": "--question: empty question",
+    "more --task than questions": "--task: given 2 times for 1 questions",
+    "unknown task": "--task gait_speed: not a task of this model",
+    "--max-new-tokens 0": "--max-new-tokens: must be at least 1",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_line_exit_2(model_dir, motion_file, tmp_path, capsys, case):
+    argv = _bad_input(case, model_dir, motion_file, tmp_path)
     capsys.readouterr()
-    assert main(["ask", "--model", model, "--motion", motion, "--question", question, *extra]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("biomechgpt ask: error:") and message in err[0]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("biomechgpt ask: error: ") and BAD_INPUT[case] in err[0], err
+    assert len(err[0]) < 400 and not captured.out  # one readable line, and no answer printed

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 __all__ = ["register"]
 
@@ -21,12 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the task of each question in order (default: detected from the wording)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per question")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="limit of generated answers (default: 48)")
+    parser.add_argument("--max-mb", type=float, default=None, metavar="MB",
+                        help="refuse motion files larger than this many megabytes (default 200)")
     parser.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+    import os
 
     from biomechgpt.cli import UsageError
 
@@ -35,15 +38,15 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError("--question: empty question")
     if args.task is not None and len(args.task) != len(questions):
         raise UsageError(f"--task: given {len(args.task)} times for {len(questions)} questions")
-    model_dir = Path(args.model)
-    if not (model_dir / "config.json").is_file():
-        raise UsageError(f"--model {model_dir}: not a model folder (no config.json)")
     if args.max_new_tokens < 1:
         raise UsageError("--max-new-tokens: must be at least 1")
+    if args.max_mb is not None and not args.max_mb > 0:
+        raise UsageError(f"--max-mb: must be positive, got {args.max_mb}")
+    model_dir = _check_model_folder(Path(args.model))
 
-    from biomechgpt import load_motion
+    from biomechgpt.motion_io import DEFAULT_MAX_BYTES, load_motion
 
-    motion = load_motion(args.motion)
+    motion = load_motion(args.motion, max_bytes=DEFAULT_MAX_BYTES if args.max_mb is None else int(args.max_mb * 1e6))
 
     import biomechgpt  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForCausalLM
@@ -51,8 +54,17 @@ def _main(args: argparse.Namespace) -> int:
 
     hf_logging.disable_progress_bar()  # the answers are the output; loading bars would interleave with them
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+    except Exception as err:  # transformers / safetensors raise OSError, ValueError or their own types
+        if os.environ.get("BIOMECHGPT_DEBUG"):
+            raise
+        raise UsageError(f"--model {model_dir}: cannot load the model ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())[:300]})") from None
     processor = model.processor
+    if getattr(processor, "motion_tokenizer", None) is None:
+        raise UsageError(f"--model {model_dir}: the folder has no MotionTokenizer ({model_dir / 'motion_tokenizer'}), "
+                         "so the model cannot read motion files; save the processor with its motion_tokenizer")
     if args.task is not None:
         unknown = [t for t in args.task if t not in processor.task_kinds]
         if unknown:
@@ -70,3 +82,22 @@ def _main(args: argparse.Namespace) -> int:
                 detail += f", spread ±{answer.spread:.3g} {answer.unit or ''}".rstrip()
             print(f"Q: {answer.question}\nA: {answer.answer}{detail + ']' if answer.task else ''}")
     return 0
+
+
+def _check_model_folder(model_dir: Path) -> Path:
+    """The checks that need no model loaded: a folder with a readable BiomechGPT config.json."""
+    from biomechgpt.cli import UsageError
+
+    if not (model_dir / "config.json").is_file():
+        raise UsageError(f"--model {model_dir}: not a model folder (no config.json)")
+    try:
+        model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as err:
+        raise UsageError(f"--model {model_dir}: config.json is not readable JSON ({' '.join(str(err).split())})"
+                         ) from None
+    if model_type != "biomechgpt":
+        what = ""
+        if model_type == "biomechgpt_motion_tokenizer":
+            what = " (a MotionTokenizer folder; pass the model folder)"
+        raise UsageError(f"--model {model_dir}: config.json model_type is {model_type!r}, not 'biomechgpt'{what}")
+    return model_dir
