@@ -14,13 +14,16 @@ A release is built in a staging folder first, exactly as it will be uploaded, th
 
 Validation loads the model with the Auto classes twice, once with the package and once in a fresh interpreter in
 which `import biomechgpt` fails (remote code only), asks the same questions about the same motion through both and
-requires the same answers; the dataset must load with `datasets.load_dataset(folder)`. Nothing is uploaded unless
-every check passed.
+requires the same answers: exactly where that is well defined, within a stated tolerance where float noise is
+legitimate (see `ANSWER_ATOL`); the dataset must load with `datasets.load_dataset(folder)`. Nothing is uploaded
+unless every check passed.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -32,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ANSWER_ATOL",
+    "ANSWER_RTOL",
     "ReleaseError",
     "ReleaseFolder",
     "Release",
@@ -601,12 +606,51 @@ def _validation_questions(processor) -> tuple[list[str], list[str | None]]:
     return questions, tasks
 
 
-def _answers(model, processor, motion) -> dict:
+# How closely two loads of a release (package and remote code; merged model and adapter) must agree.
+# Exact: the motion codes and each answer's question, task, label and unit.
+# Within ANSWER_ATOL + ANSWER_RTOL * |reference value|: the confidence, value and spread, and the log-likelihood each
+# load gives the reference load's answer text. These are float results that legitimately differ in the last digits:
+# the remote check runs with one thread, the package with several, and reductions then sum in another order.
+# Generated text itself is not compared: greedy decoding may break a near-tie the other way after the same
+# probabilities (a closed-set answer is fixed by its label, a graded numeric one by its value, and any answer's text
+# is checked through its likelihood under both loads).
+ANSWER_ATOL = 1e-3
+ANSWER_RTOL = 1e-3
+_FLOAT_FIELDS = ("confidence", "value", "spread")
+_EXACT_FIELDS = ("question", "task", "label", "unit")
+
+
+def _answer_log_likelihoods(model, processor, codes, motion, questions, answers) -> list[float]:
+    """The log-likelihood of each answer text (its tokens and end-of-turn token) after its question about the motion:
+    one forward pass per question. This function's source also runs in the remote-code check (it may use only torch
+    and what `model` and `processor` provide)."""
+    import torch
+
+    extra = {}
+    if getattr(processor, "reads_features", False):  # a model that reads the motion's frames, not only its codes
+        extra = processor.collate_motion_inputs([processor.motion_inputs(motion)])
+    results = []
+    for question, answer in zip(questions, answers):
+        batch = processor(codes, question, answers=answer)
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).logits
+        targets = batch["labels"][0, 1:]
+        scored = targets != -100
+        logprobs = torch.log_softmax(logits[0, :-1][scored].double(), -1)
+        results.append(float(logprobs.gather(-1, targets[scored][:, None]).sum()))
+    return results
+
+
+def _answers(model, processor, motion, reference: dict | None = None) -> dict:
+    """The validation questions' answers, and the log-likelihood of the `reference` answers' texts (default: these
+    answers' own texts)."""
     codes = motion if isinstance(motion, list) else processor.motion_tokenizer.encode(motion)
     questions, tasks = _validation_questions(processor)
     answers = model.answer_batch([codes] * len(questions), questions, tasks=tasks, processor=processor,
                                  max_new_tokens=24)
-    return {"codes": [int(c) for c in codes], "answers": [a.to_dict() for a in answers]}
+    texts = [a["answer"] for a in reference["answers"]] if reference else [a.answer for a in answers]
+    return {"codes": [int(c) for c in codes], "answers": [a.to_dict() for a in answers],
+            "log_likelihoods": _answer_log_likelihoods(model, processor, codes, motion, questions, texts)}
 
 
 _REMOTE_SCRIPT = textwrap.dedent("""
@@ -621,7 +665,7 @@ _REMOTE_SCRIPT = textwrap.dedent("""
     import numpy as np
     from transformers import AutoModelForCausalLM, AutoProcessor
 
-    folder, base, motion_path, out = sys.argv[1:5]
+    folder, base, motion_path, out, questions_path, reference_path = sys.argv[1:7]
     if base:  # an adapter: load its base as remote code, then the adapter with peft
         from peft import PeftModel
 
@@ -635,32 +679,37 @@ _REMOTE_SCRIPT = textwrap.dedent("""
     if isinstance(motion, dict):
         motion = np.asarray(motion["values"], dtype=np.float32)
     codes = motion if isinstance(motion, list) else processor.motion_tokenizer.encode(motion)
-    questions, tasks = json.load(open(sys.argv[5]))
+    questions, tasks = json.load(open(questions_path))
     answers = model.answer_batch([codes] * len(questions), questions, tasks=tasks, processor=processor,
                                  max_new_tokens=24)
+    texts = json.load(open(reference_path))
     result = {"codes": [int(c) for c in codes], "answers": [a.to_dict() for a in answers],
+              "log_likelihoods": _answer_log_likelihoods(model, processor, codes, motion, questions, texts),
               "model_module": type(model).__module__, "processor_module": type(processor).__module__}
     json.dump(result, open(out, "w"))
 """)
 
 
-def _remote_answers(folder: Path, motion: Any, processor, base: Path | None = None, timeout: int = 600) -> dict:
+def _remote_answers(folder: Path, motion: Any, processor, reference: dict, base: Path | None = None,
+                    timeout: int = 600) -> dict:
     """Load `folder` as remote code in a fresh, isolated interpreter (`-I`, no PYTHONPATH, cwd outside the repo,
-    `biomechgpt` blocked) and answer the validation questions there."""
+    `biomechgpt` blocked), answer the validation questions there and score the `reference` answers' texts."""
     with tempfile.TemporaryDirectory(prefix="biomechgpt-remote-") as tmp:
         tmp = Path(tmp)
-        script, motion_path, questions_path, out = (tmp / "remote.py", tmp / "motion.json", tmp / "questions.json",
-                                                    tmp / "answers.json")
-        script.write_text(_REMOTE_SCRIPT)
+        script, motion_path, questions_path, reference_path, out = (tmp / name for name in (
+            "remote.py", "motion.json", "questions.json", "reference.json", "answers.json"))
+        # the scoring function is the package's own, so both loads score text the same way
+        script.write_text(inspect.getsource(_answer_log_likelihoods) + _REMOTE_SCRIPT)
         payload = motion if isinstance(motion, list) else {"values": motion.tolist()}
         motion_path.write_text(json.dumps(payload))
         questions_path.write_text(json.dumps(list(_validation_questions(processor))))
+        reference_path.write_text(json.dumps([a["answer"] for a in reference["answers"]]))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), "HF_HUB_OFFLINE": "1",
                "HF_HOME": str(tmp / "hf"), "HF_MODULES_CACHE": str(tmp / "modules"), "OMP_NUM_THREADS": "1",
                "TOKENIZERS_PARALLELISM": "false"}
         done = subprocess.run(
             [sys.executable, "-I", str(script), str(folder.resolve()), str(base.resolve()) if base else "",
-             str(motion_path), str(out), str(questions_path)],
+             str(motion_path), str(out), str(questions_path), str(reference_path)],
             env=env, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
@@ -669,17 +718,39 @@ def _remote_answers(folder: Path, motion: Any, processor, base: Path | None = No
         return json.loads(out.read_text())
 
 
-def _compare_answers(folder: Path, local: dict, remote: dict) -> None:
-    if local["codes"] != remote["codes"]:
-        raise ReleaseError(f"{folder}: the bundled MotionTokenizer gives different codes with and without the package")
-    for mine, theirs in zip(local["answers"], remote["answers"]):
-        same = all(mine[k] == theirs[k] for k in ("task", "answer", "label", "value", "unit"))
-        if mine["confidence"] is not None or theirs["confidence"] is not None:
-            same = same and mine["confidence"] is not None and theirs["confidence"] is not None and abs(
-                mine["confidence"] - theirs["confidence"]) <= 1e-5
-        if not same:
-            raise ReleaseError(f"{folder}: {mine['question']!r} is answered {mine['answer']!r} with the package but "
-                               f"{theirs['answer']!r} as remote code")
+def _close(reference: float | None, other: float | None) -> bool:
+    if reference is None or other is None:
+        return reference is None and other is None
+    return math.isclose(other, reference, rel_tol=ANSWER_RTOL, abs_tol=ANSWER_ATOL)
+
+
+def _compare_answers(folder: Path, reference: dict, other: dict,
+                     names: tuple[str, str] = ("with the package", "as remote code")) -> None:
+    """Require `other` (a second load's answers, with the log-likelihoods of `reference`'s texts) to agree with
+    `reference`: exactly on the codes, questions, tasks, labels and units, within `ANSWER_ATOL` / `ANSWER_RTOL` on
+    confidences, values, spreads and answer log-likelihoods. The error names the question, the field and both
+    values."""
+    first, second = names
+    if reference["codes"] != other["codes"]:
+        raise ReleaseError(f"{folder}: the bundled MotionTokenizer gives different codes {first} and {second}")
+    if len(reference["answers"]) != len(other["answers"]):
+        raise ReleaseError(f"{folder}: {len(reference['answers'])} answers {first} but {len(other['answers'])} "
+                           f"{second}")
+    tolerance = f"tolerance {ANSWER_ATOL:g} + {ANSWER_RTOL:g} x |value|"
+    for k, (mine, theirs) in enumerate(zip(reference["answers"], other["answers"])):
+        question = mine["question"]
+        for key in _EXACT_FIELDS:
+            if mine.get(key) != theirs.get(key):
+                raise ReleaseError(f"{folder}: {question!r}: {key} is {mine.get(key)!r} {first} but "
+                                   f"{theirs.get(key)!r} {second}")
+        for key in _FLOAT_FIELDS:
+            if not _close(mine.get(key), theirs.get(key)):
+                raise ReleaseError(f"{folder}: {question!r}: {key} is {mine.get(key)!r} {first} but "
+                                   f"{theirs.get(key)!r} {second} ({tolerance})")
+        ours, their = reference["log_likelihoods"][k], other["log_likelihoods"][k]
+        if not _close(ours, their):
+            raise ReleaseError(f"{folder}: {question!r}: the log-likelihood of the answer {mine['answer']!r} is "
+                               f"{ours!r} {first} but {their!r} {second} ({tolerance})")
 
 
 def _local_load(folder: Path, base: Path | None = None):
@@ -708,7 +779,8 @@ def _local_load(folder: Path, base: Path | None = None):
 def validate_model_release(folder: str | os.PathLike, *, remote_code: bool = True, need_results: bool = True) -> dict:
     """Check a staged model folder: safetensors only, a model card with results, loads with `AutoModelForCausalLM` /
     `AutoProcessor` (package installed) and, when `remote_code`, with `trust_remote_code=True` in a fresh process
-    without the package, giving the same answers to the same questions about the same motion.
+    without the package, giving the same answers to the same questions about the same motion (see `ANSWER_ATOL` for
+    what "the same" means).
 
     Returns:
         `dict` with `files`, `card` and `answers` (and `remote_answers`).
@@ -721,7 +793,7 @@ def validate_model_release(folder: str | os.PathLike, *, remote_code: bool = Tru
     motion = _validation_motion(processor)
     report["answers"] = _answers(model, processor, motion)
     if remote_code:
-        remote = _remote_answers(folder, motion, processor)
+        remote = _remote_answers(folder, motion, processor, report["answers"])
         if remote["model_module"].startswith("biomechgpt") or remote["processor_module"].startswith("biomechgpt"):
             raise ReleaseError(f"{folder}: the remote-code check loaded the installed package")
         _compare_answers(folder, report["answers"], remote)
@@ -754,11 +826,12 @@ def validate_adapter_release(adapter: str | os.PathLike, base: str | os.PathLike
         report["max_weight_difference"] = worst
         if worst > _ADAPTER_ATOL:
             raise ReleaseError(f"{adapter}: base + adapter differ from the merged model by {worst:.2e}")
-        expected = _answers(merged, processor, motion)
-        _compare_answers(adapter, expected, report["answers"])
+        merged_answers = _answers(merged, processor, motion, reference=report["answers"])
+        _compare_answers(adapter, report["answers"], merged_answers,
+                         names=("by base + adapter", "by the merged model"))
         del merged
     if remote_code:
-        remote = _remote_answers(adapter, motion, processor, base=base)
+        remote = _remote_answers(adapter, motion, processor, report["answers"], base=base)
         _compare_answers(adapter, report["answers"], remote)
         report["remote_answers"] = remote
     del model

@@ -15,6 +15,8 @@ import torch
 import biomechgpt  # noqa: F401  (registers the Auto classes)
 from biomechgpt.cli import main
 from biomechgpt.release import (
+    ANSWER_ATOL,
+    ANSWER_RTOL,
     Release,
     ReleaseError,
     _compare_answers,
@@ -104,21 +106,69 @@ def test_same_answers_with_and_without_the_package(release):
     assert local["codes"] == remote["codes"] and len(local["codes"]) == 30  # 120 frames, one code per 4
     assert [a["task"] for a in local["answers"]] == ["activity", "cadence", "summary"]
     for mine, theirs in zip(local["answers"], remote["answers"], strict=True):
-        assert {k: v for k, v in mine.items() if k != "confidence"} == {
-            k: v for k, v in theirs.items() if k != "confidence"}
-        assert mine["confidence"] == pytest.approx(theirs["confidence"], abs=1e-5) if mine["confidence"] else True
+        for key in ("question", "task", "label", "unit"):
+            assert mine[key] == theirs[key], key
+        for key in ("confidence", "value", "spread"):
+            assert (mine[key] is None) == (theirs[key] is None), key
+            if mine[key] is not None:
+                assert theirs[key] == pytest.approx(mine[key], rel=ANSWER_RTOL, abs=ANSWER_ATOL), key
+    # both loads scored the package's answer texts: the same probabilities, not just similar-looking text
+    assert len(local["log_likelihoods"]) == len(remote["log_likelihoods"]) == 3
+    for ours, theirs in zip(local["log_likelihoods"], remote["log_likelihoods"], strict=True):
+        assert ours < 0 and theirs == pytest.approx(ours, rel=ANSWER_RTOL, abs=ANSWER_ATOL)
     assert local["answers"][0]["label"] in ("walking", "running") and local["answers"][0]["confidence"] > 0
 
 
-def test_answer_comparison_catches_a_difference(tmp_path):
-    answer = {"question": "q", "task": "activity", "answer": "Walking.", "label": "walking", "value": None,
-              "unit": None, "confidence": 0.6}
-    local = {"codes": [1, 2], "answers": [answer]}
-    _compare_answers(tmp_path, local, {"codes": [1, 2], "answers": [dict(answer, confidence=0.6 + 1e-7)]})
-    with pytest.raises(ReleaseError, match="answered 'Walking.' with the package but 'Running.'"):
-        _compare_answers(tmp_path, local, {"codes": [1, 2], "answers": [dict(answer, answer="Running.")]})
+ANSWERS = {"codes": [1, 2], "log_likelihoods": [-1.25, -40.0], "answers": [
+    {"question": "What is the person doing?", "task": "activity", "answer": "Walking.", "label": "walking",
+     "value": None, "unit": None, "confidence": 0.6, "spread": None},
+    {"question": "Describe the movement.", "task": "summary", "answer": "A steady walk at 1.2 m/s.", "label": None,
+     "value": 1.2, "unit": "m/s", "confidence": None, "spread": 0.3},
+]}
+
+
+def _changed(row: int, field: str, value) -> dict:
+    other = json.loads(json.dumps(ANSWERS))
+    if field == "log_likelihoods":
+        other["log_likelihoods"][row] = value
+    else:
+        other["answers"][row][field] = value
+    return other
+
+
+@pytest.mark.parametrize("row, field, value", [
+    (0, "confidence", 0.6 + 9e-4),  # float noise of another thread count
+    (1, "value", 1.2 * (1 + 9e-4)),
+    (1, "spread", 0.3 - 9e-4),
+    (1, "log_likelihoods", -40.0 * (1 + 9e-4) - 9e-4),
+    (1, "answer", "A steady walk at 1.2 m/s, even."),  # regenerated text may differ: its likelihood is compared
+])
+def test_answer_comparison_tolerates_float_noise(tmp_path, row, field, value):
+    _compare_answers(tmp_path, ANSWERS, _changed(row, field, value))
+
+
+@pytest.mark.parametrize("row, field, value, message", [
+    (0, "label", "running", "'What is the person doing?': label is 'walking' with the package but 'running' as "
+                            "remote code"),
+    (0, "task", "impairment", "task is 'activity' with the package but 'impairment' as remote code"),
+    (1, "unit", "km/h", "'Describe the movement.': unit is 'm/s' with the package but 'km/h' as remote code"),
+    (0, "confidence", 0.61, "confidence is 0.6 with the package but 0.61 as remote code (tolerance 0.001 + 0.001 x "
+                            "|value|)"),
+    (0, "confidence", None, "confidence is 0.6 with the package but None as remote code"),
+    (1, "value", 1.21, "'Describe the movement.': value is 1.2 with the package but 1.21 as remote code"),
+    (1, "spread", 0.35, "spread is 0.3 with the package but 0.35 as remote code"),
+    (1, "log_likelihoods", -40.5, "'Describe the movement.': the log-likelihood of the answer 'A steady walk at 1.2 "
+                                  "m/s.' is -40.0 with the package but -40.5 as remote code"),
+])
+def test_answer_comparison_names_the_question_field_and_both_values(tmp_path, row, field, value, message):
+    with pytest.raises(ReleaseError) as error:
+        _compare_answers(tmp_path, ANSWERS, _changed(row, field, value))
+    assert message in str(error.value) and len(str(error.value).splitlines()) == 1
+
+
+def test_answer_comparison_requires_the_same_codes(tmp_path):
     with pytest.raises(ReleaseError, match="different codes"):
-        _compare_answers(tmp_path, local, {"codes": [1, 3], "answers": [answer]})
+        _compare_answers(tmp_path, ANSWERS, dict(ANSWERS, codes=[1, 3]))
 
 
 def test_dataset_folder_loads_with_load_dataset(release, run_dir):
@@ -188,7 +238,8 @@ def test_dry_run_prints_the_file_list_with_sizes(run_dir, tmp_path, capsys):
     for kind in ("model", "dataset"):
         for name, size in list_files(staging / kind):
             assert f"{size:>12,d}  {name}" in out
-    assert "check model: loads with the package; 3 questions answered the same; model card has 4 results" in out
+    assert ("check model: loads with the package; 3 questions answered; remote-code check skipped "
+            "(--skip-remote-check); model card has 4 results") in out
     assert "check dataset: loads with datasets.load_dataset (train 72, validation 24 rows)" in out
 
 

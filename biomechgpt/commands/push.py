@@ -79,15 +79,21 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _print_checks(release) -> None:
+    from biomechgpt.release import ANSWER_ATOL, ANSWER_RTOL
+
     for kind, check in release.checks.items():
         if kind == "dataset":
             rows = ", ".join(f"{split} {n}" for split, n in check["splits"].items())
             print(f"check dataset: loads with datasets.load_dataset ({rows} rows)")
             continue
-        answers = check["answers"]["answers"]
-        remote = "with and without the package" if "remote_answers" in check else "with the package"
-        print(f"check {kind}: loads {remote}; {len(answers)} questions answered the same"
-              f"; model card has {check['card']['results']} results")
+        answers, results = check["answers"]["answers"], check["card"]["results"]
+        if "remote_answers" in check:
+            print(f"check {kind}: loads with and without the package; {len(answers)} questions answered alike (task, "
+                  f"label and unit equal; confidence, value, spread and answer log-likelihood within {ANSWER_ATOL:g} "
+                  f"+ {ANSWER_RTOL:g} x |value|); model card has {results} results")
+        else:
+            print(f"check {kind}: loads with the package; {len(answers)} questions answered; remote-code check "
+                  f"skipped (--skip-remote-check); model card has {results} results")
         if "max_weight_difference" in check:
             print(f"check {kind}: base + adapter reproduce the merged weights (max difference "
                   f"{check['max_weight_difference']:.1e})")
