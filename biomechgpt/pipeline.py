@@ -3,23 +3,34 @@
 Each stage runs as its own `biomechgpt <stage>` process. That keeps the stages honest (the pipeline uses exactly the
 commands a user runs), lets `timings.json` report each stage's own peak memory (the child's `ru_maxrss`, which a
 single process could not separate), and frees each stage's memory before the next starts.
+
+A run survives being killed: `run.json` in the run folder records the settings and each stage the moment it finished
+(written atomically), and running the same command again continues from there. Finished stages are skipped; the stage
+that was cut off starts over, except `train_tokenizer` and `train`, which resume from their own checkpoints. On Linux a
+stage process dies with the pipeline, and the run folder is locked while a pipeline works in it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from biomechgpt.cli import UsageError, available_commands
 
-__all__ = ["PipelineSettings", "Stage", "STAGES", "run_pipeline"]
+__all__ = ["PipelineSettings", "Stage", "STAGES", "RUN_STATE", "run_pipeline"]
+
+RUN_STATE = "run.json"
+"""The run folder's record of its settings and finished stages (what `biomechgpt run` continues from)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class Stage:
     command: str  # the biomechgpt.commands module that implements it
     output: str  # folder (or file) under the run directory that it produces
     argv: Callable[[Path, PipelineSettings], list[str]]
+    resumes: bool = False  # a rerun continues from the stage's own checkpoints in `output` (else it starts over)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -77,6 +89,7 @@ STAGES: tuple[Stage, ...] = (
         "tokenizer",
         lambda run, s: ["train-tokenizer", "--cohort", str(run / "cohort"), "--out", str(run / "tokenizer"),
                         "--seed", str(s.seed), *_optional("--steps", s.tokenizer_steps)],
+        resumes=True,
     ),
     Stage(
         "build_dataset",
@@ -92,6 +105,7 @@ STAGES: tuple[Stage, ...] = (
         lambda run, s: ["train", "--dataset", str(run / "dataset"), "--tokenizer", str(run / "tokenizer"),
                         "--base-model", "tiny", "--out", str(run / "model"), "--seed", str(s.seed),
                         *_optional("--epochs", s.train_epochs), *_optional("--max-steps", s.train_max_steps)],
+        resumes=True,
     ),
     Stage(
         "evaluate",
@@ -106,7 +120,7 @@ STAGES: tuple[Stage, ...] = (
 def _run_stage(argv: list[str]) -> tuple[int, float, float]:
     """Runs `biomechgpt ARGV` in a child process; returns (exit status, wall seconds, peak RSS in MB)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "biomechgpt.cli", *argv])
+    proc = subprocess.Popen([sys.executable, "-m", "biomechgpt.cli", *argv], preexec_fn=_die_with_parent())
     try:
         _, status, usage = os.wait4(proc.pid, 0)
     except KeyboardInterrupt:
@@ -116,6 +130,95 @@ def _run_stage(argv: list[str]) -> tuple[int, float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     # ru_maxrss is in kilobytes on Linux.
     return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024.0
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Linux: make the stage process receive SIGKILL when the pipeline dies, so a killed `biomechgpt run` leaves no
+    stage writing into the run folder (which a rerun would then share). Elsewhere: nothing."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: after fork only the call may run
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the pipeline died before the setting took effect
+            os._exit(1)
+
+    return preexec
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder (the kernel drops it when the process dies, however it dies)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"{run_dir}: another biomechgpt run is working in this folder") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Write JSON atomically: a temporary file in the same folder, then `os.replace`, so a kill at any moment leaves
+    the old file or the new one, never half of one."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False) as handle:
+        handle.write(json.dumps(payload, indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _start_or_continue(run_dir: Path, settings: PipelineSettings) -> tuple[dict, dict, float]:
+    """The run's state (`run.json`), the timings of its finished stages and the wall time already spent. A new run
+    gets a fresh state; an existing one must have been started with the same settings."""
+    wanted = asdict(settings)
+    if not any(run_dir.iterdir()):
+        state = {"settings": wanted, "finished_stages": []}
+        _write_json(run_dir / RUN_STATE, state)
+        return state, {}, 0.0
+    state = _read_json(run_dir / RUN_STATE)
+    if state is None or not isinstance(state.get("settings"), dict):
+        raise UsageError(f"{run_dir}: run folder exists and is not empty, and has no {RUN_STATE} to continue from "
+                         "(pass --overwrite or another --name)")
+    changed = {k: (state["settings"].get(k), v) for k, v in wanted.items() if state["settings"].get(k) != v}
+    if changed:
+        diff = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+        raise UsageError(f"{run_dir}: this run was started with other settings ({diff}); pass --overwrite to start "
+                         "over or another --name")
+    finished = state.setdefault("finished_stages", [])
+    previous = _read_json(run_dir / "timings.json") or {}
+    timings = {k: v for k, v in (previous.get("stages") or {}).items() if k in finished}
+    return state, timings, float(previous.get("total_wall_s") or 0.0)
+
+
+def _clear(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 def run_pipeline(
@@ -129,51 +232,74 @@ def run_pipeline(
 ) -> Path:
     """Runs the whole pipeline into `out/name/` and returns that folder.
 
-    Stages whose command is not part of this installation are reported as missing and skipped together with every
-    stage after them (each needs the previous one's output).
+    An existing run folder is continued: stages recorded as finished in its `run.json` (whose output is still there)
+    are skipped, a stage that was cut off starts over or, for `train_tokenizer` and `train`, resumes from its
+    checkpoints. `overwrite=True` empties the folder and starts over. Stages whose command is not part of this
+    installation are reported as missing and skipped together with every stage after them (each needs the previous
+    one's output).
     """
     settings = PipelineSettings.quick(seed) if quick else PipelineSettings.default(seed)
     run_dir = Path(out) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise UsageError(f"{run_dir}: run folder exists and is not empty (pass --overwrite or another --name)")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
     wanted = [s.name for s in STAGES] if stages is None else stages
     unknown = sorted(set(wanted) - {s.name for s in STAGES})
     if unknown:
         raise UsageError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(s.name for s in STAGES)}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: exists and is not a folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(run_dir):
+        if overwrite:
+            for child in run_dir.iterdir():
+                _clear(child)
+        state, timings, earlier_s = _start_or_continue(run_dir, settings)
+        _run_stages(run_dir, settings, wanted, state, timings, earlier_s)
+    return run_dir
+
+
+def _run_stages(run_dir: Path, settings: PipelineSettings, wanted: list[str], state: dict, timings: dict,
+                earlier_s: float) -> None:
     present = set(available_commands())
-    timings: dict[str, dict[str, float]] = {}
     missing: list[str] = []
-    total_start = time.perf_counter()
+    finished = state["finished_stages"]
+    start = time.perf_counter()
     for index, stage in enumerate(STAGES):
         if stage.name not in wanted:
             continue
         if stage.command not in present or missing:
             missing.append(stage.name)
             continue
+        output = run_dir / stage.output
+        if stage.name in finished and output.exists():
+            print(f"\n== [{index + 1}/{len(STAGES)}] {stage.name}: finished earlier, skipped ==", flush=True)
+            continue
+        if stage.name in finished:  # its output was removed since: run it again
+            finished.remove(stage.name)
+            _write_json(run_dir / RUN_STATE, state)
+        if not stage.resumes:
+            _clear(output)  # whatever a cut-off attempt left behind
         print(f"\n== [{index + 1}/{len(STAGES)}] {stage.name} ==", flush=True)
         status, wall_s, peak_mb = _run_stage(stage.argv(run_dir, settings))
         timings[stage.name] = {"wall_s": round(wall_s, 3), "peak_rss_mb": round(peak_mb, 1)}
-        _write_timings(run_dir, timings, time.perf_counter() - total_start)
+        _write_timings(run_dir, timings, earlier_s + time.perf_counter() - start)
         if status != 0:
-            raise UsageError(f"stage {stage.name} failed with exit status {status}; outputs so far in {run_dir}")
-    _write_timings(run_dir, timings, time.perf_counter() - total_start)
+            raise UsageError(f"stage {stage.name} failed with exit status {status}; outputs so far in {run_dir} "
+                             "(rerun the same command to continue)")
+        finished.append(stage.name)
+        _write_json(run_dir / RUN_STATE, state)
+    _write_timings(run_dir, timings, earlier_s + time.perf_counter() - start)
     _print_summary(run_dir, timings, missing)
-    return run_dir
 
 
 def _write_timings(run_dir: Path, timings: dict, total_wall_s: float) -> None:
-    payload = {"stages": timings, "total_wall_s": round(total_wall_s, 3)}
-    (run_dir / "timings.json").write_text(json.dumps(payload, indent=2) + "\n")
+    # stages in pipeline order, whichever session ran them
+    ordered = {s.name: timings[s.name] for s in STAGES if s.name in timings}
+    _write_json(run_dir / "timings.json", {"stages": ordered, "total_wall_s": round(total_wall_s, 3)})
 
 
 def _print_summary(run_dir: Path, timings: dict, missing: list[str]) -> None:
     print(f"\nRun folder: {run_dir}")
     print(f"{'stage':<18}{'wall s':>10}{'peak MB':>10}")
-    for stage, t in timings.items():
+    for stage, t in sorted(timings.items(), key=lambda item: [s.name for s in STAGES].index(item[0])):
         print(f"{stage:<18}{t['wall_s']:>10.1f}{t['peak_rss_mb']:>10.0f}")
     if missing:
         print(f"Not run (not part of this installation yet): {', '.join(missing)}")

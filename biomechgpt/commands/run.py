@@ -11,13 +11,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run",
         help="simulate, train the tokenizer, build the QA corpus, fine-tune and evaluate (the main job)",
-        description="Runs every stage on the embedded default into runs/<name>/, with timings.json and metrics.json.",
+        description="Runs every stage on the embedded default into runs/<name>/, with timings.json and metrics.json. "
+        "Running it again on an existing run folder continues the run: finished stages (run.json) are skipped, a "
+        "stage that was cut off (a kill, a crash, Ctrl-C) starts over or resumes from its checkpoints.",
     )
     parser.add_argument("--out", default="runs", help="parent folder of run folders (default: runs)")
     parser.add_argument("--name", default=None, help="run folder name (default: 'default', or 'quick' with --quick)")
     parser.add_argument("--quick", action="store_true", help="small cohort, short training: a smoke test")
     parser.add_argument("--seed", type=int, default=0, help="seed for every stage (default: 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over: empty an existing run folder first (default: continue it)")
     parser.add_argument("--stages", default=None, help="comma-separated subset of stages to run")
     parser.set_defaults(func=_main)
 

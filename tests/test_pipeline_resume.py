@@ -1,0 +1,128 @@
+"""`biomechgpt run` on an existing run folder continues it: finished stages are skipped, a cut-off stage starts over
+(or resumes from its checkpoints), other settings are refused, `--overwrite` starts over, two runs never share a
+folder. The stages are fakes that write their outputs; the real kill test is in test_pipeline_end_to_end.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from biomechgpt import cli
+from biomechgpt.cli import UsageError
+from biomechgpt.pipeline import RUN_STATE, STAGES, _locked, run_pipeline
+
+ALL = [stage.name for stage in STAGES]
+COMMAND = {stage.name: stage.name.replace("_", "-") for stage in STAGES}  # the word argv starts with
+
+
+class FakeStages:
+    """Stands in for the stage processes: records each call, writes the stage's output, fails where told (after
+    writing part of its output, as a killed stage would)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls: list[str] = []
+        self.fail_at: str | None = None
+        self.seen_checkpoint: dict[str, bool] = {}
+        monkeypatch.setattr("biomechgpt.pipeline._run_stage", self)
+
+    def __call__(self, argv: list[str]) -> tuple[int, float, float]:
+        command = argv[0]
+        self.calls.append(command)
+        out = Path(argv[argv.index("--out") + 1])
+        if command == "evaluate":
+            (out / "metrics.json").write_text(json.dumps({"tasks": {}}))
+        else:
+            self.seen_checkpoint[command] = (out / "checkpoints" / "step-1").is_file()
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (out / "checkpoints" / "step-1").write_text("half of the work")
+            if command != self.fail_at:
+                (out / "done").write_text(command)
+        return (1 if command == self.fail_at else 0), 0.5, 100.0
+
+
+@pytest.fixture
+def stages(monkeypatch) -> FakeStages:
+    return FakeStages(monkeypatch)
+
+
+def _state(run: Path) -> dict:
+    return json.loads((run / RUN_STATE).read_text())
+
+
+def test_a_rerun_skips_finished_stages_and_redoes_the_cut_off_one(tmp_path, stages, capsys):
+    stages.fail_at = "build-dataset"
+    with pytest.raises(UsageError, match=r"stage build_dataset failed .* \(rerun the same command to continue\)"):
+        run_pipeline(tmp_path, "r", quick=True)
+    run = tmp_path / "r"
+    assert _state(run)["finished_stages"] == ["simulate", "train_tokenizer"]
+    assert (run / "dataset" / "checkpoints" / "step-1").is_file()  # what the failed attempt left
+
+    stages.fail_at, stages.calls = None, []
+    capsys.readouterr()
+    assert cli.main(["run", "--quick", "--out", str(tmp_path), "--name", "r"]) == 0
+    assert stages.calls == ["build-dataset", "train", "evaluate"]
+    assert stages.seen_checkpoint["build-dataset"] is False  # a stage without checkpoints starts from scratch
+    out = capsys.readouterr().out
+    assert "[1/5] simulate: finished earlier, skipped" in out and "[2/5] train_tokenizer: finished earlier" in out
+    assert _state(run)["finished_stages"] == ALL
+    timings = json.loads((run / "timings.json").read_text())
+    assert list(timings["stages"]) == ALL and timings["total_wall_s"] >= 0
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+    stages.calls = []
+    assert cli.main(["run", "--quick", "--out", str(tmp_path), "--name", "r"]) == 0
+    assert stages.calls == []  # nothing left to do
+
+
+def test_train_resumes_from_its_checkpoints(tmp_path, stages):
+    stages.fail_at = "train"
+    with pytest.raises(UsageError):
+        run_pipeline(tmp_path, "r", quick=True)
+    stages.fail_at, stages.calls = None, []
+    run_pipeline(tmp_path, "r", quick=True)
+    assert stages.calls == ["train", "evaluate"] and stages.seen_checkpoint["train"] is True
+
+
+def test_a_finished_stage_whose_output_is_gone_runs_again(tmp_path, stages):
+    run = run_pipeline(tmp_path, "r", quick=True)
+    (run / "metrics.json").unlink()
+    stages.calls = []
+    run_pipeline(tmp_path, "r", quick=True)
+    assert stages.calls == ["evaluate"]
+
+
+def test_other_settings_are_refused_and_overwrite_starts_over(tmp_path, stages, capsys):
+    run = run_pipeline(tmp_path, "r", quick=True)
+    (run / "notes.txt").write_text("stale")
+    stages.calls = []
+    assert cli.main(["run", "--quick", "--seed", "1", "--out", str(tmp_path), "--name", "r"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [f"biomechgpt run: error: {run}: this run was started with other settings (seed 0 "
+                                "-> 1); pass --overwrite to start over or another --name"]
+    assert stages.calls == [] and (run / "notes.txt").is_file()
+
+    run_pipeline(tmp_path, "r", quick=True, seed=1, overwrite=True)
+    assert stages.calls == [COMMAND[name] for name in ALL] and not (run / "notes.txt").exists()
+    assert _state(run)["settings"]["seed"] == 1
+
+
+def test_unknown_stages_are_refused_before_anything_is_removed(tmp_path, stages):
+    run = run_pipeline(tmp_path, "r", quick=True)
+    with pytest.raises(UsageError, match="unknown stage"):
+        run_pipeline(tmp_path, "r", quick=True, overwrite=True, stages=["simulate", "dance"])
+    assert _state(run)["finished_stages"] == ALL
+
+
+def test_a_folder_another_run_is_working_in_is_refused(tmp_path, stages):
+    run = tmp_path / "r"
+    run.mkdir()
+    with _locked(run):
+        with pytest.raises(UsageError, match="another biomechgpt run is working in this folder"):
+            run_pipeline(tmp_path, "r", quick=True)
+        with pytest.raises(UsageError, match="another biomechgpt run"):
+            run_pipeline(tmp_path, "r", quick=True, overwrite=True)
+    assert stages.calls == []
+    run_pipeline(tmp_path, "r", quick=True)  # the lock went with its holder
+    assert stages.calls == [COMMAND[name] for name in ALL]
