@@ -10,7 +10,10 @@ from typing import Any
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-__all__ = ["BiomechGPTConfig"]
+__all__ = ["BiomechGPTConfig", "MOTION_INPUTS"]
+
+# What the language model reads of a motion (see `BiomechGPTConfig.motion_input`).
+MOTION_INPUTS = ("codes", "continuous", "both")
 
 
 class BiomechGPTConfig(PretrainedConfig):
@@ -43,6 +46,22 @@ class BiomechGPTConfig(PretrainedConfig):
             The MotionTokenizer's config as a plain dict (kept for provenance: which codebook the ids refer to).
         tie_word_embeddings (`bool`, *optional*, defaults to `False`):
             Copied from `text_config` when that ties its input and output embeddings.
+        motion_input (`str`, *optional*, defaults to `"codes"`):
+            What the language model reads of a motion: `"codes"` (the MotionTokenizer's discrete tokens, the paper's
+            model), `"continuous"` (soft tokens from [`BiomechGPTMotionEncoder`] over the feature frames, placed
+            LLaVA-style at placeholder tokens) or `"both"` (soft tokens, then the codes).
+        motion_feature_token (`str`, *optional*, defaults to `"<motion_features>"`):
+            The placeholder the processor repeats `num_motion_tokens` times where the soft tokens go.
+        motion_feature_token_id (`int`, *optional*):
+            Its id in the text tokenizer (required unless `motion_input` is `"codes"`).
+        num_motion_tokens (`int`, *optional*, defaults to 16):
+            Soft tokens per motion.
+        motion_feature_channels (`int`, *optional*, defaults to 33):
+            Feature channels of a motion frame (the canonical coordinates).
+        motion_encoder_hidden_size (`int`, *optional*, defaults to 64):
+            Channels of the motion encoder.
+        motion_encoder_layers (`int`, *optional*, defaults to 3):
+            Residual blocks per resolution of the motion encoder.
 
     Example:
 
@@ -70,6 +89,13 @@ class BiomechGPTConfig(PretrainedConfig):
     motion_end_token: str = "</motion>"
     motion_tokenizer_config: dict | None = None
     tie_word_embeddings: bool = False
+    motion_input: str = "codes"
+    motion_feature_token: str = "<motion_features>"
+    motion_feature_token_id: int | None = None
+    num_motion_tokens: int = 16
+    motion_feature_channels: int = 33
+    motion_encoder_hidden_size: int = 64
+    motion_encoder_layers: int = 3
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -86,7 +112,15 @@ class BiomechGPTConfig(PretrainedConfig):
                 f"motion tokens [{self.motion_token_offset}, {self.motion_token_offset + self.codebook_size}) do not "
                 f"fit the text_config vocab_size {vocab_size}"
             )
-        for name in ("motion_start_token_id", "motion_end_token_id"):
+        if self.motion_input not in MOTION_INPUTS:
+            raise ValueError(f"motion_input must be one of {MOTION_INPUTS}, got {self.motion_input!r}")
+        if self.motion_input != "codes" and self.motion_feature_token_id is None:
+            raise ValueError(f"motion_input {self.motion_input!r} needs motion_feature_token_id (the placeholder id)")
+        for name in ("num_motion_tokens", "motion_feature_channels", "motion_encoder_hidden_size",
+                     "motion_encoder_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("motion_start_token_id", "motion_end_token_id", "motion_feature_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.motion_token_offset:
                 raise ValueError(f"{name} must be a text token id below motion_token_offset, got {value}")
@@ -99,6 +133,16 @@ class BiomechGPTConfig(PretrainedConfig):
     @vocab_size.setter
     def vocab_size(self, value: int) -> None:
         self.text_config.vocab_size = value
+
+    @property
+    def reads_codes(self) -> bool:
+        """Whether the motion prefix holds the MotionTokenizer's codes."""
+        return self.motion_input in ("codes", "both")
+
+    @property
+    def reads_features(self) -> bool:
+        """Whether the motion prefix holds soft tokens from the motion encoder."""
+        return self.motion_input in ("continuous", "both")
 
     @property
     def motion_token_ids(self) -> range:

@@ -28,6 +28,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Generation
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_biomechgpt import BiomechGPTConfig
+from .modeling_motion_encoder import BiomechGPTMotionEncoder, BiomechGPTMultiModalProjector
 
 __all__ = [
     "BiomechGPTAnswer",
@@ -83,10 +84,18 @@ class MotionPrefix:
     Args:
         input_ids (`tuple[int]`): the prefix's token ids, up to and including `</motion>`.
         cache (`transformers.Cache`): the wrapped model's KV cache of `input_ids`, batch size 1.
+        fingerprint (`str`, *optional*): a digest of the motion's feature frames, for models that read them (their
+            prefix ids are the same for every motion of a length).
     """
 
     input_ids: tuple[int, ...]
     cache: Any = field(repr=False)
+    fingerprint: str | None = None
+
+    @property
+    def key(self) -> tuple:
+        """What identifies the motion the prefix was computed from."""
+        return self.input_ids, self.fingerprint
 
     @property
     def length(self) -> int:
@@ -169,6 +178,12 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
     def __init__(self, config: BiomechGPTConfig, language_model: PreTrainedModel | None = None) -> None:
         super().__init__(config)
         self.language_model = language_model or AutoModelForCausalLM.from_config(config.text_config)
+        if config.reads_features:
+            self.motion_encoder = BiomechGPTMotionEncoder(
+                config.motion_feature_channels, config.motion_encoder_hidden_size, config.motion_encoder_layers,
+                config.num_motion_tokens)
+            self.multi_modal_projector = BiomechGPTMultiModalProjector(
+                config.motion_encoder_hidden_size, config.get_text_config(decoder=True).hidden_size)
         self._processor = None
         self._prefix_memo: MotionPrefix | None = None  # the last motion's prefix, for the next call about it
         self.post_init()
@@ -199,6 +214,11 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        motion_values: torch.FloatTensor | None = None,
+        motion_mask: torch.BoolTensor | None = None,
+        coordinate_mask: torch.BoolTensor | None = None,
+        motion_durations: torch.FloatTensor | None = None,
+        motion_features: torch.FloatTensor | None = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         r"""
@@ -207,10 +227,22 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 [`BiomechGPTProcessor`]).
             labels (`torch.LongTensor` of shape `(batch, sequence)`, *optional*): targets for the next-token loss;
                 `-100` marks positions without loss (the processor keeps only answer tokens).
+            motion_values (`torch.FloatTensor` of shape `(batch, frames, channels)`, *optional*): feature frames of
+                each row's motion, for models that read them (`config.motion_input` "continuous" or "both"); see
+                [`BiomechGPTProcessor.collate_motion_inputs`] for them and `motion_mask`, `coordinate_mask` and
+                `motion_durations`.
+            motion_features (`torch.FloatTensor` of shape `(batch, num_motion_tokens, encoder_hidden)`, *optional*):
+                the motion encoder's output, computed beforehand (e.g. once per trial while the encoder is frozen), in
+                place of `motion_values`.
 
         Returns:
             [`~modeling_outputs.CausalLMOutputWithPast`]: the wrapped model's output.
         """
+        if motion_values is not None or motion_features is not None:
+            inputs_embeds = self.embed_inputs(input_ids, motion_values=motion_values, motion_mask=motion_mask,
+                                              coordinate_mask=coordinate_mask, motion_durations=motion_durations,
+                                              motion_features=motion_features)
+            input_ids = None
         return self.language_model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -222,6 +254,32 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+
+    def get_motion_features(self, motion_values: torch.Tensor, motion_mask: torch.Tensor,
+                            coordinate_mask: torch.Tensor, motion_durations: torch.Tensor) -> torch.Tensor:
+        """The motion encoder's soft tokens `(batch, num_motion_tokens, encoder_hidden)`, before the projector."""
+        if not self.config.reads_features:
+            raise ValueError(f"this model reads motion as {self.config.motion_input!r}: it has no motion encoder")
+        return self.motion_encoder(motion_values, motion_mask, coordinate_mask, motion_durations)
+
+    def embed_inputs(self, input_ids: torch.LongTensor, *, motion_values: torch.Tensor | None = None,
+                     motion_mask: torch.Tensor | None = None, coordinate_mask: torch.Tensor | None = None,
+                     motion_durations: torch.Tensor | None = None, motion_features: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+        """Input embeddings of `input_ids` with each row's projected motion tokens at its placeholder positions
+        (`config.num_motion_tokens` placeholders per row, as LLaVA expands its image token)."""
+        embeds = self.get_input_embeddings()(input_ids)  # (batch, sequence, hidden)
+        if motion_features is None:
+            if motion_values is None or motion_mask is None or coordinate_mask is None or motion_durations is None:
+                raise ValueError("motion_values needs motion_mask, coordinate_mask and motion_durations")
+            motion_features = self.get_motion_features(motion_values, motion_mask, coordinate_mask, motion_durations)
+        projected = self.multi_modal_projector(motion_features.to(self.multi_modal_projector.linear_1.weight.dtype))
+        slots = input_ids == self.config.motion_feature_token_id  # (batch, sequence)
+        expected = projected.shape[0] * projected.shape[1]
+        if int(slots.sum()) != expected or projected.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"input_ids hold {int(slots.sum())} motion placeholders for {projected.shape[0]} motions "
+                             f"of {projected.shape[1]} tokens each ({input_ids.shape[0]} rows)")
+        return embeds.masked_scatter(slots[..., None], projected.to(embeds.dtype))
 
     # -- building from a text-only model ---------------------------------------------------------------------------
     @classmethod
@@ -236,6 +294,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         seed: int = 0,
         motion_start_token: str = "<motion>",
         motion_end_token: str = "</motion>",
+        motion_input: str = "codes",
+        motion_encoder: dict | None = None,
     ) -> BiomechGPTForCausalLM:
         """Extend a text-only causal LM and its tokenizer with the motion vocabulary.
 
@@ -250,6 +310,10 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             codebook (`torch.Tensor` of shape `(codebook_size, dim)`, *optional*): the MotionTokenizer's codebook.
             motion_tokenizer_config (`dict`, *optional*): stored in the config for provenance.
             seed (`int`, *optional*, defaults to 0): seed of the new rows' noise and projection.
+            motion_input (`str`, *optional*, defaults to `"codes"`): "codes", "continuous" or "both" (see
+                [`BiomechGPTConfig`]); the last two add the `<motion_features>` placeholder token and a motion encoder.
+            motion_encoder (`dict`, *optional*): encoder fields of [`BiomechGPTConfig`] (`num_motion_tokens`,
+                `motion_feature_channels`, `motion_encoder_hidden_size`, `motion_encoder_layers`).
 
         Returns:
             [`BiomechGPTForCausalLM`] wrapping `language_model`.
@@ -257,12 +321,16 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         old_rows = language_model.get_input_embeddings().weight.shape[0]
         # Statistics come from the rows of real text tokens only (Qwen and others pad the matrix with unused rows).
         reference_rows = min(len(tokenizer), old_rows)
-        tokenizer.add_tokens([motion_start_token, motion_end_token], special_tokens=True)
+        feature_token = BiomechGPTConfig.motion_feature_token
+        markers = [motion_start_token, motion_end_token] + ([feature_token] if motion_input != "codes" else [])
+        tokenizer.add_tokens(markers, special_tokens=True)
         start_id = tokenizer.convert_tokens_to_ids(motion_start_token)
         end_id = tokenizer.convert_tokens_to_ids(motion_end_token)
+        feature_id = tokenizer.convert_tokens_to_ids(feature_token) if motion_input != "codes" else None
         offset = max(len(tokenizer), old_rows)
         language_model.resize_token_embeddings(offset + codebook_size, mean_resizing=False)
-        new_rows = sorted({start_id, end_id, *range(old_rows, offset + codebook_size)})
+        new_rows = sorted({start_id, end_id, *([feature_id] if feature_id is not None else []),
+                           *range(old_rows, offset + codebook_size)})
         generator = torch.Generator().manual_seed(seed)
         code_rows = range(offset, offset + codebook_size)
         if codebook is not None and tuple(codebook.shape[:1]) != (codebook_size,):
@@ -285,9 +353,21 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             motion_start_token=motion_start_token,
             motion_end_token=motion_end_token,
             motion_tokenizer_config=motion_tokenizer_config,
+            motion_input=motion_input,
+            motion_feature_token_id=feature_id,
+            **(motion_encoder or {}),
         )
         config.text_config = text_config  # keep the live object (quantization and attention settings)
-        return cls(config, language_model=language_model)
+        model = cls(config, language_model=language_model)
+        if config.reads_features:  # the encoder trains in float32 whatever the (possibly 4-bit) LM's dtype
+            torch.manual_seed(seed)
+            model.motion_encoder = BiomechGPTMotionEncoder(
+                config.motion_feature_channels, config.motion_encoder_hidden_size, config.motion_encoder_layers,
+                config.num_motion_tokens).to(input_embeddings.weight.device)
+            model.multi_modal_projector = BiomechGPTMultiModalProjector(
+                config.motion_encoder_hidden_size, config.get_text_config(decoder=True).hidden_size
+            ).to(input_embeddings.weight.device)
+        return model
 
     # -- answering -------------------------------------------------------------------------------------------------
     @property
@@ -333,7 +413,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         if isinstance(motion, MotionPrefix):
             return motion
         processor = processor if processor is not None else self.processor
-        return self._compute_prefixes([tuple(processor.prefix_ids(processor.encode_motion(motion)))], processor)[0]
+        return self._compute_prefixes([self._prefix_request(processor, motion)], processor)[0]
 
     def answer(
         self,
@@ -416,7 +496,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         # Motions are tokenized once each; identical objects or identical codes share a prefix. A motion is its
         # MotionPrefix when it has one, else its prefix token ids (run below, once, when its first chunk comes).
         slot_of: dict[Any, int] = {}
-        slots: list[MotionPrefix | tuple[int, ...]] = []
+        slots: list[MotionPrefix | _PrefixRequest] = []
         motion_index = []
         for motion in motions:
             if isinstance(motion, MotionPrefix):
@@ -428,8 +508,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 key = id(motion)
             if key not in slot_of:
                 slot_of[key] = len(slots)
-                slots.append(motion if isinstance(motion, MotionPrefix) else
-                             tuple(processor.prefix_ids(processor.encode_motion(motion))))
+                slots.append(motion if isinstance(motion, MotionPrefix) else self._prefix_request(processor, motion))
             motion_index.append(slot_of[key])
 
         was_training = self.training
@@ -444,7 +523,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 chunk_slots = list(dict.fromkeys(motion_index[i] for i in chunk))
                 memo, missing = self._prefix_memo, []
                 for s in chunk_slots:
-                    if memo is not None and slots[s] == memo.input_ids:
+                    if memo is not None and not isinstance(slots[s], MotionPrefix) and slots[s].key == memo.key:
                         slots[s] = memo
                     elif not isinstance(slots[s], MotionPrefix):
                         missing.append(s)
@@ -477,20 +556,33 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             raise ValueError(f"prefix: a MotionPrefix from another model ({len(layers or [])} cache layers, this "
                              f"model has {expected})")
 
+    def _prefix_request(self, processor: Any, motion: Any) -> _PrefixRequest:
+        """What computing a motion's prefix needs: its token ids and, for a model that reads feature frames, those."""
+        if self.config.reads_features:
+            inputs = processor.motion_inputs(motion)
+            codes = processor.encode_motion(inputs["motion"]) if self.config.reads_codes else []
+            return _PrefixRequest(tuple(processor.prefix_ids(codes)), inputs, inputs["fingerprint"])
+        return _PrefixRequest(tuple(processor.prefix_ids(processor.encode_motion(motion))))
+
     @torch.no_grad()
-    def _compute_prefixes(self, prefix_ids: list[tuple[int, ...]], processor: Any) -> list[MotionPrefix]:
+    def _compute_prefixes(self, requests: list[_PrefixRequest], processor: Any) -> list[MotionPrefix]:
         """Run the prefixes in one batched pass and split the cache into one compact `MotionPrefix` per motion."""
-        if not prefix_ids:
+        if not requests:
             return []
+        prefix_ids = [r.input_ids for r in requests]
         was_training = self.training
         self.eval()
         try:
             ids, mask = _right_pad(prefix_ids, processor.pad_token_id, self.device)
-            cache = self._extend(None, ids, mask, mask.sum(1) * 0, logits=False)[1]
+            embeds = None
+            if self.config.reads_features:
+                batch = processor.collate_motion_inputs([r.motion_inputs for r in requests])
+                embeds = self.embed_inputs(ids, **{k: v.to(self.device) for k, v in batch.items()})
+            cache = self._extend(None, ids, mask, mask.sum(1) * 0, logits=False, inputs_embeds=embeds)[1]
         finally:
             self.train(was_training)
         prefixes = []
-        for row, row_ids in enumerate(prefix_ids):
+        for row, (row_ids, request) in enumerate(zip(prefix_ids, requests)):
             own = copy.copy(cache)
             own.layers = []
             for layer in cache.layers:
@@ -501,7 +593,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                     # a slice of a larger batch would keep the whole batch alive: copy it out
                     new.keys, new.values = (keys.clone(), values.clone()) if len(prefix_ids) > 1 else (keys, values)
                 own.layers.append(new)
-            prefixes.append(MotionPrefix(tuple(row_ids), own))
+            prefixes.append(MotionPrefix(tuple(row_ids), own, request.fingerprint))
         return prefixes
 
     def _answer_chunk(self, processor: Any, prefixes: list[MotionPrefix], questions: list[str],
@@ -704,14 +796,15 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                                           value=value, unit=unit)
 
     def _extend(self, cache: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: torch.Tensor,
-                logits: bool = True) -> tuple[torch.Tensor | None, Any]:
-        """Run `input_ids` after `cache`; `attention_mask` covers cache + new tokens (holes allowed for padding),
-        `start` is each row's logical position of its first new token."""
+                logits: bool = True, inputs_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor | None, Any]:
+        """Run `input_ids` (or their `inputs_embeds`) after `cache`; `attention_mask` covers cache + new tokens
+        (holes allowed for padding), `start` is each row's logical position of its first new token."""
         from transformers import DynamicCache
 
         position_ids = start[:, None] + torch.arange(input_ids.shape[1], device=input_ids.device)[None]
         out = self.language_model(
-            input_ids=input_ids,
+            input_ids=None if inputs_embeds is not None else input_ids,
+            inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
             cache=cache if cache is not None else DynamicCache(config=self.config.text_config),
@@ -719,6 +812,19 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             logits_to_keep=0 if logits else 1,
         )
         return (out.logits if logits else None), out.cache
+
+
+@dataclass(frozen=True, eq=False)
+class _PrefixRequest:
+    """A motion's prefix before it is run: its token ids and, for models that read them, its feature frames."""
+
+    input_ids: tuple[int, ...]
+    motion_inputs: dict | None = None
+    fingerprint: str | None = None
+
+    @property
+    def key(self) -> tuple:
+        return self.input_ids, self.fingerprint
 
 
 def _trie_layout(question_ids: Sequence[int], candidates: Sequence[Sequence[int]]

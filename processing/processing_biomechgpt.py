@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import hashlib
+
 import numpy as np
 import torch
 from transformers import AutoProcessor
@@ -43,6 +45,8 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 CHAT_SPECIAL_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
 TASK_KINDS = ("closed", "numeric", "free")
+MOTION_INPUTS = ("codes", "continuous", "both")
+FRAMES_PER_CODE = 4  # canonical frames per MotionTokenizer code: the feature window matches the code window
 MOTION_CODES_FOLDER = "motion_tokenizer"
 _CORPUS_PARSER_MODULE = "biomechgpt.dataset_builder"
 
@@ -137,6 +141,11 @@ class BiomechGPTProcessor(ProcessorMixin):
             (e.g. km/h next to m/s) let the model's belief in every unit count (see
             [`~BiomechGPTProcessor.numeric_candidates`]). Tasks without wordings are answered by greedy decoding.
         task_questions (`dict[str, list[str]]`, *optional*): task → example questions, to route a new question.
+        motion_input (`str`, *optional*, defaults to `"codes"`): what the model reads of a motion (see
+            `BiomechGPTConfig.motion_input`): the prefix holds the codes, `num_motion_tokens` placeholders for the
+            motion encoder's soft tokens, or both (placeholders first).
+        num_motion_tokens (`int`, *optional*, defaults to 16): placeholders per motion.
+        motion_feature_token (`str`, *optional*, defaults to `"<motion_features>"`): the placeholder token.
     """
 
     def __init__(
@@ -155,6 +164,9 @@ class BiomechGPTProcessor(ProcessorMixin):
         task_units: dict[str, str] | None = None,
         task_questions: dict[str, list[str]] | None = None,
         numeric_answers: dict[str, list[dict[str, Any]]] | None = None,
+        motion_input: str = "codes",
+        num_motion_tokens: int = 16,
+        motion_feature_token: str = "<motion_features>",
         **kwargs: Any,
     ) -> None:
         if tokenizer is None:
@@ -176,6 +188,19 @@ class BiomechGPTProcessor(ProcessorMixin):
         if max_motion_codes < 1:
             raise ValueError(f"max_motion_codes must be at least 1, got {max_motion_codes}")
         self.max_motion_codes = int(max_motion_codes)
+        if motion_input not in MOTION_INPUTS:
+            raise ValueError(f"motion_input must be one of {MOTION_INPUTS}, got {motion_input!r}")
+        self.motion_input = motion_input
+        self.num_motion_tokens = int(num_motion_tokens)
+        self.motion_feature_token = motion_feature_token
+        self.motion_feature_token_id = None
+        if motion_input != "codes":
+            if self.num_motion_tokens < 1:
+                raise ValueError(f"num_motion_tokens must be at least 1, got {num_motion_tokens}")
+            self.motion_feature_token_id = tokenizer.convert_tokens_to_ids(motion_feature_token)
+            if self.motion_feature_token_id in (None, tokenizer.unk_token_id):
+                raise ValueError(f"the text tokenizer has no {motion_feature_token!r} token; build the model with "
+                                 f"BiomechGPTForCausalLM.from_language_model(..., motion_input={motion_input!r})")
         self.task_kinds = dict(task_kinds or {})
         for task, kind in self.task_kinds.items():
             if kind not in TASK_KINDS:
@@ -210,6 +235,9 @@ class BiomechGPTProcessor(ProcessorMixin):
             "task_units": self.task_units,
             "task_questions": self.task_questions,
             "numeric_answers": self.numeric_answers,
+            "motion_input": self.motion_input,
+            "num_motion_tokens": self.num_motion_tokens,
+            "motion_feature_token": self.motion_feature_token,
         }
         if "auto_map" in self.__dict__:
             out["auto_map"] = self.__dict__["auto_map"]
@@ -267,6 +295,82 @@ class BiomechGPTProcessor(ProcessorMixin):
             raise ValueError(f"motion codes must lie in [0, {self.codebook_size}), got {min(codes)}..{max(codes)}")
         return self.crop_codes(codes)
 
+    @property
+    def reads_codes(self) -> bool:
+        return self.motion_input in ("codes", "both")
+
+    @property
+    def reads_features(self) -> bool:
+        return self.motion_input in ("continuous", "both")
+
+    @property
+    def feature_extractor(self) -> Any:
+        """The MotionTokenizer's feature extractor (heading-invariant frames), or the canonical default."""
+        extractor = getattr(self.motion_tokenizer, "feature_extractor", None)
+        if extractor is None:
+            from .feature_extraction_motion import MotionFeatureExtractor
+
+            extractor = MotionFeatureExtractor()
+        return extractor
+
+    def motion_inputs(self, motion: Any, *, start: int | None = None) -> dict[str, Any]:
+        """The feature frames a motion encoder reads, for a `Motion`, a motion file or a float array.
+
+        The frames are the MotionTokenizer's heading-invariant features, cropped to the middle
+        `max_motion_codes * 4` frames (the window the codes are cropped to) and padded to a multiple of 4 by repeating
+        the last frame.
+
+        Args:
+            motion (`Motion`, path or array `(frames, coordinates)`): the movement (codes cannot be read back).
+            start (`int`, *optional*): first frame of the window (training crops); defaults to the middle.
+
+        Returns:
+            `dict` with `motion` (the validated `Motion`), `motion_values` (float32 `(frames, channels)`),
+            `coordinate_mask` (bool `(channels,)`), `motion_duration` (seconds of the whole recording) and
+            `fingerprint` (a digest of all of them, naming the motion in the prefix cache).
+        """
+        if isinstance(motion, torch.Tensor) or (isinstance(motion, np.ndarray) and motion.ndim < 2) or (
+                isinstance(motion, (list, tuple)) and all(isinstance(c, (int, np.integer)) for c in motion)):
+            raise ValueError("motion: this model reads the motion itself (motion_input "
+                             f"{self.motion_input!r}); pass a Motion or a motion file, not motion codes")
+        extractor = self.feature_extractor
+        valid = extractor.as_motion(motion)
+        values, coordinate_mask = extractor.motion_to_features(valid)
+        window = self.max_motion_codes * FRAMES_PER_CODE
+        if len(values) > window:
+            start = (len(values) - window) // 2 if start is None else int(np.clip(start, 0, len(values) - window))
+            values = values[start:start + window]
+        pad = -len(values) % FRAMES_PER_CODE
+        if pad:
+            values = np.concatenate([values, np.repeat(values[-1:], pad, 0)])
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        duration = float(valid.n_frames / valid.frame_rate)
+        digest = hashlib.sha1(values.tobytes())
+        digest.update(coordinate_mask.tobytes())
+        digest.update(np.float64(duration).tobytes())
+        return {"motion": valid, "motion_values": values, "coordinate_mask": coordinate_mask,
+                "motion_duration": duration, "fingerprint": digest.hexdigest()}
+
+    @staticmethod
+    def collate_motion_inputs(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """A batch of [`~BiomechGPTProcessor.motion_inputs`] for the model: `motion_values` `(batch, frames,
+        channels)` zero-padded to the longest, `motion_mask` `(batch, frames)`, `coordinate_mask` `(batch,
+        channels)`, `motion_durations` `(batch,)`."""
+        width = max(len(item["motion_values"]) for item in items)
+        channels = items[0]["motion_values"].shape[1]
+        values = torch.zeros(len(items), width, channels)
+        mask = torch.zeros(len(items), width, dtype=torch.bool)
+        for row, item in enumerate(items):
+            n = len(item["motion_values"])
+            values[row, :n] = torch.as_tensor(item["motion_values"])
+            mask[row, :n] = True
+        return {
+            "motion_values": values,
+            "motion_mask": mask,
+            "coordinate_mask": torch.as_tensor(np.stack([item["coordinate_mask"] for item in items])),
+            "motion_durations": torch.tensor([float(item["motion_duration"]) for item in items]),
+        }
+
     def crop_codes(self, codes: Sequence[int]) -> list[int]:
         """The middle `max_motion_codes` codes: steady movement in the middle of a trial, not its start or end."""
         codes = list(codes)
@@ -307,7 +411,9 @@ class BiomechGPTProcessor(ProcessorMixin):
                 prefix_ids = self._ids(part[:cut])
                 if prefix_ids[-2:] != [self.motion_start_token_id, self.motion_end_token_id]:
                     raise ValueError("the chat template altered the motion markers")
-                prefix_ids = prefix_ids[:-1] + [self.motion_token_offset + c for c in codes] + prefix_ids[-1:]
+                placeholders = [self.motion_feature_token_id] * self.num_motion_tokens if self.reads_features else []
+                code_ids = [self.motion_token_offset + c for c in codes] if self.reads_codes else []
+                prefix_ids = prefix_ids[:-1] + placeholders + code_ids + prefix_ids[-1:]
                 segments.append((prefix_ids, False))
                 part = part[cut:]
             segments.append((self._ids(part), False))

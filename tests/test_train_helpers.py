@@ -72,9 +72,10 @@ def make_hub_llama(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
-def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True):
+def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_input: str = "codes"):
     """An untrained `BiomechGPTForCausalLM` (hidden 32, 2 layers) and its processor with activity / cadence /
-    summary task metadata."""
+    summary task metadata; with `motion_input` "continuous" or "both", a motion encoder (hidden 16, 4 soft tokens)
+    and a MotionTokenizer in the processor."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -88,10 +89,14 @@ def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True):
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
                          tie_word_embeddings=tie, pad_token_id=0, eos_token_id=1, bos_token_id=None)
     torch.manual_seed(seed)
+    encoder = {"num_motion_tokens": 4, "motion_encoder_hidden_size": 16, "motion_encoder_layers": 1}
     model = BiomechGPTForCausalLM.from_language_model(LlamaForCausalLM(config), tokenizer, codebook_size=CODEBOOK,
-                                                      codebook=torch.randn(CODEBOOK, 8), seed=seed)
+                                                      codebook=torch.randn(CODEBOOK, 8), seed=seed,
+                                                      motion_input=motion_input, motion_encoder=encoder)
     processor = BiomechGPTProcessor(
-        tokenizer, motion_token_offset=model.config.motion_token_offset, codebook_size=CODEBOOK,
+        tokenizer, make_motion_tokenizer(seed) if motion_input != "codes" else None,
+        motion_token_offset=model.config.motion_token_offset, codebook_size=CODEBOOK,
+        motion_input=motion_input, num_motion_tokens=4,
         task_kinds={"activity": "closed", "cadence": "numeric", "summary": "free"},
         answer_candidates={"activity": {"walking": "Walking.", "running": "Running."}},
         answer_log_priors={"activity": {"walking": -0.69, "running": -0.69}},

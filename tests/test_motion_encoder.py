@@ -1,0 +1,191 @@
+"""The continuous motion path: BiomechGPTMotionEncoder, the projector at the placeholder tokens, answering about
+motions (not codes), save/load and remote code for every motion-input setting, and stage-1 encoder training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import biomechgpt  # noqa: F401  (registers the Auto classes)
+from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
+from biomechgpt.modeling.modeling_motion_encoder import BiomechGPTMotionEncoder
+from test_train_helpers import make_motion, make_tiny_model_and_processor
+
+QUESTIONS = ["What activity is the person performing?", "What is the cadence?"]
+READS_MOTION = ["continuous", "both"]
+
+
+@pytest.fixture(scope="module", params=READS_MOTION)
+def model_and_processor(request):
+    model, processor = make_tiny_model_and_processor(motion_input=request.param)
+    model.eval()
+    model.processor = processor
+    return model, processor
+
+
+def test_prefix_holds_placeholders_then_codes(model_and_processor):
+    model, processor = model_and_processor
+    inputs = processor.motion_inputs(make_motion(90))
+    codes = processor.encode_motion(inputs["motion"]) if processor.reads_codes else []
+    ids = processor.prefix_ids(codes)
+    start = ids.index(processor.motion_start_token_id)
+    placeholders = ids[start + 1:start + 1 + processor.num_motion_tokens]
+    assert placeholders == [model.config.motion_feature_token_id] * processor.num_motion_tokens
+    code_ids = ids[start + 1 + processor.num_motion_tokens:-1]
+    assert code_ids == [processor.motion_token_offset + c for c in codes]
+    assert ids[-1] == processor.motion_end_token_id
+    assert inputs["motion_values"].shape == (92, 33)  # 90 frames padded to a multiple of 4
+
+
+def test_forward_with_frames_equals_forward_with_precomputed_features(model_and_processor):
+    model, processor = model_and_processor
+    inputs = processor.motion_inputs(make_motion(90))
+    codes = processor.encode_motion(inputs["motion"]) if processor.reads_codes else []
+    ids = torch.tensor([processor.prefix_ids(codes) + processor.question_ids(QUESTIONS[0])])
+    batch = processor.collate_motion_inputs([inputs])
+    with torch.no_grad():
+        from_frames = model(input_ids=ids, **batch).logits
+        features = model.get_motion_features(**batch)
+        from_features = model(input_ids=ids, motion_features=features).logits
+    torch.testing.assert_close(from_frames, from_features, atol=0, rtol=0)
+    assert features.shape == (1, processor.num_motion_tokens, model.config.motion_encoder_hidden_size)
+
+
+def test_encoder_output_does_not_depend_on_batch_padding():
+    torch.manual_seed(0)
+    encoder = BiomechGPTMotionEncoder(33, 16, 2, 4).eval()
+    from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+
+    short = {"motion_values": np.random.default_rng(0).normal(size=(40, 33)).astype("float32"),
+             "coordinate_mask": np.ones(33, bool), "motion_duration": 1.3}
+    long = {"motion_values": np.random.default_rng(1).normal(size=(120, 33)).astype("float32"),
+            "coordinate_mask": np.ones(33, bool), "motion_duration": 4.0}
+    with torch.no_grad():
+        alone = encoder(**BiomechGPTProcessor.collate_motion_inputs([short]))
+        batched = encoder(**BiomechGPTProcessor.collate_motion_inputs([long, short]))
+    torch.testing.assert_close(batched[1], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_answers_batch_equals_single_and_distinct_motions_are_not_confused(model_and_processor):
+    model, processor = model_and_processor
+    model.clear_answer_cache()
+    first, second = make_motion(90, seed=0), make_motion(90, seed=1)  # same length: same prefix token ids
+    batched = model.answer_batch([first, second, first], [QUESTIONS[0]] * 3, processor=processor)
+    alone_second = model.answer(second, QUESTIONS[0], processor=processor)
+    alone_first = model.answer(first, QUESTIONS[0], processor=processor)  # after `second`: no stale remembered prefix
+    assert batched[0].confidence == pytest.approx(alone_first.confidence, abs=1e-5)
+    assert batched[1].confidence == pytest.approx(alone_second.confidence, abs=1e-5)
+    assert batched[0].confidence == pytest.approx(batched[2].confidence, abs=1e-6)
+    assert abs(alone_first.confidence - alone_second.confidence) > 1e-6  # the motion reaches the answer
+    prefix = model.encode_prefix(first, processor=processor)
+    assert prefix.fingerprint and model.answer(prefix, QUESTIONS[0], processor=processor).confidence == \
+        pytest.approx(alone_first.confidence, abs=1e-5)
+
+
+def test_codes_are_refused_by_a_model_that_reads_motion(model_and_processor):
+    model, processor = model_and_processor
+    with pytest.raises(ValueError, match="reads the motion itself"):
+        model.answer([1, 2, 3, 4], QUESTIONS[0], processor=processor)
+
+
+def test_save_and_load_round_trip_is_exact(tmp_path, model_and_processor):
+    model, processor = model_and_processor
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded = BiomechGPTForCausalLM.from_pretrained(tmp_path).eval()
+    original, reloaded = model.state_dict(), loaded.state_dict()
+    assert original.keys() == reloaded.keys()
+    assert any(k.startswith("motion_encoder.") for k in original) and "motion_encoder.feature_std" in original
+    for name in original:
+        torch.testing.assert_close(original[name], reloaded[name], atol=0, rtol=0)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["motion_input"] == model.config.motion_input and (tmp_path / "modeling_motion_encoder.py").is_file()
+    from transformers import AutoProcessor
+
+    reloaded_processor = AutoProcessor.from_pretrained(tmp_path)
+    assert (reloaded_processor.motion_input, reloaded_processor.num_motion_tokens) == (processor.motion_input, 4)
+    motion = make_motion(90)
+    mine = model.answer(motion, QUESTIONS[0], processor=processor)
+    theirs = loaded.answer(motion, QUESTIONS[0], processor=reloaded_processor)
+    assert (theirs.label, theirs.confidence) == (mine.label, mine.confidence)
+
+
+REMOTE_SCRIPT = textwrap.dedent("""
+    import sys, json
+    sys.modules["biomechgpt"] = None  # the package is not importable: everything must come from the folder
+    import numpy as np
+    from transformers import AutoModelForCausalLM, AutoProcessor
+    folder, values = sys.argv[1], np.load(sys.argv[2])
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    answer = model.answer(values, "What activity is the person performing?")
+    print(json.dumps({"model": type(model).__module__, "label": answer.label, "confidence": answer.confidence}))
+""")
+
+
+def test_remote_code_answers_like_the_package(tmp_path, model_and_processor):
+    model, processor = model_and_processor
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    motion = make_motion(90)
+    np.save(tmp_path / "motion.npy", motion.values)
+    (tmp_path / "remote.py").write_text(REMOTE_SCRIPT)
+    env = {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, str(tmp_path / "remote.py"), str(folder), str(tmp_path / "motion.npy")],
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not info["model"].startswith("biomechgpt")
+    local = model.answer(motion.values, QUESTIONS[0], processor=processor)
+    assert info["label"] == local.label and info["confidence"] == pytest.approx(local.confidence, abs=1e-6)
+
+
+def _synthetic_trials(n: int, seed: int) -> tuple[dict, pd.DataFrame]:
+    """Trials whose activity is the frequency of a knee oscillation and whose 'cadence' is that frequency: an
+    encoder that reads motion separates them; one that does not stays at chance."""
+    rng = np.random.default_rng(seed)
+    features, rows = {}, []
+    for k in range(n):
+        fast = k % 2 == 1
+        hz = rng.uniform(1.6, 2.0) if fast else rng.uniform(0.8, 1.2)
+        frames = int(rng.integers(60, 100))
+        values = rng.normal(scale=0.05, size=(frames, 33)).astype("float32")
+        phase = 2 * np.pi * hz * np.arange(frames) / 30.0 + rng.uniform(0, 2 * np.pi)
+        for channel in range(6, 14):  # the leg angles swing together, each with its own lag
+            values[:, channel] += np.sin(phase + channel).astype("float32")
+        trial = f"t{seed}-{k}"
+        features[trial] = {"motion_values": values, "coordinate_mask": np.ones(33, bool),
+                           "motion_duration": frames / 30.0}
+        rows.append({"trial_id": trial, "task": "activity", "target_label": "running" if fast else "walking",
+                     "target_value": None, "target_unit": None})
+        rows.append({"trial_id": trial, "task": "cadence", "target_label": None, "target_value": hz * 60.0,
+                     "target_unit": "steps/min"})
+    return features, pd.DataFrame(rows)
+
+
+def test_stage_one_encoder_training_learns_to_read_motion():
+    from biomechgpt.training.pretrain_encoder import encoder_targets, pretrain_motion_encoder
+
+    kinds, units = {"activity": "closed", "cadence": "numeric"}, {"cadence": "steps/min"}
+    train_features, train_rows = _synthetic_trials(160, seed=0)
+    val_features, val_rows = _synthetic_trials(40, seed=1)
+    targets = encoder_targets(train_rows, kinds, units)
+    val_targets = encoder_targets(val_rows, kinds, units, classes=targets.classes)
+    torch.manual_seed(0)
+    encoder = BiomechGPTMotionEncoder(33, 16, 2, 2)
+    summary = pretrain_motion_encoder(encoder, train_features, targets, validation_features=val_features,
+                                      validation_targets=val_targets, epochs=12, batch_size=16,
+                                      learning_rate=3e-3, progress=False)
+    first, best = summary["curve"][0], summary["curve"][summary["selected_epoch"] - 1]
+    assert best["validation_loss"] < 0.5 * first["validation_loss"]
+    assert best["validation_scores"]["activity"] == 1.0
+    assert best["validation_scores"]["cadence"] > 0.9
+    assert float(encoder.feature_std[10]) > 0.5 > float(encoder.feature_std[20])  # from the training frames
