@@ -16,8 +16,8 @@ from biomechgpt.training.train_lm import train_model
 from test_release import METRICS
 from test_train_helpers import make_corpus, make_hub_llama, make_motion_tokenizer
 
-QUICK = dict(batch_size=4, progress=False, tokenizer_vocab_size=300, logging_steps=1, max_steps=3,
-             learning_rate=1e-2)
+QUICK = dict(motion_input="codes", batch_size=4, progress=False, tokenizer_vocab_size=300, logging_steps=1,
+             max_steps=3, learning_rate=1e-2)
 IDS = [[5, 6, 7, 8, 9]]
 
 

@@ -20,7 +20,7 @@ from biomechgpt.cli import main
 from biomechgpt.training.train_lm import corpus_task_metadata, load_corpus, train_model
 from test_train_helpers import CODEBOOK, make_corpus, make_hub_llama, make_motion_tokenizer
 
-QUICK = dict(batch_size=4, progress=False, tokenizer_vocab_size=300, logging_steps=1)
+QUICK = dict(motion_input="codes", batch_size=4, progress=False, tokenizer_vocab_size=300, logging_steps=1)
 WALK, RUN = [1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5], [9, 10, 11, 12, 13, 14, 15, 9, 10, 11, 12, 13]
 
 
@@ -145,7 +145,7 @@ def test_train_command_saves_the_motion_tokenizer(corpus, tmp_path, capsys):
     make_motion_tokenizer().save_pretrained(tokenizer_dir)
     out = tmp_path / "model"
     status = main(["train", "--dataset", str(corpus), "--tokenizer", str(tokenizer_dir), "--out", str(out),
-                   "--base-model", "tiny-s", "--max-steps", "2", "--no-progress"])
+                   "--base-model", "tiny-s", "--max-steps", "2", "--no-progress", "--motion-input", "codes"])
     assert status == 0
     assert (out / "motion_tokenizer" / "config.json").is_file() and (out / "README.md").is_file()
     assert json.loads((out / "config.json").read_text())["motion_tokenizer_config"]["codebook_size"] == CODEBOOK
@@ -157,7 +157,8 @@ def test_train_command_saves_the_motion_tokenizer(corpus, tmp_path, capsys):
     (["--base-model", "nonsense"], "not a folder, a Hub id"),
 ])
 def test_train_command_bad_input_is_one_line(corpus, tmp_path, capsys, argv, message):
-    base = ["train", "--dataset", str(corpus), "--out", str(tmp_path / "m"), "--tokenizer", str(tmp_path)]
+    base = ["train", "--dataset", str(corpus), "--out", str(tmp_path / "m"), "--tokenizer", str(tmp_path),
+            "--motion-input", "codes"]
     make_motion_tokenizer().save_pretrained(tmp_path)
     capsys.readouterr()
     args = base + argv if argv[0] != "--dataset" else ["train", *argv, "--out", str(tmp_path / "m")]
@@ -171,7 +172,7 @@ ACCELERATE_SCRIPT = textwrap.dedent("""
     import torch.distributed as dist
     from biomechgpt.training.train_lm import train_model
     out = train_model(sys.argv[1], "tiny-s", sys.argv[2], codebook_size=16, max_steps=3, batch_size=2,
-                      progress=False, tokenizer_vocab_size=300)
+                      motion_input="codes", progress=False, tokenizer_vocab_size=300)
     print(json.dumps({"rank": dist.get_rank(), "world": dist.get_world_size(), "backend": dist.get_backend()}))
 """)
 

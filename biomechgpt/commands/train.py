@@ -32,6 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-motion-codes", type=int, default=256, help="crop longer trials (default: 256)")
     parser.add_argument("--motion-loss", action="store_true",
                         help="also train next-motion-code prediction (default: answer tokens only)")
+    parser.add_argument("--motion-input", choices=("codes", "continuous", "both"), default="continuous",
+                        help="what the model reads of a motion: the MotionTokenizer's codes (the paper's model), soft "
+                        "tokens from a motion encoder over the joint-angle frames, or both (default: continuous)")
+    parser.add_argument("--cohort", default=None,
+                        help="cohort folder the corpus was built from, whose motions a continuous model trains on "
+                        "(default: DATASET/../cohort)")
+    parser.add_argument("--encoder-epochs", type=float, default=None,
+                        help="stage 1: passes of the motion encoder alone over the training trials (default: 8; "
+                        "0 skips it)")
+    parser.add_argument("--train-motion-encoder", action="store_true",
+                        help="keep training the motion encoder in stage 2 (default: frozen after stage 1)")
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
@@ -49,12 +60,16 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError(f"--dataset {args.dataset}: folder not found")
     if args.tokenizer is not None and not Path(args.tokenizer).is_dir():
         raise UsageError(f"--tokenizer {args.tokenizer}: folder not found")
+    if args.cohort is not None and not Path(args.cohort).is_dir():
+        raise UsageError(f"--cohort {args.cohort}: folder not found")
+    encoder = {} if args.encoder_epochs is None else {"encoder_epochs": args.encoder_epochs}
     try:
         out = train_model(args.dataset, args.base_model, args.out, motion_tokenizer=args.tokenizer, mode=args.mode,
                           seed=args.seed, resume=not args.no_resume, epochs=args.epochs, max_steps=args.max_steps,
                           learning_rate=args.learning_rate, batch_size=args.batch_size,
                           max_motion_codes=args.max_motion_codes, motion_loss=args.motion_loss,
-                          lora_r=args.lora_r, progress=not args.no_progress)
+                          lora_r=args.lora_r, progress=not args.no_progress, motion_input=args.motion_input,
+                          cohort_dir=args.cohort, freeze_motion_encoder=not args.train_motion_encoder, **encoder)
     except ValueError as err:  # bad hyperparameters are usage errors
         raise UsageError(str(err)) from None
     print(f"model saved to {out}")

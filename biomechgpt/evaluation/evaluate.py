@@ -121,22 +121,35 @@ def parse_prediction(task: str, text: str | None, parser: Callable[[str, str], A
 # Asking the model
 
 
+def reads_motion(model: Any) -> bool:
+    """Whether `model` reads the motion itself (a motion encoder), so it must be given motions, not codes."""
+    return getattr(getattr(model, "config", None), "motion_input", "codes") != "codes"
+
+
 def answer_rows(model: Any, rows: pd.DataFrame, *, batch_size: int = 64, chunk_size: int = 512,
-                progress: bool = True) -> list[Any]:
+                progress: bool = True, motion_for: Callable[[str], Any] | None = None) -> list[Any]:
     """The model's answers to `rows` (columns `question`, `motion_codes`, `trial_id`), in row order.
 
     The model routes each question to its task from the wording itself, as `biomechgpt ask` does, so a misrouted
-    question shows up as a wrong or unparsed answer rather than being helped by the corpus's task column.
+    question shows up as a wrong or unparsed answer rather than being helped by the corpus's task column. A model
+    that reads continuous motion is given each trial's `Motion` from `motion_for` (the cohort's stored motion); the
+    others its motion codes.
     """
     from tqdm.auto import tqdm
 
+    if reads_motion(model) and motion_for is None:
+        raise _usage_error("this model reads the motion itself: evaluating it needs the cohort (--cohort)")
     order = np.argsort(rows["trial_id"].to_numpy(), kind="stable")  # a trial's questions share one motion prefix
-    codes_of: dict[str, list[int]] = {}
+    motion_of: dict[str, Any] = {}
     motions, questions = [], []
     for i in order:
         row = rows.iloc[i]
-        codes = codes_of.setdefault(row["trial_id"], [int(c) for c in row["motion_codes"]])
-        motions.append(codes)
+        trial = row["trial_id"]
+        if trial not in motion_of:
+            motion_of.clear()  # rows are sorted by trial: one motion object at a time, and the same one for its rows
+            motion_of[trial] = (motion_for(trial) if reads_motion(model) else
+                                [int(c) for c in row["motion_codes"]])
+        motions.append(motion_of[trial])
         questions.append(str(row["question"]))
     answers: list[Any] = [None] * len(rows)
     bar = tqdm(total=len(rows), desc="answering", unit="q", disable=not progress)
@@ -501,16 +514,20 @@ def evaluate_model(
     t0 = time.perf_counter()
     is_path = isinstance(model_dir, (str, Path))
     model = _load_model(model_dir) if is_path else model_dir
-    answers = answer_rows(model, test.reset_index(drop=True), batch_size=batch_size, progress=progress)
+    if motion_source is not None:
+        motion_for, motion_note = motion_source, "motion given by the caller"
+    elif reads_motion(model) and cohort_dir is None:
+        raise _usage_error("this model reads the motion itself: evaluating it needs the cohort (--cohort), not the "
+                           "motion decoded from the corpus's codes")
+    else:
+        motion_for, motion_note = _motion_source(corpus, cohort_dir, model_dir if is_path else None)
+    answers = answer_rows(model, test.reset_index(drop=True), batch_size=batch_size, progress=progress,
+                          motion_for=motion_for)
     predictions = _predictions_frame(test.reset_index(drop=True), answers, parser)
     timings["biomechgpt_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     settings = baseline_settings or (BaselineSettings.quick(seed) if quick else BaselineSettings(seed=seed))
-    if motion_source is not None:
-        motion_for, motion_note = motion_source, "motion given by the caller"
-    else:
-        motion_for, motion_note = _motion_source(corpus, cohort_dir, model_dir if is_path else None)
     baseline = _run_baseline(corpus, wanted, motion_for, settings, progress)
     for family in ("baseline", *settings.families):
         predictions[f"{family}_prediction"] = None
@@ -564,7 +581,7 @@ def evaluate_model(
         t0 = time.perf_counter()
         payload["experiments"] = run_experiments(
             experiments, dataset_dir, out / "experiments", quick=quick, seed=seed, parser=parser, progress=progress,
-            model_dir=model_dir if is_path else None, **(experiment_options or {}))
+            model_dir=model_dir if is_path else None, cohort_dir=cohort_dir, **(experiment_options or {}))
         timings["experiments_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
     payload["info"] = {

@@ -98,7 +98,10 @@ def _subset_corpus(corpus: pd.DataFrame, tasks: Sequence[str], folder: Path) -> 
 
 
 class _Runner:
-    def __init__(self, corpus, dataset_dir, out_dir, settings, train_fn, load_fn, motion_tokenizer, parser, progress):
+    def __init__(self, corpus, dataset_dir, out_dir, settings, train_fn, load_fn, motion_tokenizer, parser, progress,
+                 cohort_dir=None):
+        self.cohort_dir = cohort_dir
+        self._motion_for = None
         self.corpus, self.dataset_dir, self.out_dir = corpus, Path(dataset_dir), Path(out_dir)
         self.settings, self.train_fn, self.load_fn = settings, train_fn, load_fn
         self.motion_tokenizer, self.parser, self.progress = motion_tokenizer, parser, progress
@@ -115,7 +118,8 @@ class _Runner:
             folder = self.train_fn(dataset_dir, base_model, self.out_dir / name,
                                    motion_tokenizer=self.motion_tokenizer, seed=self.settings.seed,
                                    max_steps=self.settings.max_steps, batch_size=self.settings.batch_size,
-                                   progress=self.progress, **self.settings.extra)
+                                   progress=self.progress, **self.settings.extra,
+                                   **({"cohort_dir": self.cohort_dir} if self.cohort_dir is not None else {}))
             self._trained[key] = (Path(folder), time.perf_counter() - start)
         return self._trained[key]
 
@@ -124,7 +128,12 @@ class _Runner:
 
         model = self.load_fn(model_dir)
         rows = self.test[self.test.task.isin(tasks)].reset_index(drop=True)
-        predictions = _predictions_frame(rows, answer_rows(model, rows, progress=False), self.parser)
+        if self._motion_for is None and self.cohort_dir is not None:
+            from biomechgpt.cohort import load_cohort
+
+            self._motion_for = load_cohort(self.cohort_dir).motion
+        answers = answer_rows(model, rows, progress=False, motion_for=self._motion_for)
+        predictions = _predictions_frame(rows, answers, self.parser)
         scores = {}
         for task in tasks:
             part = predictions[predictions.task == task]
@@ -194,10 +203,23 @@ def _same_as_main_model(model_dir: Path, settings: ExperimentSettings) -> tuple[
         arguments = summary["arguments"]
         same = (summary["base_model"] == "tiny" and summary["mode"] == "full" and summary["seed"] == settings.seed
                 and summary["steps"] == settings.max_steps and arguments["batch_size"] == settings.batch_size
-                and arguments["gradient_accumulation_steps"] == 1 and not settings.extra)
+                and arguments["gradient_accumulation_steps"] == 1 and not settings.extra
+                and all(arguments.get(k, "codes" if k == "motion_input" else None) == v
+                        for k, v in _default_motion_arguments().items()))
         return (model_dir, float(summary.get("train_runtime_s", 0.0))) if same else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _default_motion_arguments() -> dict:
+    """The motion-reading fields of the default training arguments (the experiments train with them)."""
+    from dataclasses import fields
+
+    from biomechgpt.training.train_lm import BiomechGPTTrainingArguments
+
+    defaults = BiomechGPTTrainingArguments()
+    return {f.name: getattr(defaults, f.name) for f in fields(defaults)
+            if f.name.startswith(("motion_", "encoder_", "num_motion", "freeze_"))}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -217,6 +239,7 @@ def run_experiments(
     load_fn: Callable[[Path], Any] | None = None,
     parser: Callable[[str, str], Any] | None = None,
     progress: bool = True,
+    cohort_dir: str | Path | None = None,
 ) -> dict:
     """Runs the named experiments ("transfer", "size") and returns `{name: result table}` for `metrics.json`.
 
@@ -233,6 +256,8 @@ def run_experiments(
             `biomechgpt.training.train_lm.train_model`, `BiomechGPTForCausalLM.from_pretrained` and the corpus's
             `parse_answer` (tests pass small fakes).
         progress (`bool`, defaults to `True`).
+        cohort_dir (`str` or `Path`, *optional*): the cohort, for models that read continuous motion (training on its
+            motions and answering about them).
     """
     from biomechgpt.evaluation.evaluate import _corpus_parser, _usage_error, load_corpus
 
@@ -243,7 +268,7 @@ def run_experiments(
     corpus = load_corpus(dataset_dir)
     motion_tokenizer = _find_motion_tokenizer(Path(dataset_dir), Path(model_dir) if model_dir else None)
     runner = _Runner(corpus, dataset_dir, out_dir, settings, train_fn or _default_train, load_fn or _default_load,
-                     motion_tokenizer, parser or _corpus_parser(), progress)
+                     motion_tokenizer, parser or _corpus_parser(), progress, cohort_dir)
     main_model = _same_as_main_model(Path(model_dir), settings) if model_dir else None
     if main_model is not None:  # the all-task `tiny` model at this budget is the model being evaluated
         runner._trained[(str(runner.dataset_dir), "tiny")] = main_model

@@ -39,6 +39,7 @@ __all__ = ["BiomechGPTTrainingArguments", "train_model", "load_corpus", "corpus_
 logger = logging.getLogger(__name__)
 
 TRAINING_MODES = ("lora", "qlora", "full")
+MOTION_INPUTS = ("codes", "continuous", "both")
 CHECKPOINTS = "checkpoints"
 CORPUS_COLUMNS = ("id", "trial_id", "split", "task", "question", "answer", "target_label", "target_value",
                   "target_unit", "motion_codes")
@@ -64,12 +65,23 @@ class BiomechGPTTrainingArguments:
             answer-only loss leaves the motion embeddings with little signal; see `build_training_example`).
         lora_r (`int`, defaults to 16), lora_alpha (`int`, defaults to 32), lora_dropout (`float`, defaults to 0.0).
         tokenizer_vocab_size (`int`, defaults to 2048): text vocabulary of the embedded tokenizer.
-        bf16 (`bool`, *optional*): bfloat16 autocast; defaults to on for `tiny` (about 2.5x faster on CPU).
+        bf16 (`bool`, *optional*): bfloat16 autocast; defaults to on for `tiny` where the processor computes bfloat16
+            natively (a GPU that supports it, or a CPU with AVX512-BF16 / AMX: ~2.5x faster), off elsewhere (an AVX2
+            CPU emulates it ~10x slower than float32).
         seed (`int`, defaults to 0): everything random (initial weights, turn order, batches) follows it.
         save_steps (`int`, defaults to 200), save_total_limit (`int`, defaults to 2): checkpointing.
         keep_checkpoints (`bool`, defaults to `False`): keep `OUT/checkpoints/` after a finished run.
         logging_steps (`int`, defaults to 25).
         progress (`bool`, defaults to `True`): show the progress bar.
+        motion_input (`str`, defaults to `"continuous"`): what the model reads of a motion: "codes" (the paper's
+            discrete tokens), "continuous" (soft tokens from a motion encoder over the feature frames) or "both".
+        num_motion_tokens (`int`, defaults to 16), motion_encoder_hidden_size (`int`, defaults to 64),
+            motion_encoder_layers (`int`, defaults to 3): the motion encoder's shape.
+        encoder_epochs (`float`, defaults to 8.0): stage 1, passes of the motion encoder alone over the training
+            trials with one head per task (see `biomechgpt.training.pretrain_encoder`); 0 skips it.
+        encoder_learning_rate (`float`, defaults to 2e-3), encoder_batch_size (`int`, defaults to 32).
+        freeze_motion_encoder (`bool`, defaults to `True`): keep the stage-1 encoder fixed in stage 2 (its soft
+            tokens are then computed once per trial), training the projector and the language model.
     """
 
     mode: str | None = None
@@ -94,6 +106,14 @@ class BiomechGPTTrainingArguments:
     keep_checkpoints: bool = False
     logging_steps: int = 25
     progress: bool = True
+    motion_input: str = "continuous"
+    num_motion_tokens: int = 16
+    motion_encoder_hidden_size: int = 64
+    motion_encoder_layers: int = 3
+    encoder_epochs: float = 8.0
+    encoder_learning_rate: float = 2e-3
+    encoder_batch_size: int = 32
+    freeze_motion_encoder: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,6 +124,20 @@ class BiomechGPTTrainingArguments:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("set epochs > 0 or max_steps > 0")
+        if self.motion_input not in MOTION_INPUTS:
+            raise ValueError(f"motion_input must be one of {MOTION_INPUTS}, got {self.motion_input!r}")
+        for name in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers", "encoder_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.encoder_epochs < 0:
+            raise ValueError(f"encoder_epochs must be >= 0, got {self.encoder_epochs}")
+
+    @property
+    def motion_encoder(self) -> dict[str, int]:
+        """The encoder fields of `BiomechGPTConfig`."""
+        return {"num_motion_tokens": self.num_motion_tokens,
+                "motion_encoder_hidden_size": self.motion_encoder_hidden_size,
+                "motion_encoder_layers": self.motion_encoder_layers}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -246,7 +280,7 @@ def build_conversations(frame, processor, *, max_turns: int, seed: int, progress
     rng = random.Random(seed)
     examples = []
     groups = sorted(frame.groupby("trial_id", sort=True), key=lambda kv: kv[0])
-    for _, rows in tqdm(groups, desc="tokenizing conversations", unit="trial", disable=not progress):
+    for trial_id, rows in tqdm(groups, desc="tokenizing conversations", unit="trial", disable=not progress):
         rows = rows.sort_values("id")
         codes = [int(c) for c in rows["motion_codes"].iloc[0]]
         turns = list(zip(rows["question"].astype(str), rows["answer"].astype(str)))
@@ -254,15 +288,21 @@ def build_conversations(frame, processor, *, max_turns: int, seed: int, progress
         for start in range(0, len(turns), max_turns):
             example = processor.build_training_example(codes, turns[start:start + max_turns],
                                                        label_motion=motion_loss)
+            example["trial_id"] = str(trial_id)
             examples.append(example)
     return examples
 
 
 class _Collator:
-    """Right-pads `input_ids` (pad id), `labels` (-100) and builds `attention_mask`."""
+    """Right-pads `input_ids` (pad id), `labels` (-100) and builds `attention_mask`; adds each conversation's motion
+    for models that read it: the frozen encoder's soft tokens (`motion_features`, trial id -> tensor) or the feature
+    frames (`motion_inputs`, trial id -> `processor.motion_inputs`-style dict)."""
 
-    def __init__(self, pad_token_id: int) -> None:
+    def __init__(self, pad_token_id: int, motion_features: dict | None = None, motion_inputs: dict | None = None
+                 ) -> None:
         self.pad_token_id = pad_token_id
+        self.motion_features = motion_features
+        self.motion_inputs = motion_inputs
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
@@ -276,7 +316,82 @@ class _Collator:
             ids[row, :n] = torch.tensor(f["input_ids"])
             labels[row, :n] = torch.tensor(f["labels"])
             mask[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        if self.motion_features is not None:
+            batch["motion_features"] = torch.stack([self.motion_features[f["trial_id"]] for f in features])
+        elif self.motion_inputs is not None:
+            from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+
+            batch.update(BiomechGPTProcessor.collate_motion_inputs([self.motion_inputs[f["trial_id"]]
+                                                                    for f in features]))
+        return batch
+
+
+def _load_cohort(cohort_dir: Any, dataset_dir: Path):
+    """The cohort whose motions the corpus was built from: given, or next to the corpus (`DATASET/../cohort`)."""
+    from biomechgpt.cohort import load_cohort
+
+    candidates = [Path(cohort_dir)] if cohort_dir is not None else [dataset_dir.parent / "cohort",
+                                                                   dataset_dir / "cohort"]
+    for folder in candidates:
+        if (folder / "trials.parquet").is_file():
+            return load_cohort(folder)
+    if cohort_dir is not None:
+        raise MotionInputError(f"{cohort_dir}: cohort folder not found (no trials.parquet)")
+    raise MotionInputError(f"{dataset_dir}: a model that reads continuous motion needs the cohort the corpus was "
+                           "built from; none found next to it, pass --cohort DIR")
+
+
+def _trial_features(cohort, trial_ids, extractor, progress: bool) -> dict[str, dict]:
+    """Trial id -> the whole trial's feature frames, coordinate mask and duration."""
+    from tqdm.auto import tqdm
+
+    out = {}
+    known = set(cohort.trials["trial_id"])
+    missing = [t for t in trial_ids if t not in known]
+    if missing:
+        raise MotionInputError(f"the cohort lacks {len(missing)} trials of the corpus (e.g. {missing[0]}): was the "
+                               "corpus built from another cohort?")
+    for trial_id in tqdm(trial_ids, desc="reading motions", unit="trial", disable=not progress):
+        motion = extractor.as_motion(cohort.motion(trial_id), name=trial_id)
+        values, mask = extractor.motion_to_features(motion)
+        out[trial_id] = {"motion_values": values, "coordinate_mask": mask,
+                         "motion_duration": motion.n_frames / motion.frame_rate}
+    return out
+
+
+def _middle_window(item: dict, processor) -> dict:
+    """The window of a trial's frames the processor reads at answer time (the middle, padded to 4 frames)."""
+    import numpy as np
+
+    from biomechgpt.processing.processing_biomechgpt import FRAMES_PER_CODE
+
+    values = item["motion_values"]
+    window = processor.max_motion_codes * FRAMES_PER_CODE
+    if len(values) > window:
+        start = (len(values) - window) // 2
+        values = values[start:start + window]
+    pad = -len(values) % FRAMES_PER_CODE
+    if pad:
+        values = np.concatenate([values, np.repeat(values[-1:], pad, 0)])
+    return {**item, "motion_values": values}
+
+
+def _encode_trials(encoder, windows: dict[str, dict], batch_size: int = 64) -> dict:
+    """Trial id -> the (frozen) encoder's soft tokens `(num_motion_tokens, hidden)` of its middle window."""
+    import torch
+
+    from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+
+    ids = sorted(windows, key=lambda t: len(windows[t]["motion_values"]))  # similar lengths share a batch
+    out = {}
+    encoder.eval()
+    with torch.no_grad():
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            tokens = encoder(**BiomechGPTProcessor.collate_motion_inputs([windows[t] for t in chunk]))
+            out.update({t: tokens[k].float().clone() for k, t in enumerate(chunk)})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -358,7 +473,8 @@ def _build_model(base_model: str, mode: str, texts: list[str], motion_tokenizer:
     model = BiomechGPTForCausalLM.from_language_model(
         language_model, tokenizer, codebook_size=codebook_size,
         codebook=_codebook(motion_tokenizer, codebook_size) if motion_tokenizer is not None else None,
-        motion_tokenizer_config=motion_config, seed=args.seed)
+        motion_tokenizer_config=motion_config, seed=args.seed, motion_input=args.motion_input,
+        motion_encoder=args.motion_encoder)
     return model, tokenizer
 
 
@@ -366,11 +482,16 @@ def _lora_config(model, args: BiomechGPTTrainingArguments):
     from peft import LoraConfig
 
     new_ids = sorted({model.config.motion_start_token_id, model.config.motion_end_token_id,
+                      *([model.config.motion_feature_token_id] if model.config.reads_features else []),
                       *model.config.motion_token_ids})
+    # The motion encoder and projector are new: they train whole (modules_to_save), never through LoRA.
+    whole = ["multi_modal_projector"] + ([] if args.freeze_motion_encoder else ["motion_encoder"])
     return LoraConfig(
         r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
         target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
         trainable_token_indices={"embed_tokens": new_ids},
+        exclude_modules=r".*(motion_encoder|multi_modal_projector).*" if model.config.reads_features else None,
+        modules_to_save=whole if model.config.reads_features else None,
     )
 
 
@@ -397,6 +518,8 @@ def _merged_model(trained, mode: str, base_model: str, texts: list[str], motion_
 
     state = get_peft_model_state_dict(trained)
     model, _ = _build_model(base_model, "lora", texts, motion_tokenizer, codebook_size, args)
+    if model.config.reads_features:  # the stage-1 encoder (frozen, so not in the adapter's state)
+        model.motion_encoder.load_state_dict(trained.get_base_model().motion_encoder.state_dict())
     peft_model = get_peft_model(model, _lora_config(model, args))
     set_peft_model_state_dict(peft_model, state)
     return peft_model.merge_and_unload()
@@ -417,6 +540,7 @@ def train_model(
     seed: int = 0,
     resume: bool = True,
     callbacks: list | None = None,
+    cohort_dir: str | os.PathLike | None = None,
     **kwargs: Any,
 ) -> Path:
     """Fine-tune `base_model` on the corpus in `dataset_dir` and save a `BiomechGPTForCausalLM` folder to `out_dir`.
@@ -433,6 +557,8 @@ def train_model(
         seed (`int`, *optional*, defaults to 0): same seed, same weights.
         resume (`bool`, *optional*, defaults to `True`): continue from the newest checkpoint in `OUT/checkpoints/`.
         callbacks (`list[TrainerCallback]`, *optional*): extra `Trainer` callbacks.
+        cohort_dir (`str` or `os.PathLike`, *optional*): the cohort the corpus was built from, whose motions a model
+            that reads continuous motion trains on; looked up next to the corpus (`DATASET/../cohort`) when omitted.
         **kwargs: any other field of [`BiomechGPTTrainingArguments`].
 
     Returns:
@@ -462,14 +588,20 @@ def train_model(
 
     set_seed(args.seed)
     model, tokenizer = _build_model(base_model, mode, texts, motion_tokenizer, codebook_size, args)
+    metadata = corpus_task_metadata(frame)
     processor = BiomechGPTProcessor(
         tokenizer, motion_tokenizer, motion_token_offset=model.config.motion_token_offset,
-        codebook_size=codebook_size, max_motion_codes=args.max_motion_codes, **corpus_task_metadata(frame))
+        codebook_size=codebook_size, max_motion_codes=args.max_motion_codes, motion_input=args.motion_input,
+        num_motion_tokens=args.num_motion_tokens, **metadata)
     examples = build_conversations(frame, processor, max_turns=args.max_turns, seed=args.seed,
                                    progress=args.progress, motion_loss=args.motion_loss)
+    motion_features = motion_inputs = encoder_summary = None
+    if model.config.reads_features:
+        motion_features, motion_inputs, encoder_summary = _prepare_motion_encoder(
+            model, processor, frame, metadata, dataset_dir, cohort_dir, args)
     trainable = _wrap_for_mode(model, mode, args)
 
-    bf16 = args.bf16 if args.bf16 is not None else (is_tiny(base_model) and mode == "full")
+    bf16 = args.bf16 if args.bf16 is not None else (is_tiny(base_model) and mode == "full" and fast_bf16())
     learning_rate = args.learning_rate or (2e-3 if is_tiny(base_model) else 5e-4 if mode != "full" else 5e-5)
     checkpoints = out_dir / CHECKPOINTS
     training_args = TrainingArguments(
@@ -499,7 +631,8 @@ def train_model(
         **args.extra,
     )
     trainer = Trainer(model=trainable, args=training_args, train_dataset=examples,
-                      data_collator=_Collator(processor.pad_token_id), callbacks=callbacks)
+                      data_collator=_Collator(processor.pad_token_id, motion_features, motion_inputs),
+                      callbacks=callbacks)
     last = _last_checkpoint(checkpoints) if resume else None
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
 
@@ -525,6 +658,8 @@ def train_model(
             "final_loss": history[-1]["loss"] if history else None,
             "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
             "arguments": asdict(args) | {"learning_rate": learning_rate, "bf16": bf16},
+            "loss_curve": [{"step": e["step"], "loss": e["loss"]} for e in history],
+            "motion_encoder": encoder_summary,
         }
         (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _write_model_card(out_dir, summary)
@@ -532,6 +667,61 @@ def train_model(
             shutil.rmtree(checkpoints, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return out_dir
+
+
+def _prepare_motion_encoder(model, processor, frame, metadata: dict, dataset_dir: Path, cohort_dir: Any,
+                            args: BiomechGPTTrainingArguments) -> tuple[dict | None, dict | None, dict]:
+    """Stage 1 (the encoder reads motion, trained alone on every task's targets), then what stage 2 feeds the
+    model: the frozen encoder's soft tokens per trial, or the feature frames when the encoder keeps training."""
+    from biomechgpt.training.pretrain_encoder import encoder_targets, pretrain_motion_encoder
+
+    cohort = _load_cohort(cohort_dir, dataset_dir)
+    extractor = processor.feature_extractor
+    train_ids = sorted(frame["trial_id"].unique())
+    features = _trial_features(cohort, train_ids, extractor, args.progress)
+    summary: dict[str, Any] = {"encoder_epochs": args.encoder_epochs, "frozen": args.freeze_motion_encoder}
+    if args.encoder_epochs > 0:
+        targets = encoder_targets(frame, metadata["task_kinds"], metadata["task_units"])
+        validation = _optional_split(dataset_dir, "validation")
+        val_features = val_targets = None
+        if validation is not None:
+            val_features = _trial_features(cohort, sorted(validation["trial_id"].unique()), extractor, args.progress)
+            val_targets = encoder_targets(validation, metadata["task_kinds"], metadata["task_units"],
+                                          classes=targets.classes)
+        summary |= pretrain_motion_encoder(
+            model.motion_encoder, features, targets, validation_features=val_features,
+            validation_targets=val_targets, epochs=args.encoder_epochs, batch_size=args.encoder_batch_size,
+            learning_rate=args.encoder_learning_rate, window=processor.max_motion_codes * 4, seed=args.seed,
+            progress=args.progress)
+    windows = {t: _middle_window(item, processor) for t, item in features.items()}
+    if args.freeze_motion_encoder:
+        model.motion_encoder.requires_grad_(False)
+        return _encode_trials(model.motion_encoder, windows), None, summary
+    return None, windows, summary
+
+
+def _optional_split(dataset_dir: Path, split: str):
+    """The rows of a split, or `None` when the corpus has none."""
+    try:
+        return load_corpus(dataset_dir, split)
+    except MotionInputError:
+        return None
+
+
+def fast_bf16() -> bool:
+    """Whether bfloat16 is computed natively here: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX.
+
+    Measured on the project's 2-core machines: with AVX512-BF16 bf16 autocast trains the tiny model ~2.5x faster
+    than float32; on an AVX2-only CPU the same step is ~10x slower (emulated)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
