@@ -56,6 +56,9 @@ class BiomechGPTAnswer:
         confidence (`float` or `None`): the probability of `label` among the task's candidate answers.
         spread (`float` or `None`): for numeric answers from a value grid, the standard deviation of the model's
             distribution over the values (same unit as `value`): how sure the model is.
+        probabilities (`dict[str, float]` or `None`): for closed-set answers, the probability of every label.
+        recordings (`int`, defaults to 1): how many recordings the answer was drawn from (see
+            [`~BiomechGPTForCausalLM.answer_participant`]).
     """
 
     question: str
@@ -66,6 +69,8 @@ class BiomechGPTAnswer:
     unit: str | None = None
     confidence: float | None = None
     spread: float | None = None
+    probabilities: dict[str, float] | None = None
+    recordings: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -445,6 +450,56 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         return answers[0] if single else answers
 
     @torch.no_grad()
+    def answer_participant(
+        self,
+        motions: Sequence[Any],
+        question: str | Sequence[str],
+        *,
+        task: str | Sequence[str | None] | None = None,
+        processor: Any = None,
+    ) -> BiomechGPTAnswer | list[BiomechGPTAnswer]:
+        """Answer participant-level questions (impairment, side, diagnosis, device, falls) from several recordings
+        of one person.
+
+        Each recording is answered on its own and the label probabilities are averaged over the recordings: a
+        diagnosis that shows in some trials more than in others is judged on all of them.
+
+        Args:
+            motions (`list`): the person's recordings (`Motion`, path, codes or [`MotionPrefix`] each).
+            question (`str` or `list[str]`): the question(s); each must be about a closed-set task.
+            task (`str` or `list`, *optional*): the task of each question; detected from the wording when omitted.
+            processor ([`BiomechGPTProcessor`], *optional*): defaults to the one saved with the model.
+
+        Returns:
+            [`BiomechGPTAnswer`] (with `recordings` set) for one question, a list for several.
+        """
+        processor = processor if processor is not None else self.processor
+        motions = list(motions)
+        if not motions:
+            raise ValueError("motions: give at least one recording")
+        single = isinstance(question, str)
+        questions = [question] if single else list(question)
+        tasks = list(task) if isinstance(task, (list, tuple)) else [task] * len(questions)
+        if len(tasks) != len(questions):
+            raise ValueError(f"got {len(tasks)} tasks for {len(questions)} questions")
+        tasks = [t if t is not None else processor.detect_task(q) for q, t in zip(questions, tasks)]
+        for q, t in zip(questions, tasks):
+            if processor.task_kinds.get(t) != "closed":
+                raise ValueError(f"question {q!r}: routed to {t!r}, not a closed-set task; participant-level answers "
+                                 "are for impairment, side, diagnosis, device and falls (ask about one recording)")
+        flat = self.answer_batch([m for m in motions for _ in questions], questions * len(motions),
+                                 tasks=tasks * len(motions), processor=processor)
+        out = []
+        for k, (q, t) in enumerate(zip(questions, tasks)):
+            per_recording = flat[k::len(questions)]
+            labels = list(per_recording[0].probabilities)
+            mean = {label: sum(a.probabilities[label] for a in per_recording) / len(per_recording) for label in labels}
+            label = max(labels, key=lambda x: mean[x])
+            out.append(BiomechGPTAnswer(question=q, task=t, answer=processor.candidate_text(t, label), label=label,
+                                        confidence=mean[label], probabilities=mean, recordings=len(motions)))
+        return out[0] if single else out
+
+    @torch.no_grad()
     def answer_batch(
         self,
         motions: Sequence[Any],
@@ -685,7 +740,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             label = labels[picks[best]]
             answers[i] = BiomechGPTAnswer(question=questions[i], task=tasks[i],
                                           answer=processor.candidate_text(tasks[i], label), label=label,
-                                          confidence=float(probs[best]))
+                                          confidence=float(probs[best]),
+                                          probabilities={labels[j]: float(p) for j, p in zip(picks, probs)})
 
     def _grade_values(self, processor: Any, items: list[int], prefixes: list[MotionPrefix], questions: list[str],
                       tasks: list[str | None], answers: list, max_tokens_per_pass: int = 4096) -> None:

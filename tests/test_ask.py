@@ -38,12 +38,32 @@ def test_json_prints_one_object_per_question(model_dir, motion_file, capsys):
     assert status == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [set(line) for line in lines] == [{"question", "task", "answer", "label", "value", "unit",
-                                              "confidence", "spread"}] * 2
+                                              "confidence", "spread", "probabilities", "recordings"}] * 2
     activity, cadence = lines
     assert activity["task"] == "activity" and activity["label"] in ("walking", "running")
     assert 0.5 <= activity["confidence"] <= 1.0 and activity["value"] is None
     assert cadence["task"] == "cadence" and cadence["label"] is None and cadence["confidence"] is None
     assert activity["spread"] is None and cadence["spread"] is None  # no value grid here: greedy decoding
+
+
+def test_several_recordings_answer_a_participant_question(model_dir, motion_file, tmp_path, capsys):
+    second = save_motion(make_motion(frames=90, seed=3), tmp_path / "second.mot")
+    question = "What activity is the person performing?"
+    capsys.readouterr()
+    assert main(["ask", "--model", str(model_dir), "--motion", str(motion_file), "--motion", str(second), "--json",
+                 "--question", question]) == 0
+    joint = json.loads(capsys.readouterr().out)
+    singles = []
+    for path in (motion_file, second):
+        assert main(["ask", "--model", str(model_dir), "--motion", str(path), "--json", "--question", question]) == 0
+        singles.append(json.loads(capsys.readouterr().out))
+    assert joint["recordings"] == 2
+    for label, probability in joint["probabilities"].items():
+        assert probability == pytest.approx(sum(s["probabilities"][label] for s in singles) / 2, abs=1e-5)
+    assert main(["ask", "--model", str(model_dir), "--motion", str(motion_file), "--motion", str(second),
+                 "--question", "What is the cadence?"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a closed-set task" in err
 
 
 def test_text_output_and_explicit_task(model_dir, motion_file, capsys):

@@ -189,3 +189,35 @@ def test_stage_one_encoder_training_learns_to_read_motion():
     assert best["validation_scores"]["activity"] == 1.0
     assert best["validation_scores"]["cadence"] > 0.9
     assert float(encoder.feature_std[10]) > 0.5 > float(encoder.feature_std[20])  # from the training frames
+
+
+def test_participant_answer_averages_the_recordings_label_probabilities(model_and_processor):
+    model, processor = model_and_processor
+    recordings = [make_motion(90, seed=0), make_motion(120, seed=1), make_motion(60, seed=2)]
+    alone = [model.answer(m, QUESTIONS[0], processor=processor) for m in recordings]
+    joint = model.answer_participant(recordings, QUESTIONS[0], processor=processor)
+    for label, probability in joint.probabilities.items():
+        assert probability == pytest.approx(sum(a.probabilities[label] for a in alone) / 3, abs=1e-5)
+    assert joint.recordings == 3 and joint.label == max(joint.probabilities, key=joint.probabilities.get)
+    assert sum(joint.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="not a closed-set task"):
+        model.answer_participant(recordings, QUESTIONS[1], processor=processor)
+
+
+def test_participant_level_scores_vote_over_each_persons_trials():
+    from biomechgpt.evaluation.evaluate import participant_level_scores
+
+    rows = pd.DataFrame({
+        "task": ["diagnosis"] * 6 + ["activity"],
+        "trial_id": ["a1", "a2", "a3", "b1", "b2", "b2", "a1"],
+        "participant_id": ["A", "A", "A", "B", "B", "B", "A"],
+        "reference": ["stroke"] * 3 + ["healthy"] * 3 + ["walking"],
+        "prediction": ["stroke", "healthy", "stroke", "stroke", "healthy", "healthy", "walking"],
+        "baseline_prediction": ["healthy", "healthy", "stroke", "healthy", "healthy", "healthy", "walking"],
+    })
+    scores = participant_level_scores(rows, ["diagnosis", "activity"])
+    assert set(scores) == {"diagnosis"}  # activity belongs to a trial, not a person
+    # BiomechGPT: A -> stroke (2 of 3), B -> a tie between healthy and stroke (trial b2 votes once): healthy first
+    assert scores["diagnosis"]["biomechgpt"]["macro_f1"] == 1.0
+    assert scores["diagnosis"]["baseline"]["macro_f1"] == pytest.approx(1 / 3)  # both called healthy
+    assert scores["diagnosis"]["n_participants"] == 2

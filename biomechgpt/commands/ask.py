@@ -1,4 +1,5 @@
-"""`biomechgpt ask`: answer questions about one motion file with a trained model."""
+"""`biomechgpt ask`: answer questions about one motion file (or several recordings of one person) with a trained
+model."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ask",
         help="ask a trained model questions about a motion file",
         description="Answers each --question about FILE (any format biomechgpt inspect reads). Closed-set questions "
-        "report the answer's probability among the task's candidates.",
+        "report the answer's probability among the task's candidates. Repeat --motion to answer participant-level "
+        "questions (impairment, side, diagnosis, device, falls) from several recordings of one person.",
     )
     parser.add_argument("--model", required=True, help="model folder (biomechgpt train --out)")
-    parser.add_argument("--motion", required=True, help="motion file (.mot, .csv, .npz, ...)")
+    parser.add_argument("--motion", action="append", required=True,
+                        help="motion file (.mot, .csv, .npz, ...); repeat for several recordings of one person")
     parser.add_argument("--question", action="append", required=True, help="a question; repeat to ask several")
     parser.add_argument("--task", action="append", default=None,
                         help="the task of each question in order (default: detected from the wording)")
@@ -46,7 +49,8 @@ def _main(args: argparse.Namespace) -> int:
 
     from biomechgpt.motion_io import DEFAULT_MAX_BYTES, load_motion
 
-    motion = load_motion(args.motion, max_bytes=DEFAULT_MAX_BYTES if args.max_mb is None else int(args.max_mb * 1e6))
+    max_bytes = DEFAULT_MAX_BYTES if args.max_mb is None else int(args.max_mb * 1e6)
+    motions = [load_motion(path, max_bytes=max_bytes) for path in args.motion]
 
     import biomechgpt  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForCausalLM
@@ -70,7 +74,13 @@ def _main(args: argparse.Namespace) -> int:
         if unknown:
             known = ", ".join(sorted(processor.task_kinds))
             raise UsageError(f"--task {unknown[0]}: not a task of this model ({known})")
-    answers = model.answer(motion, questions, task=args.task, max_new_tokens=args.max_new_tokens)
+    if len(motions) > 1:
+        try:
+            answers = model.answer_participant(motions, questions, task=args.task)
+        except ValueError as err:
+            raise UsageError(f"--motion given {len(motions)} times: {err}") from None
+    else:
+        answers = model.answer(motions[0], questions, task=args.task, max_new_tokens=args.max_new_tokens)
     for answer in answers:
         if args.json:
             print(json.dumps(answer.to_dict()))
@@ -80,6 +90,8 @@ def _main(args: argparse.Namespace) -> int:
                 detail += f", confidence {answer.confidence:.2f}"
             if answer.spread is not None:
                 detail += f", spread ±{answer.spread:.3g} {answer.unit or ''}".rstrip()
+            if answer.recordings > 1:
+                detail += f", from {answer.recordings} recordings"
             print(f"Q: {answer.question}\nA: {answer.answer}{detail + ']' if answer.task else ''}")
     return 0
 

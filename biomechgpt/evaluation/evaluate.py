@@ -197,6 +197,38 @@ def _predictions_frame(rows: pd.DataFrame, answers: Sequence[Any], parser: Calla
     return pd.DataFrame.from_records(records)
 
 
+def participant_level_scores(predictions: pd.DataFrame, tasks: Sequence[str]) -> dict[str, dict]:
+    """Macro-F1 per participant for the participant-level classification tasks (impairment, side, diagnosis,
+    device, falls), for BiomechGPT and the baseline alike: each system's label for a participant is the most frequent
+    of its per-trial labels (one vote per trial; ties go to the label first in sorted order), compared with the
+    participant's label. Averaging over a person's trials is what a clinic would do with several recordings."""
+    from collections import Counter
+
+    from biomechgpt.dataset_builder.tasks import TASKS
+    from biomechgpt.metrics.functional import classification_metrics
+
+    out: dict[str, dict] = {}
+    for task in tasks:
+        spec = TASKS.get(task)
+        if spec is None or spec.kind != "classification" or spec.source != "participant":
+            continue
+        rows = predictions[predictions.task == task].drop_duplicates("trial_id")
+        if rows.empty or rows.participant_id.isna().all():
+            continue
+        entry: dict[str, Any] = {"n_participants": int(rows.participant_id.nunique())}
+        for column, name in (("prediction", "biomechgpt"), ("baseline_prediction", "baseline")):
+            if column not in rows:
+                continue
+            votes, truth = [], []
+            for _, group in rows.groupby("participant_id", sort=True):
+                counts = Counter(str(p) for p in group[column] if p is not None and not pd.isna(p))
+                votes.append(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] if counts else None)
+                truth.append(str(group.reference.iloc[0]))
+            entry[name] = {"macro_f1": classification_metrics(votes, truth)["macro_f1"]}
+        out[task] = entry
+    return out
+
+
 def _load_model(model_dir: str | Path):
     from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
 
@@ -567,6 +599,9 @@ def evaluate_model(
         task_metrics[task] = entry
 
     payload: dict[str, Any] = {"tasks": task_metrics, "experiments": {}}
+    participant = participant_level_scores(predictions, [t for t in task_metrics if t in baseline.tasks])
+    for task, entry in participant.items():
+        task_metrics[task]["per_participant"] = entry
     if cohort_dir is not None and "fall_history" in task_metrics:
         from biomechgpt.cohort import load_cohort
 
