@@ -364,6 +364,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         )
         config.text_config = text_config  # keep the live object (quantization and attention settings)
         model = cls(config, language_model=language_model)
+        model.generation_config.suppress_tokens = model.non_text_token_ids
         if config.reads_features:  # the encoder trains in float32 whatever the (possibly 4-bit) LM's dtype
             torch.manual_seed(seed)
             model.motion_encoder = BiomechGPTMotionEncoder(
@@ -830,7 +831,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         position = position + q_mask.sum(1)
         last = q_mask.sum(1) - 1
         stop = torch.tensor(sorted(processor.stop_token_ids), device=device)
-        token = logits[torch.arange(len(items), device=device), last].argmax(-1)  # (items,)
+        token = self._text_only(logits[torch.arange(len(items), device=device), last]).argmax(-1)  # (items,)
         outputs = [token]
         done = torch.isin(token, stop)
         for _ in range(max_new_tokens - 1):
@@ -839,7 +840,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
             logits, cache = self._extend(cache, token[:, None], mask, position)
             position = position + 1
-            token = torch.where(done, stop[0], logits[:, -1].argmax(-1))
+            token = torch.where(done, stop[0], self._text_only(logits[:, -1]).argmax(-1))
             outputs.append(token)
             done = done | torch.isin(token, stop)
         generated = torch.stack(outputs, 1).tolist()
@@ -850,6 +851,20 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             label, value, unit = processor.parse_answer(tasks[i], text) if tasks[i] is not None else (None,) * 3
             answers[i] = BiomechGPTAnswer(question=questions[i], task=tasks[i], answer=text, label=label,
                                           value=value, unit=unit)
+
+    @property
+    def non_text_token_ids(self) -> list[int]:
+        """Ids an answer never contains: the motion codes, the motion markers and the soft-token placeholder. They
+        are also the saved generation config's `suppress_tokens`, so `model.generate` (remote code included) never
+        emits them."""
+        config = self.config
+        markers = [config.motion_start_token_id, config.motion_end_token_id, config.motion_feature_token_id]
+        return sorted({*(m for m in markers if m is not None), *config.motion_token_ids})
+
+    def _text_only(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logits` `(..., vocab)` with the non-text ids at the lowest value (greedy decoding never picks them)."""
+        banned = torch.as_tensor(self.non_text_token_ids, device=logits.device)
+        return logits.index_fill(-1, banned, torch.finfo(logits.dtype).min)
 
     def _extend(self, cache: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: torch.Tensor,
                 logits: bool = True, inputs_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor | None, Any]:

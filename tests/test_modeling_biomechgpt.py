@@ -387,3 +387,36 @@ def test_trie_layout_shares_leading_tokens_and_sees_only_ancestors():
     ids, _, visible, depth = _trie_layout([50], [[7, 8, 1], [9, 8, 1]])
     assert ids == [50, 7, 8, 9, 8] and depth == [0, 1, 2, 1, 2]
     assert visible[4].tolist() == [True, False, False, True, True]  # the second "8" sees its own branch only
+
+
+def test_generation_never_emits_motion_or_marker_tokens(tmp_path):
+    """Even when every motion row outscores the text rows (a tied head whose new rows point along the hidden
+    states), answers and `model.generate` decode text only, also after save/load."""
+    model, processor = make_tiny_model_and_processor(tie=True)
+    model.eval()
+    banned = model.non_text_token_ids
+    assert model.config.motion_end_token_id in banned and list(model.config.motion_token_ids)[0] in banned
+    ids = processor(CODES_A, "What is the cadence?")["input_ids"]
+    with torch.no_grad():
+        hidden = model.language_model.get_decoder()(input_ids=ids).last_hidden_state[0, -1]
+        model.get_input_embeddings().weight[banned] = hidden * 50.0  # tied: these are output rows too
+        assert int(model(input_ids=ids).logits[0, -1].argmax()) in banned  # the trap is set
+    model.save_pretrained(tmp_path)
+    loaded = BiomechGPTForCausalLM.from_pretrained(tmp_path).eval()
+    assert sorted(loaded.generation_config.suppress_tokens) == banned
+    generated = loaded.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
+    assert not set(generated[0, ids.shape[1]:].tolist()) & set(banned)
+    model.processor = processor
+    with torch.no_grad():
+        prefix = model.encode_prefix(CODES_A)
+    tokens = []
+    original = model._text_only
+
+    def spy(logits):
+        out = original(logits)
+        tokens.extend(out.argmax(-1).reshape(-1).tolist())
+        return out
+
+    model._text_only = spy
+    model.answer(prefix, "What is the cadence?", max_new_tokens=6)
+    assert tokens and not set(tokens) & set(banned)
