@@ -237,16 +237,20 @@ def test_experiments_reuse_the_main_model_when_it_is_their_all_task_model(corpus
     main_model.mkdir()
     all_tasks = sorted(set(corpus.task))
     (main_model / "tasks.json").write_text(json.dumps({"tasks": all_tasks, "size": "tiny"}))
+    from biomechgpt.evaluation.experiments import _default_motion_arguments
+
+    # trained as the experiments would train it: same steps, batch and motion input (stage-1 encoder and all)
     summary = {"base_model": "tiny", "mode": "full", "seed": 0, "steps": 7, "train_runtime_s": 12.5,
-               "arguments": {"batch_size": 8, "gradient_accumulation_steps": 1}}
+               "arguments": {"batch_size": 8, "gradient_accumulation_steps": 1, **_default_motion_arguments()}}
     settings = ExperimentSettings(max_steps=7, transfer_tasks=("activity",), sizes=("tiny-s", "tiny", "tiny-l"),
                                   eval_rows_per_task=10)
     options = dict(settings=settings, train_fn=train_fn, load_fn=lambda d: FakeModel(corpus), parser=fake_parse,
                    progress=False)
-    for steps, reused in ((7, True), (8, False)):
-        (main_model / "training_summary.json").write_text(json.dumps(summary | {"steps": steps}))
+    codes = summary | {"arguments": summary["arguments"] | {"motion_input": "codes"}}
+    for steps, reused, trained_as in ((7, True, summary), (8, False, summary), (7, False, codes)):
+        (main_model / "training_summary.json").write_text(json.dumps(trained_as | {"steps": steps}))
         trained.clear()
-        results = run_experiments(["transfer", "size"], folder, tmp_path / f"x{steps}", model_dir=main_model,
+        results = run_experiments(["transfer", "size"], folder, tmp_path / f"x{steps}-{reused}", model_dir=main_model,
                                   **options)
         all_task_tiny = [t for t in trained if t[0] == "tiny" and len(t[1]) > 1]
         assert all_task_tiny == ([] if reused else [("tiny", all_tasks, 7)])

@@ -428,10 +428,10 @@ def _card_options(model_dir: Path) -> dict:
         options["model_description"] = (
             f"{'the embedded' if embedded else base} {summary['parameters'] / 1e6:.1f}M-parameter causal language "
             f"model{', trained from scratch here' if embedded else ''} ({summary.get('mode', 'full')} fine-tuning, "
-            f"{summary.get('steps', '?')} steps), whose vocabulary is extended with one token per MotionTokenizer "
-            "code")
+            f"{summary.get('steps', '?')} steps), whose vocabulary is extended with the motion tokens")
         if not embedded:
             options["base_model"] = base
+    options["motion_input"] = summary.get("arguments", {}).get("motion_input", "codes")
     return options
 
 

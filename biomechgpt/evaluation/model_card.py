@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from biomechgpt.evaluation.report import experiment_lines
+from biomechgpt.evaluation.report import experiment_lines, participant_lines
 from biomechgpt.metrics import METRICS_BY_TASK
 
 __all__ = ["write_model_card", "render_model_card", "CITATION"]
@@ -89,23 +89,32 @@ def render_model_card(
     dataset_name: str = "biomechgpt-qa-simulated",
     base_model: str | None = None,
     model_description: str | None = None,
+    motion_input: str = "continuous",
 ) -> str:
-    """The model card's Markdown text (YAML front matter included) from a `metrics.json` payload."""
+    """The model card's Markdown text (YAML front matter included) from a `metrics.json` payload.
+
+    `motion_input` is the model's `config.motion_input` ("codes", "continuous" or "both")."""
     data = _card_data(metrics, model_name, dataset_name, base_model)
     where = repo_id or "path/to/model"
     tasks = metrics.get("tasks", {})
     description = model_description or (
-        "a small causal language model, trained from scratch here, whose vocabulary is extended with one token "
-        "per MotionTokenizer code")
+        "a small causal language model, trained from scratch here, whose vocabulary is extended with the motion "
+        "tokens")
+    motion_input = {"codes": "the discrete motion tokens only, as in the paper",
+                    "continuous": "the soft tokens of the motion encoder",
+                    "both": "the soft tokens, then the discrete motion tokens"}.get(motion_input, motion_input)
     lines = [
         "---", data.to_yaml().strip(), "---", "",
         f"# {model_name}", "",
-        "BiomechGPT answers clinical questions about human movement. A VQ-VAE **MotionTokenizer** turns "
-        "joint-angle trajectories (OpenSim coordinates, 30 Hz) into discrete motion tokens, one per 4 frames; a "
-        f"causal language model ({description}) reads the motion tokens followed by a question and answers in "
-        "words: the activity, whether and on which side the gait is impaired, the likely diagnosis, the assistive "
-        "device, fall history, cadence, walking speed, stride length and timed-test durations. It follows the "
-        "approach of BiomechGPT (Yang, Kennedy & Cotton, 2025) and is packaged the Hugging Face way.", "",
+        "BiomechGPT answers clinical questions about human movement. A **motion encoder** (a temporal convolutional "
+        "network over the joint-angle frames, OpenSim coordinates at 30 Hz) turns a recording into a few soft tokens "
+        "that a projector places in the embedding space of a causal language model "
+        f"({description}), as LLaVA places image patches; a VQ-VAE **MotionTokenizer** also turns the motion into "
+        "discrete motion tokens (one per 4 frames), which the model can read instead of or beside the soft tokens "
+        f"(this model reads: {motion_input}). The model answers in words: the activity, whether and on which side "
+        "the gait is impaired, the likely diagnosis, the assistive device, fall history, cadence, walking speed, "
+        "stride length and timed-test durations. It follows the approach of BiomechGPT (Yang, Kennedy & Cotton, "
+        "2025) and is packaged the Hugging Face way.", "",
         "## Intended use", "",
         "- **Users:** researchers and developers in rehabilitation, biomechanics and movement science, working "
         "with joint angles from markerless video (e.g. OpenCap) or motion capture.",
@@ -129,9 +138,9 @@ def render_model_card(
         "from transformers import AutoModelForCausalLM",
         "",
         f'model = AutoModelForCausalLM.from_pretrained("{where}", trust_remote_code=True)',
-        "# motion codes from the bundled MotionTokenizer (motion_tokenizer/), a list of ints",
-        'answer = model.answer(motion_codes, "What is the cadence in steps per minute?")',
-        "print(answer.value, answer.unit)",
+        "# a float array (frames, 33) of canonical coordinates at 30 Hz (see biomechgpt.CANONICAL_COORDINATES)",
+        'answer = model.answer(motion_values, "What is the cadence in steps per minute?")',
+        "print(answer.value, answer.unit, answer.spread)",
         "```", "",
         "On the command line: `biomechgpt ask --model DIR --motion trial.mot --question \"Is the gait impaired?\"`.",
         "",
@@ -164,6 +173,7 @@ def render_model_card(
         lines += ["", f"Fall history is not fully predictable from motion by construction: the best achievable "
                       f"accuracy from the simulator's own probabilities is {_fmt(ceiling['accuracy'])}."]
     check = metrics.get("sim_to_real", {})
+    lines += participant_lines(tasks)
     lines += ["", "### Real recordings (sim-to-real check)", ""]
     if check.get("summary"):
         lines.append("A handful of real OpenSim recordings (normal and crouch gait cycles, overground walking, "

@@ -155,6 +155,7 @@ def render_report(metrics: dict, figures: dict[str, str] | None = None) -> str:
     if notes:
         lines += ["", "Undefined metrics: " + "; ".join(f"{t} / {n} / {k}: {w}" for t, n, k, w in notes) + "."]
 
+    lines += participant_lines(tasks)
     ceiling = tasks.get("fall_history", {}).get("ceiling")
     if ceiling:
         ours = tasks["fall_history"].get("biomechgpt", {}).get("accuracy")
@@ -180,6 +181,22 @@ def render_report(metrics: dict, figures: dict[str, str] | None = None) -> str:
     if timings:
         lines += ["", "Wall time (s): " + ", ".join(f"{k.removesuffix('_s')} {v}" for k, v in timings.items()) + "."]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def participant_lines(tasks: dict, level: int = 3) -> list[str]:
+    """A table of the per-participant scores (each system's most frequent per-trial label for the person)."""
+    rows = [(task, entry["per_participant"]) for task, entry in tasks.items() if entry.get("per_participant")]
+    if not rows:
+        return []
+    lines = ["", f"{'#' * level} Per participant", "",
+             "Participant-level tasks judged once per person: each system's label for a participant is its most "
+             "frequent label over that person's test trials (one vote per trial).", "",
+             "| task | participants | BiomechGPT macro-F1 | baseline macro-F1 |", "| --- | ---: | ---: | ---: |"]
+    for task, entry in rows:
+        lines.append(f"| {task} | {entry.get('n_participants')} | "
+                     f"{_fmt(entry.get('biomechgpt', {}).get('macro_f1'))} | "
+                     f"{_fmt(entry.get('baseline', {}).get('macro_f1'))} |")
+    return lines
 
 
 def _systems(entry: dict) -> list[tuple[str, dict]]:
