@@ -82,3 +82,38 @@ def test_a_tokenizer_folder_without_weights_is_a_one_line_error(tmp_path, real_i
         build_dataset(cohort_dir, broken, tmp_path / "qa")
     assert "\n" not in str(info.value)
     assert not (tmp_path / "qa").exists()
+
+
+def test_training_a_model_that_reads_motion_on_a_real_cohort(tmp_path, real_inputs):
+    """Stage 1 (the encoder alone) and stage 2 (projector + LM) on a simulated cohort's motions, the cohort found
+    next to the corpus as `biomechgpt run` lays it out; the saved model answers about a cohort motion."""
+    import json
+    import shutil
+
+    from biomechgpt.cohort import load_cohort
+    from biomechgpt.dataset_builder import build_dataset
+    from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
+    from biomechgpt.training.train_lm import train_model
+
+    cohort_dir, tokenizer_dir = real_inputs
+    run = tmp_path / "run"
+    shutil.copytree(cohort_dir, run / "cohort")
+    build_dataset(run / "cohort", tokenizer_dir, run / "dataset", seed=0)
+    out = train_model(run / "dataset", "tiny-s", run / "model", motion_tokenizer=str(tokenizer_dir), max_steps=4,
+                      batch_size=4, encoder_epochs=3, encoder_batch_size=8, num_motion_tokens=4,
+                      motion_encoder_hidden_size=16, tokenizer_vocab_size=400, progress=False)
+    summary = json.loads((out / "training_summary.json").read_text())
+    encoder = summary["motion_encoder"]
+    assert [e["epoch"] for e in encoder["curve"]] == [1, 2, 3] and encoder["frozen"] is True
+    assert encoder["curve"][-1]["train_loss"] < encoder["curve"][0]["train_loss"]
+    model = BiomechGPTForCausalLM.from_pretrained(out).eval()
+    assert model.config.motion_input == "continuous" and model.config.num_motion_tokens == 4
+    cohort = load_cohort(run / "cohort")
+    trial = cohort.trials.trial_id.iloc[0]
+    answer = model.answer(cohort.motion(trial), "What activity is the person performing?")
+    assert answer.task == "activity" and set(answer.probabilities) >= {answer.label}
+    with pytest.raises(ValueError, match="reads the motion itself"):
+        model.answer([1, 2, 3], "What activity is the person performing?")
+    with pytest.raises(Exception, match="cohort folder not found"):
+        train_model(tmp_path / "run" / "dataset", "tiny-s", tmp_path / "m2", motion_tokenizer=str(tokenizer_dir),
+                    max_steps=1, cohort_dir=tmp_path / "nowhere", progress=False)

@@ -98,6 +98,8 @@ def pretrain_motion_encoder(
     seed: int = 0,
     bf16: bool = False,
     progress: bool = True,
+    report_features: dict[str, dict] | None = None,
+    report_targets: EncoderTargets | None = None,
 ) -> dict:
     """Train `encoder` (a `BiomechGPTMotionEncoder`) in place on every task's trial-level target.
 
@@ -114,6 +116,8 @@ def pretrain_motion_encoder(
         seed (`int`, defaults to 0): heads, batches and crops.
         bf16 (`bool`, defaults to `False`): bfloat16 autocast.
         progress (`bool`, defaults to `True`): a progress bar.
+        report_features, report_targets (*optional*): a held-out split scored once with the selected epoch's encoder
+            and heads (`report_scores`): the encoder with linear heads is itself a neural baseline.
 
     Returns:
         `dict`: the learning curve (training and validation loss per epoch, validation scores per task), the
@@ -191,12 +195,12 @@ def pretrain_motion_encoder(
                 losses[task] = nn.functional.mse_loss(heads[task](flat[keep])[:, 0], (y[keep] - mu) / sigma)
         return losses
 
-    def evaluate() -> tuple[float, dict[str, float]]:
+    def evaluate(features: dict[str, dict], targets: EncoderTargets) -> tuple[float, dict[str, float]]:
         encoder.eval()
         heads.eval()
         dropout.eval()
-        val_ids = [t for t in validation_targets.trial_ids if t in validation_features]
-        val_row = {t: i for i, t in enumerate(validation_targets.trial_ids)}
+        val_ids = [t for t in targets.trial_ids if t in features]
+        val_row = {t: i for i, t in enumerate(targets.trial_ids)}
         sums: dict[str, float] = {}
         scores: dict[str, list] = {}
         with torch.no_grad():
@@ -204,15 +208,15 @@ def pretrain_motion_encoder(
                 ids = val_ids[start:start + 64]
                 rows = np.array([val_row[t] for t in ids])
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    tokens = encoder(**batch_inputs(validation_features, ids, False))
+                    tokens = encoder(**batch_inputs(features, ids, False))
                 flat = tokens.flatten(1).float()
-                for task, loss in task_losses(tokens, validation_targets, rows).items():
+                for task, loss in task_losses(tokens, targets, rows).items():
                     sums[task] = sums.get(task, 0.0) + float(loss) * len(ids)
-                for task, labels in validation_targets.labels.items():
+                for task, labels in targets.labels.items():
                     y = labels[rows]
                     pred = heads[task](flat).argmax(1).numpy()
                     scores.setdefault(task, []).extend(zip(y[y >= 0], pred[y >= 0]))
-                for task, values in validation_targets.values.items():
+                for task, values in targets.values.items():
                     y = values[rows]
                     mu, sigma = value_stats[task]
                     pred = heads[task](flat)[:, 0].numpy() * sigma + mu
@@ -225,7 +229,7 @@ def pretrain_motion_encoder(
             if not pairs:
                 continue
             y, p = (np.asarray(x) for x in zip(*pairs))
-            metric[task] = _macro_f1(y, p) if task in validation_targets.labels else _pearson(y, p)
+            metric[task] = _macro_f1(y, p) if task in targets.labels else _pearson(y, p)
         loss = sum(sums.values()) / max(1, len(val_ids)) / max(1, len(sums))
         return loss, metric
 
@@ -256,18 +260,23 @@ def pretrain_motion_encoder(
             bar.set_postfix(loss=f"{running / count:.3f}")
         entry: dict[str, Any] = {"epoch": epoch, "step": step, "train_loss": running / max(1, count)}
         if has_validation:
-            entry["validation_loss"], entry["validation_scores"] = evaluate()
+            entry["validation_loss"], entry["validation_scores"] = evaluate(validation_features, validation_targets)
             if entry["validation_loss"] < best_loss:
                 best_loss, best_epoch = entry["validation_loss"], epoch
                 best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+                best_heads = {k: v.detach().clone() for k, v in heads.state_dict().items()}
         curve.append(entry)
         logger.info("motion encoder epoch %d: %s", epoch, entry)
     bar.close()
     if best_state is not None:
         encoder.load_state_dict(best_state)
+        heads.load_state_dict(best_heads)
+    summary = {"curve": curve, "selected_epoch": best_epoch or epoch, "steps": step,
+               "seconds": round(time.perf_counter() - started, 1), "trials": len(trials)}
+    if report_features is not None and report_targets is not None:
+        summary["report_loss"], summary["report_scores"] = evaluate(report_features, report_targets)
     encoder.eval()
-    return {"curve": curve, "selected_epoch": best_epoch or epoch, "steps": step,
-            "seconds": round(time.perf_counter() - started, 1), "trials": len(trials)}
+    return summary
 
 
 def _length_grouped_batches(trials: list[str], lengths: dict[str, int], batch_size: int, generator) -> list[list[str]]:
