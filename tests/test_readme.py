@@ -30,22 +30,28 @@ def test_quickstart_runs(tmp_path, monkeypatch, capsys):
     import biomechgpt
 
     model_dir, corpus_dir = build_real_model(tmp_path / "built")
-    motion_path = tmp_path / "my_trial.npz"
+    motion_path, second_path = tmp_path / "my_trial.npz", tmp_path / "my_trial_2.npz"
     biomechgpt.save_motion(make_motion(frames=120), motion_path)
+    biomechgpt.save_motion(make_motion(frames=90, seed=1), second_path)
 
     (quickstart,) = _python_blocks()
     for placeholder in ('"runs/default/model/motion_tokenizer"', '"runs/default/model"', '"runs/default/dataset"',
-                        '"my_trial.mot"'):
+                        '"my_trial.mot"', '"my_trial_2.mot"', '"What is the likely diagnosis?"'):
         assert placeholder in quickstart, f"README quickstart no longer uses {placeholder}"
     code = (
         quickstart.replace('"runs/default/model/motion_tokenizer"', repr(str(model_dir / "motion_tokenizer")))
         .replace('"runs/default/model"', repr(str(model_dir)))
         .replace('"runs/default/dataset"', repr(str(corpus_dir)))
         .replace('"my_trial.mot"', repr(str(motion_path)))
+        .replace('"my_trial_2.mot"', repr(str(second_path)))
+        # the small model built here knows activity, cadence and summary questions only
+        .replace('"What is the likely diagnosis?"', '"What activity is the person performing?"')
     )
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 5
+    assert len(out) == 6
     assert out[0].startswith("What activity is this? -> ") and "[activity, confidence 0." in out[0]
-    assert out[3].startswith("30 codes; reconstructed: (120, 33)")
+    assert "[cadence, spread" in out[1] and "confidence None" not in "\n".join(out)
+    assert out[3] in ("Walking.", "Running.")  # the participant answer is a candidate sentence
+    assert out[4].startswith("30 codes; reconstructed: (120, 33)")
