@@ -92,6 +92,27 @@ def test_adapters_on_a_pretrained_base_reduce_loss_and_merge(corpus, hub_llama, 
     assert merged["language_model.model.layers.0.self_attn.q_proj.weight"].dtype == torch.float32
     assert not any("lora" in name for name in merged)
     assert model.config.motion_token_offset >= base["model.embed_tokens.weight"].shape[0]
+    # the PEFT adapter is saved as trained, next to the merged weights
+    from peft import PeftConfig
+
+    adapter = PeftConfig.from_pretrained(out / "adapter")
+    assert adapter.peft_type.value == "LORA" and adapter.r == 16
+    assert any("lora_A" in k for k in load_file(out / "adapter" / "adapter_model.safetensors"))
+
+
+def test_a_bfloat16_base_is_saved_in_bfloat16(corpus, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    base = make_hub_llama(tmp_path / "bf16-base")
+    AutoModelForCausalLM.from_pretrained(base).to(torch.bfloat16).save_pretrained(base)
+    out = train_model(corpus, str(base), tmp_path / "model", codebook_size=CODEBOOK, mode="lora", max_steps=2,
+                      **QUICK)
+    weights = load_file(out / "model.safetensors")
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.bfloat16}
+    assert _summary(out)["arguments"]["save_dtype"] == "bfloat16"
+    forced = train_model(corpus, str(base), tmp_path / "fp32", codebook_size=CODEBOOK, mode="lora", max_steps=2,
+                         save_dtype="float32", **QUICK)
+    assert load_file(forced / "model.safetensors")["language_model.lm_head.weight"].dtype == torch.float32
 
 
 def test_qlora_still_trains_after_an_evaluation_pass(hub_llama):

@@ -44,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-motion-encoder", action="store_true",
                         help="keep training the motion encoder in stage 2 (default: frozen after stage 1)")
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="bfloat16 autocast (default: on for tiny where the CPU or GPU computes bf16 natively)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute activations in the backward pass: less memory for a large base, more time")
+    parser.add_argument("--logging-steps", type=int, default=25, help="log the loss every N steps (default: 25)")
+    parser.add_argument("--save-dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                        help="dtype of the saved weights (default: the base's stored dtype; float32 for tiny)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -69,7 +76,9 @@ def _main(args: argparse.Namespace) -> int:
                           learning_rate=args.learning_rate, batch_size=args.batch_size,
                           max_motion_codes=args.max_motion_codes, motion_loss=args.motion_loss,
                           lora_r=args.lora_r, progress=not args.no_progress, motion_input=args.motion_input,
-                          cohort_dir=args.cohort, freeze_motion_encoder=not args.train_motion_encoder, **encoder)
+                          cohort_dir=args.cohort, freeze_motion_encoder=not args.train_motion_encoder, bf16=args.bf16,
+                          gradient_checkpointing=args.gradient_checkpointing, logging_steps=args.logging_steps,
+                          save_dtype=args.save_dtype, **encoder)
     except ValueError as err:  # bad hyperparameters are usage errors
         raise UsageError(str(err)) from None
     print(f"model saved to {out}")

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 TRAINING_MODES = ("lora", "qlora", "full")
 MOTION_INPUTS = ("codes", "continuous", "both")
+SAVE_DTYPES = ("float32", "bfloat16", "float16")
 CHECKPOINTS = "checkpoints"
 CORPUS_COLUMNS = ("id", "trial_id", "split", "task", "question", "answer", "target_label", "target_value",
                   "target_unit", "motion_codes")
@@ -82,6 +83,11 @@ class BiomechGPTTrainingArguments:
         encoder_learning_rate (`float`, defaults to 2e-3), encoder_batch_size (`int`, defaults to 32).
         freeze_motion_encoder (`bool`, defaults to `True`): keep the stage-1 encoder fixed in stage 2 (its soft
             tokens are then computed once per trial), training the projector and the language model.
+        gradient_checkpointing (`bool`, defaults to `False`): recompute activations in the backward pass (less
+            memory for a large base, ~30% more time).
+        save_dtype (`str`, *optional*): dtype of the saved weights ("float32", "bfloat16" or "float16"); defaults to
+            the pretrained base's stored dtype (a bf16 base is not written as a twice-as-large float32 file) and to
+            float32 for the embedded `tiny` sizes.
     """
 
     mode: str | None = None
@@ -114,6 +120,8 @@ class BiomechGPTTrainingArguments:
     encoder_learning_rate: float = 2e-3
     encoder_batch_size: int = 32
     freeze_motion_encoder: bool = True
+    gradient_checkpointing: bool = False
+    save_dtype: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,6 +137,10 @@ class BiomechGPTTrainingArguments:
         for name in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers", "encoder_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.save_dtype is not None and self.save_dtype not in SAVE_DTYPES:
+            raise ValueError(f"save_dtype must be one of {SAVE_DTYPES}, got {self.save_dtype!r}")
+        if self.logging_steps < 1:
+            raise ValueError(f"logging_steps must be at least 1, got {self.logging_steps}")
         if self.encoder_epochs < 0:
             raise ValueError(f"encoder_epochs must be >= 0, got {self.encoder_epochs}")
 
@@ -628,6 +640,7 @@ def train_model(
         remove_unused_columns=False,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
+        gradient_checkpointing=args.gradient_checkpointing,
         **args.extra,
     )
     trainer = Trainer(model=trainable, args=training_args, train_dataset=examples,
@@ -637,10 +650,15 @@ def train_model(
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
 
     if trainer.is_world_process_zero():
+        if mode != "full":  # the PEFT adapter itself, before merging changes the layers it lives in
+            trainable.save_pretrained(out_dir / "adapter")
         final = _merged_model(trainer.model if mode == "full" else trainable, mode, base_model, texts,
                               motion_tokenizer, codebook_size, args)
         final = getattr(final, "module", final)
         final.config.use_cache = True
+        save_dtype = args.save_dtype or _stored_dtype(base_model)
+        if save_dtype != "float32":
+            final = final.to(getattr(torch, save_dtype))
         final.save_pretrained(out_dir)
         processor.save_pretrained(out_dir)
         history = [entry for entry in trainer.state.log_history if "loss" in entry]
@@ -657,7 +675,7 @@ def train_model(
             "first_loss": history[0]["loss"] if history else None,
             "final_loss": history[-1]["loss"] if history else None,
             "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
-            "arguments": asdict(args) | {"learning_rate": learning_rate, "bf16": bf16},
+            "arguments": asdict(args) | {"learning_rate": learning_rate, "bf16": bf16, "save_dtype": save_dtype},
             "loss_curve": [{"step": e["step"], "loss": e["loss"]} for e in history],
             "motion_encoder": encoder_summary,
         }
@@ -706,6 +724,22 @@ def _optional_split(dataset_dir: Path, split: str):
         return load_corpus(dataset_dir, split)
     except MotionInputError:
         return None
+
+
+def _stored_dtype(base_model: str) -> str:
+    """The dtype a pretrained base's weights are stored in ("float32" for the embedded sizes and when unknown)."""
+    from biomechgpt.training.tiny_lm import is_tiny
+
+    if is_tiny(base_model):
+        return "float32"
+    try:
+        from transformers import AutoConfig
+
+        stored = str(getattr(AutoConfig.from_pretrained(base_model), "dtype", None) or "float32")
+    except (OSError, ValueError):
+        return "float32"
+    stored = stored.replace("torch.", "")
+    return stored if stored in SAVE_DTYPES else "float32"
 
 
 def fast_bf16() -> bool:
