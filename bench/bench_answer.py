@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: untrained default-size model)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--motions", type=int, default=64, help="motions in the batch benchmark (default: 64)")
-    parser.add_argument("--codes", type=int, default=150, help="motion codes per motion (default: 150, 20 s)")
+    parser.add_argument("--codes", type=int, default=150,
+                        help="motion codes per motion (default: 150, 20 s; 4 frames each for a frame-reading model)")
     parser.add_argument("--repeats", type=int, default=20, help="single-answer repeats (default: 20)")
     parser.add_argument("--batch-size", type=int, default=64, help="questions per forward pass (default: 64)")
     args = parser.parse_args()
@@ -83,7 +84,10 @@ def main() -> None:
     tasks = list(questions)
     rng = np.random.default_rng(0)
     size = processor.codebook_size
-    motions = [rng.integers(0, size, args.codes).tolist() for _ in range(args.motions)]
+    if getattr(model.config, "motion_input", "codes") != "codes":  # a model that reads the frames themselves
+        motions = [rng.normal(scale=0.2, size=(4 * args.codes, 33)).astype("float32") for _ in range(args.motions)]
+    else:
+        motions = [rng.integers(0, size, args.codes).tolist() for _ in range(args.motions)]
 
     def timed(motion, task: str, question: str) -> float:
         start = time.perf_counter()
