@@ -581,17 +581,29 @@ _VALIDATION_SEED = 0
 
 def _validation_motion(processor) -> Any:
     """A fixed motion for the answer comparison: a smooth gait-like float array when a MotionTokenizer is bundled
-    (it turns it into codes), else a fixed code sequence."""
+    (it turns it into codes) or the model reads motion frames, else a fixed code sequence."""
     import numpy as np
 
     tokenizer = getattr(processor, "motion_tokenizer", None)
-    if tokenizer is None:
+    if tokenizer is None and not getattr(processor, "reads_features", False):
         size = processor.codebook_size or 16
         return [int(i * 7 % size) for i in range(32)]
-    n_coords = len(tokenizer.feature_extractor.coordinates)
-    t = np.arange(120, dtype=np.float64)[:, None] / tokenizer.frame_rate
+    extractor = tokenizer.feature_extractor if tokenizer is not None else processor.feature_extractor
+    n_coords = len(extractor.coordinates)
+    t = np.arange(120, dtype=np.float64)[:, None] / (tokenizer or extractor).frame_rate
     phase = np.arange(n_coords, dtype=np.float64)[None] * 0.37
     return (0.3 * np.sin(2 * np.pi * 0.9 * t + phase)).astype(np.float32)  # (frames, coords) radians
+
+
+def _motion_for_answers(processor, motion) -> tuple[list[int], Any]:
+    """`(codes, what the model is asked about)` for the validation motion: the codes the bundled MotionTokenizer
+    gives (compared between loads; empty without one) and the codes, or the motion itself for a model that reads
+    motion frames. This function's source also runs in the remote-code check."""
+    if isinstance(motion, list):
+        return motion, motion
+    tokenizer = getattr(processor, "motion_tokenizer", None)
+    codes = [int(c) for c in tokenizer.encode(motion)] if tokenizer is not None else []
+    return codes, (motion if getattr(processor, "reads_features", False) else codes)
 
 
 def _validation_questions(processor) -> tuple[list[str], list[str | None]]:
@@ -631,10 +643,10 @@ def _answer_log_likelihoods(model, processor, codes, motion, questions, answers)
         extra = processor.collate_motion_inputs([processor.motion_inputs(motion)])
     results = []
     for question, answer in zip(questions, answers):
-        batch = processor(codes, question, answers=answer)
+        example = processor.build_training_example(codes, [(question, answer)])
+        input_ids, targets = torch.tensor([example["input_ids"]]), torch.tensor(example["labels"][1:])
         with torch.no_grad():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).logits
-        targets = batch["labels"][0, 1:]
+            logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **extra).logits
         scored = targets != -100
         logprobs = torch.log_softmax(logits[0, :-1][scored].double(), -1)
         results.append(float(logprobs.gather(-1, targets[scored][:, None]).sum()))
@@ -644,12 +656,12 @@ def _answer_log_likelihoods(model, processor, codes, motion, questions, answers)
 def _answers(model, processor, motion, reference: dict | None = None) -> dict:
     """The validation questions' answers, and the log-likelihood of the `reference` answers' texts (default: these
     answers' own texts)."""
-    codes = motion if isinstance(motion, list) else processor.motion_tokenizer.encode(motion)
+    codes, asked = _motion_for_answers(processor, motion)
     questions, tasks = _validation_questions(processor)
-    answers = model.answer_batch([codes] * len(questions), questions, tasks=tasks, processor=processor,
+    answers = model.answer_batch([asked] * len(questions), questions, tasks=tasks, processor=processor,
                                  max_new_tokens=24)
     texts = [a["answer"] for a in reference["answers"]] if reference else [a.answer for a in answers]
-    return {"codes": [int(c) for c in codes], "answers": [a.to_dict() for a in answers],
+    return {"codes": codes, "answers": [a.to_dict() for a in answers],
             "log_likelihoods": _answer_log_likelihoods(model, processor, codes, motion, questions, texts)}
 
 
@@ -678,12 +690,12 @@ _REMOTE_SCRIPT = textwrap.dedent("""
     motion = json.load(open(motion_path))
     if isinstance(motion, dict):
         motion = np.asarray(motion["values"], dtype=np.float32)
-    codes = motion if isinstance(motion, list) else processor.motion_tokenizer.encode(motion)
+    codes, asked = _motion_for_answers(processor, motion)
     questions, tasks = json.load(open(questions_path))
-    answers = model.answer_batch([codes] * len(questions), questions, tasks=tasks, processor=processor,
+    answers = model.answer_batch([asked] * len(questions), questions, tasks=tasks, processor=processor,
                                  max_new_tokens=24)
     texts = json.load(open(reference_path))
-    result = {"codes": [int(c) for c in codes], "answers": [a.to_dict() for a in answers],
+    result = {"codes": codes, "answers": [a.to_dict() for a in answers],
               "log_likelihoods": _answer_log_likelihoods(model, processor, codes, motion, questions, texts),
               "model_module": type(model).__module__, "processor_module": type(processor).__module__}
     json.dump(result, open(out, "w"))
@@ -698,8 +710,9 @@ def _remote_answers(folder: Path, motion: Any, processor, reference: dict, base:
         tmp = Path(tmp)
         script, motion_path, questions_path, reference_path, out = (tmp / name for name in (
             "remote.py", "motion.json", "questions.json", "reference.json", "answers.json"))
-        # the scoring function is the package's own, so both loads score text the same way
-        script.write_text(inspect.getsource(_answer_log_likelihoods) + _REMOTE_SCRIPT)
+        # the package's own functions, so both loads are asked and score text the same way
+        helpers = "\n\n".join(inspect.getsource(f) for f in (_motion_for_answers, _answer_log_likelihoods))
+        script.write_text("from __future__ import annotations\n\n" + helpers + "\n" + _REMOTE_SCRIPT)
         payload = motion if isinstance(motion, list) else {"values": motion.tolist()}
         motion_path.write_text(json.dumps(payload))
         questions_path.write_text(json.dumps(list(_validation_questions(processor))))
