@@ -1,5 +1,6 @@
 """`biomechgpt run --quick`: every stage of the main job on a small configuration, as the README's first command runs
-them (each stage a `biomechgpt` child process), and the run folder a user gets."""
+them (each stage a `biomechgpt` child process), killed with SIGKILL part-way and continued by running the same command
+again (the `quick_run` fixture in conftest.py), and the run folder a user gets."""
 
 from __future__ import annotations
 
@@ -7,19 +8,32 @@ import json
 
 import pytest
 
-from biomechgpt import cli
 from biomechgpt.pipeline import STAGES
 
 
 @pytest.mark.slow
-def test_quick_run_produces_a_loadable_model_metrics_and_timings(tmp_path, capsys):
-    assert cli.main(["run", "--quick", "--out", str(tmp_path)]) == 0
-    run = tmp_path / "quick"
+def test_a_killed_run_continues_from_its_last_finished_stage(quick_run):
+    run = quick_run.run
+    assert quick_run.killed_after == ["simulate"]
+    if quick_run.stage_outlived_pipeline is not None:  # Linux: the stage process died with the pipeline
+        assert quick_run.stage_outlived_pipeline is False
+    assert quick_run.status == 0, quick_run.output[-3000:]
+    assert "== [1/5] simulate: finished earlier, skipped ==" in quick_run.output
+    assert "== [1/5] simulate ==" not in quick_run.output and "== [2/5] train_tokenizer ==" in quick_run.output
+    assert (run / "cohort" / "participants.parquet").stat().st_mtime_ns == quick_run.cohort_mtime_ns
+    assert json.loads((run / "run.json").read_text())["finished_stages"] == [stage.name for stage in STAGES]
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_quick_run_produces_a_loadable_model_metrics_and_timings(quick_run):
+    run = quick_run.run
+    assert quick_run.status == 0, quick_run.output[-3000:]
     for folder in ("cohort", "tokenizer", "dataset", "model"):
         assert (run / folder).is_dir(), folder
 
     timings = json.loads((run / "timings.json").read_text())
-    assert list(timings["stages"]) == [stage.name for stage in STAGES]
+    assert list(timings["stages"]) == [stage.name for stage in STAGES]  # the killed run's simulate included
     for stage in timings["stages"].values():
         assert stage["wall_s"] > 0 and stage["peak_rss_mb"] > 50
     assert timings["total_wall_s"] >= sum(s["wall_s"] for s in timings["stages"].values()) - 1e-6
@@ -31,8 +45,7 @@ def test_quick_run_produces_a_loadable_model_metrics_and_timings(tmp_path, capsy
     for task in ("cadence", "walking_speed"):
         assert {"mae", "pearson_r"} <= set(metrics["tasks"][task]["biomechgpt"])
     assert (run / "report.md").is_file() and "model-index" in (run / "model" / "README.md").read_text()
-    out = capsys.readouterr().out
-    assert "BiomechGPT" in out and "baseline" in out  # the results table at the end
+    assert "BiomechGPT" in quick_run.output and "baseline" in quick_run.output  # the results table at the end
 
     from transformers import AutoModelForCausalLM
 

@@ -386,3 +386,17 @@ def test_push_without_token_or_network_fails_in_one_line(run_dir, tmp_path, hub,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert hub.files == {} and not [c for c in hub.calls if c[0] != "create_repo"]
+
+
+@pytest.mark.slow
+def test_push_dry_run_validates_a_pipeline_run(quick_run, capsys):
+    """The release check on what `biomechgpt run` produced (not a hand-made tiny model): the remote-code load in a
+    fresh single-threaded interpreter must agree with the package's within the stated tolerance."""
+    run = quick_run.run
+    status = main(["push", "--model", str(run / "model"), "--repo-id", "lab/bgpt-quick", "--dataset",
+                   str(run / "dataset"), "--dataset-repo-id", "lab/bgpt-quick-qa", "--dry-run"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "check model: loads with and without the package;" in captured.out
+    assert "questions answered alike (task, label and unit equal;" in captured.out
+    assert "dry run: validated, nothing uploaded" in captured.out
