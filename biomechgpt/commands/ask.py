@@ -66,7 +66,9 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError(f"--model {model_dir}: cannot load the model ({type(err).__name__}: "
                          f"{' '.join(str(err).split())[:300]})") from None
     processor = model.processor
-    if getattr(processor, "motion_tokenizer", None) is None:
+    # a model that reads motion codes needs the MotionTokenizer that made them (one that reads only motion frames
+    # falls back to the default feature extractor)
+    if getattr(processor, "motion_tokenizer", None) is None and getattr(processor, "reads_codes", True):
         raise UsageError(f"--model {model_dir}: the folder has no MotionTokenizer ({model_dir / 'motion_tokenizer'}), "
                          "so the model cannot read motion files; save the processor with its motion_tokenizer")
     if args.task is not None:
