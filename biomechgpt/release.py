@@ -380,8 +380,12 @@ def _rebuild_base(model_dir: Path, summary: dict):
         from biomechgpt.processing.tokenization_motion import MotionTokenizer
 
         motion_tokenizer = MotionTokenizer.from_pretrained(model_dir / MOTION_FOLDER)
-    codebook_size = _read_json(model_dir / "config.json")["codebook_size"]
-    args = BiomechGPTTrainingArguments(mode="lora", seed=int(summary.get("seed", 0)))
+    config = _read_json(model_dir / "config.json")
+    codebook_size = config["codebook_size"]
+    # the run's own motion input (older configs predate the setting: they read codes), else the base gets the
+    # vocabulary of the training default
+    args = BiomechGPTTrainingArguments(mode="lora", seed=int(summary.get("seed", 0)),
+                                       motion_input=config.get("motion_input", "codes"))
     try:
         model, _ = _build_model(str(base_model), "lora", [], motion_tokenizer, codebook_size, args)
     except OSError as err:
