@@ -121,7 +121,7 @@ def test_the_same_run_released_merged(adapter_release, tmp_path):
 def test_adapter_of_a_full_run_is_refused(inputs, tmp_path):
     corpus, _, tokenizer = inputs
     model = train_model(corpus, "tiny-s", tmp_path / "model", motion_tokenizer=str(tokenizer), max_steps=1,
-                        batch_size=4, progress=False, tokenizer_vocab_size=300)
+                        batch_size=4, progress=False, tokenizer_vocab_size=300, motion_input="codes")
     (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
     with pytest.raises(ReleaseError, match="--adapter needs a LoRA or QLoRA run .* mode is 'full'"):
         prepare_release(model, tmp_path / "stage", repo_id="lab/bgpt", adapter=True)
