@@ -378,6 +378,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             model.multi_modal_projector = BiomechGPTMultiModalProjector(
                 config.motion_encoder_hidden_size, config.get_text_config(decoder=True).hidden_size
             ).to(input_embeddings.weight.device)
+            _match_embedding_scale(model.multi_modal_projector, input_embeddings.weight[:reference_rows],
+                                   config.motion_encoder_hidden_size, generator)
         return model
 
     # -- answering -------------------------------------------------------------------------------------------------
@@ -888,6 +890,23 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             logits_to_keep=0 if logits else 1,
         )
         return (out.logits if logits else None), out.cache
+
+
+@torch.no_grad()
+def _match_embedding_scale(projector: nn.Module, text_rows: torch.Tensor, in_features: int,
+                           generator: torch.Generator) -> None:
+    """Scale the projector's last layer so that its soft tokens start at the norm of the text embeddings.
+
+    The encoder's tokens leave a LayerNorm (unit variance); through a freshly initialised MLP they came out ~16x
+    longer than the tiny model's text embeddings (norm 11.6 against 0.70), and after one epoch the language model
+    still leaned on its answer prior (activity macro-F1 0.20 while the frozen encoder's own head scored 0.999)."""
+    probe = torch.randn(256, in_features, generator=generator).to(text_rows.device)
+    norm = projector(probe.to(projector.linear_1.weight.dtype)).float().norm(dim=-1).mean()
+    target = text_rows.float().norm(dim=-1).mean()
+    if float(norm) > 0:
+        factor = float(target / norm)
+        projector.linear_2.weight.mul_(factor)
+        projector.linear_2.bias.mul_(factor)
 
 
 @dataclass(frozen=True, eq=False)

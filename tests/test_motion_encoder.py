@@ -221,3 +221,12 @@ def test_participant_level_scores_vote_over_each_persons_trials():
     assert scores["diagnosis"]["biomechgpt"]["macro_f1"] == 1.0
     assert scores["diagnosis"]["baseline"]["macro_f1"] == pytest.approx(1 / 3)  # both called healthy
     assert scores["diagnosis"]["n_participants"] == 2
+
+
+def test_soft_tokens_start_at_the_scale_of_the_text_embeddings(model_and_processor):
+    model, processor = model_and_processor
+    batch = processor.collate_motion_inputs([processor.motion_inputs(make_motion(120, seed=s)) for s in range(4)])
+    with torch.no_grad():
+        soft = model.multi_modal_projector(model.get_motion_features(**batch)).norm(dim=-1).mean()
+    text = model.get_input_embeddings().weight[:model.config.motion_start_token_id].norm(dim=-1).mean()
+    assert 0.5 < float(soft / text) < 2.0
