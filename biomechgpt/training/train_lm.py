@@ -640,7 +640,7 @@ def train_model(
         remove_unused_columns=False,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
-        gradient_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing=args.gradient_checkpointing,
         **args.extra,
     )
     trainer = Trainer(model=trainable, args=training_args, train_dataset=examples,
