@@ -195,7 +195,8 @@ def test_answer_single_and_list_and_prefix_reuse(model_and_processor):
         model.answer(CODES_B, CLOSED_QUESTIONS[1], processor=processor)
         model.answer(CODES_A, CLOSED_QUESTIONS[1], processor=processor)  # only the last motion is kept
         assert runs.count == 3
-    assert one.to_dict().keys() == {"question", "task", "answer", "label", "value", "unit", "confidence", "spread"}
+    assert one.to_dict().keys() == {"question", "task", "answer", "label", "value", "unit", "confidence", "spread",
+                                     "probabilities", "recordings"}
     assert both[1] == one
     assert both[0].task == "activity" and both[0].label in ("walking", "running")
     with pytest.raises(ValueError, match="non-empty"):
