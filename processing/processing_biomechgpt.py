@@ -336,20 +336,25 @@ class BiomechGPTProcessor(ProcessorMixin):
         extractor = self.feature_extractor
         valid = extractor.as_motion(motion)
         values, coordinate_mask = extractor.motion_to_features(valid)
-        window = self.max_motion_codes * FRAMES_PER_CODE
-        if len(values) > window:
-            start = (len(values) - window) // 2 if start is None else int(np.clip(start, 0, len(values) - window))
-            values = values[start:start + window]
-        pad = -len(values) % FRAMES_PER_CODE
-        if pad:
-            values = np.concatenate([values, np.repeat(values[-1:], pad, 0)])
-        values = np.ascontiguousarray(values, dtype=np.float32)
+        values = self.crop_frames(values, self.max_motion_codes * FRAMES_PER_CODE, start=start)
         duration = float(valid.n_frames / valid.frame_rate)
         digest = hashlib.sha1(values.tobytes())
         digest.update(coordinate_mask.tobytes())
         digest.update(np.float64(duration).tobytes())
         return {"motion": valid, "motion_values": values, "coordinate_mask": coordinate_mask,
                 "motion_duration": duration, "fingerprint": digest.hexdigest()}
+
+    @staticmethod
+    def crop_frames(values: np.ndarray, window: int, start: int | None = None) -> np.ndarray:
+        """At most `window` frames of `values` `(frames, channels)`: the middle ones, or those from `start`, padded to
+        a multiple of 4 by repeating the last frame (the motion encoder halves the rate twice)."""
+        if len(values) > window:
+            start = (len(values) - window) // 2 if start is None else int(np.clip(start, 0, len(values) - window))
+            values = values[start:start + window]
+        pad = -len(values) % FRAMES_PER_CODE
+        if pad:
+            values = np.concatenate([values, np.repeat(values[-1:], pad, 0)])
+        return np.ascontiguousarray(values, dtype=np.float32)
 
     @staticmethod
     def collate_motion_inputs(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:

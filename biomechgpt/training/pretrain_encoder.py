@@ -165,14 +165,9 @@ def pretrain_motion_encoder(
         for t in ids:
             item = features[t]
             values = item["motion_values"]
-            if len(values) > window:
-                start = int(rng.integers(0, len(values) - window + 1)) if random_crop else (len(values) - window) // 2
-                values = values[start:start + window]
-            pad = -len(values) % 4
-            if pad:
-                values = np.concatenate([values, np.repeat(values[-1:], pad, 0)])
-            items.append({"motion_values": values, "coordinate_mask": item["coordinate_mask"],
-                          "motion_duration": item["motion_duration"]})
+            start = int(rng.integers(0, len(values) - window + 1)) if random_crop and len(values) > window else None
+            items.append({"motion_values": BiomechGPTProcessor.crop_frames(values, window, start=start),
+                          "coordinate_mask": item["coordinate_mask"], "motion_duration": item["motion_duration"]})
         return BiomechGPTProcessor.collate_motion_inputs(items)
 
     def task_losses(tokens: torch.Tensor, targets: EncoderTargets, rows: np.ndarray) -> dict[str, torch.Tensor]:

@@ -374,19 +374,10 @@ def _trial_features(cohort, trial_ids, extractor, progress: bool) -> dict[str, d
 
 def _middle_window(item: dict, processor) -> dict:
     """The window of a trial's frames the processor reads at answer time (the middle, padded to 4 frames)."""
-    import numpy as np
-
     from biomechgpt.processing.processing_biomechgpt import FRAMES_PER_CODE
 
-    values = item["motion_values"]
-    window = processor.max_motion_codes * FRAMES_PER_CODE
-    if len(values) > window:
-        start = (len(values) - window) // 2
-        values = values[start:start + window]
-    pad = -len(values) % FRAMES_PER_CODE
-    if pad:
-        values = np.concatenate([values, np.repeat(values[-1:], pad, 0)])
-    return {**item, "motion_values": values}
+    return {**item, "motion_values": processor.crop_frames(item["motion_values"],
+                                                           processor.max_motion_codes * FRAMES_PER_CODE)}
 
 
 def _encode_trials(encoder, windows: dict[str, dict], batch_size: int = 64) -> dict:
