@@ -184,11 +184,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.language_model = language_model or AutoModelForCausalLM.from_config(config.text_config)
         if config.reads_features:
-            self.motion_encoder = BiomechGPTMotionEncoder(
-                config.motion_feature_channels, config.motion_encoder_hidden_size, config.motion_encoder_layers,
-                config.num_motion_tokens)
-            self.multi_modal_projector = BiomechGPTMultiModalProjector(
-                config.motion_encoder_hidden_size, config.get_text_config(decoder=True).hidden_size)
+            self._new_motion_modules()
         self._processor = None
         self._prefix_memo: MotionPrefix | None = None  # the last motion's prefix, for the next call about it
         self.post_init()
@@ -259,6 +255,15 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+
+    def _new_motion_modules(self) -> None:
+        """Fresh `motion_encoder` and `multi_modal_projector` for this config (PyTorch's default initialisation)."""
+        config = self.config
+        self.motion_encoder = BiomechGPTMotionEncoder(
+            config.motion_feature_channels, config.motion_encoder_hidden_size, config.motion_encoder_layers,
+            config.num_motion_tokens)
+        self.multi_modal_projector = BiomechGPTMultiModalProjector(
+            config.motion_encoder_hidden_size, config.get_text_config(decoder=True).hidden_size)
 
     def get_motion_features(self, motion_values: torch.Tensor, motion_mask: torch.Tensor,
                             coordinate_mask: torch.Tensor, motion_durations: torch.Tensor) -> torch.Tensor:
@@ -370,14 +375,11 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         config.text_config = text_config  # keep the live object (quantization and attention settings)
         model = cls(config, language_model=language_model)
         model.generation_config.suppress_tokens = model.non_text_token_ids
-        if config.reads_features:  # the encoder trains in float32 whatever the (possibly 4-bit) LM's dtype
+        if config.reads_features:  # seeded, in float32 whatever the (possibly 4-bit) LM's dtype, on the LM's device
             torch.manual_seed(seed)
-            model.motion_encoder = BiomechGPTMotionEncoder(
-                config.motion_feature_channels, config.motion_encoder_hidden_size, config.motion_encoder_layers,
-                config.num_motion_tokens).to(input_embeddings.weight.device)
-            model.multi_modal_projector = BiomechGPTMultiModalProjector(
-                config.motion_encoder_hidden_size, config.get_text_config(decoder=True).hidden_size
-            ).to(input_embeddings.weight.device)
+            model._new_motion_modules()
+            model.motion_encoder.to(input_embeddings.weight.device)
+            model.multi_modal_projector.to(input_embeddings.weight.device)
             _match_embedding_scale(model.multi_modal_projector, input_embeddings.weight[:reference_rows],
                                    config.motion_encoder_hidden_size, generator)
         return model
