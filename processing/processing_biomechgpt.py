@@ -313,6 +313,11 @@ class BiomechGPTProcessor(ProcessorMixin):
             extractor = MotionFeatureExtractor()
         return extractor
 
+    @property
+    def frame_window(self) -> int:
+        """Frames of a motion the encoder reads: the window its `max_motion_codes` codes cover."""
+        return self.max_motion_codes * FRAMES_PER_CODE
+
     def motion_inputs(self, motion: Any, *, start: int | None = None) -> dict[str, Any]:
         """The feature frames a motion encoder reads, for a `Motion`, a motion file or a float array.
 
@@ -336,7 +341,7 @@ class BiomechGPTProcessor(ProcessorMixin):
         extractor = self.feature_extractor
         valid = extractor.as_motion(motion)
         values, coordinate_mask = extractor.motion_to_features(valid)
-        values = self.crop_frames(values, self.max_motion_codes * FRAMES_PER_CODE, start=start)
+        values = self.crop_frames(values, self.frame_window, start=start)
         duration = float(valid.n_frames / valid.frame_rate)
         digest = hashlib.sha1(values.tobytes())
         digest.update(coordinate_mask.tobytes())

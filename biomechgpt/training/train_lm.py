@@ -39,7 +39,6 @@ __all__ = ["BiomechGPTTrainingArguments", "train_model", "load_corpus", "corpus_
 logger = logging.getLogger(__name__)
 
 TRAINING_MODES = ("lora", "qlora", "full")
-MOTION_INPUTS = ("codes", "continuous", "both")
 SAVE_DTYPES = ("float32", "bfloat16", "float16")
 CHECKPOINTS = "checkpoints"
 CORPUS_COLUMNS = ("id", "trial_id", "split", "task", "question", "answer", "target_label", "target_value",
@@ -132,6 +131,8 @@ class BiomechGPTTrainingArguments:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("set epochs > 0 or max_steps > 0")
+        from biomechgpt.modeling.configuration_biomechgpt import MOTION_INPUTS
+
         if self.motion_input not in MOTION_INPUTS:
             raise ValueError(f"motion_input must be one of {MOTION_INPUTS}, got {self.motion_input!r}")
         for name in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers", "encoder_batch_size"):
@@ -374,10 +375,7 @@ def _trial_features(cohort, trial_ids, extractor, progress: bool) -> dict[str, d
 
 def _middle_window(item: dict, processor) -> dict:
     """The window of a trial's frames the processor reads at answer time (the middle, padded to 4 frames)."""
-    from biomechgpt.processing.processing_biomechgpt import FRAMES_PER_CODE
-
-    return {**item, "motion_values": processor.crop_frames(item["motion_values"],
-                                                           processor.max_motion_codes * FRAMES_PER_CODE)}
+    return {**item, "motion_values": processor.crop_frames(item["motion_values"], processor.frame_window)}
 
 
 def _encode_trials(encoder, windows: dict[str, dict], batch_size: int = 64) -> dict:
@@ -700,7 +698,7 @@ def _prepare_motion_encoder(model, processor, frame, metadata: dict, dataset_dir
         summary |= pretrain_motion_encoder(
             model.motion_encoder, features, targets, validation_features=val_features,
             validation_targets=val_targets, epochs=args.encoder_epochs, batch_size=args.encoder_batch_size,
-            learning_rate=args.encoder_learning_rate, window=processor.max_motion_codes * 4, seed=args.seed,
+            learning_rate=args.encoder_learning_rate, window=processor.frame_window, seed=args.seed,
             progress=args.progress)
     windows = {t: _middle_window(item, processor) for t, item in features.items()}
     if args.freeze_motion_encoder:
