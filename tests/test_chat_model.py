@@ -113,6 +113,71 @@ def test_each_session_keeps_its_own_prefix_cache(answerer, catalog):
                                                         round(answers["t001"][0]["confidence"], 5))
 
 
+def _ask_all(answerer, catalog, trial_id: str, from_codes: bool, questions: list[str]) -> list[dict]:
+    """One session's conversation: select the trial, ask every question; the answers without their latency."""
+    from biomechgpt.chat.session import ChatSession
+
+    session = ChatSession()
+    session.select(catalog.motion(trial_id), trial_id)
+    if from_codes:  # as the page does for a corpus trial; otherwise the session runs the motion's prefix itself
+        session.prefix = answerer.prefix_from_codes(catalog.codes(trial_id))
+    return [{k: v for k, v in session.ask(answerer, q).items() if k != "latency_s"} for q in questions]
+
+
+def test_concurrent_sessions_get_the_answers_they_get_alone(answerer, catalog, monkeypatch):
+    """Eight sessions ask through one `ModelAnswerer` from eight threads at once (what Gradio's workers do with a
+    concurrency limit above 1): each gets exactly the answers it gets alone, nothing raises, and the model runs one
+    call at a time (the answerer's lock: one forward pass already uses every core)."""
+    import threading
+
+    model, running, most = answerer.model, [0], [0]
+    count_lock = threading.Lock()
+
+    def counted(method):
+        def call(*args, **kwargs):
+            with count_lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            try:
+                return method(*args, **kwargs)
+            finally:
+                with count_lock:
+                    running[0] -= 1
+
+        return call
+
+    for name in ("answer", "encode_prefix"):
+        monkeypatch.setattr(model, name, counted(getattr(model, name)))
+
+    questions = [ACTIVITY_QUESTION, "What is the cadence?", "Describe this trial.", ACTIVITY_QUESTION]
+    plan = [(trial_id, k % 2 == 0) for k, trial_id in enumerate(("t000", "t001", "t002", "t003", "t018", "t019",
+                                                                   "t020", "t021"))]
+    alone = [_ask_all(answerer, catalog, trial_id, from_codes, questions) for trial_id, from_codes in plan]
+    assert len({str(a) for a in alone}) > 2  # the sessions' answers differ: a mix-up between them would show
+
+    together: list[list[dict] | None] = [None] * len(plan)
+    errors: list[str] = []
+    barrier = threading.Barrier(len(plan))
+
+    def session(k: int) -> None:
+        try:
+            barrier.wait()
+            together[k] = _ask_all(answerer, catalog, *plan[k], questions)
+        except Exception as err:  # every thread's failure is reported, none hides another)
+            errors.append(f"{plan[k][0]}: {type(err).__name__}: {err}")
+
+    for _ in range(2):
+        threads = [threading.Thread(target=session, args=(k,)) for k in range(len(plan))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert errors == [] and not any(t.is_alive() for t in threads)
+        for (trial_id, _), mine, theirs in zip(plan, alone, together, strict=True):
+            assert theirs == mine, trial_id
+    assert most[0] == 1  # without the lock all eight threads are inside the model at once
+
+
 def test_chat_command_serves_the_real_model(real_model):
     """`biomechgpt chat` end to end in a subprocess: binds 127.0.0.1, answers over the HTTP API."""
     import subprocess
