@@ -20,6 +20,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,11 @@ from transformers.processing_utils import ProcessorMixin
 
 __all__ = [
     "BiomechGPTProcessor",
+    "QuestionRoute",
     "DEFAULT_CHAT_TEMPLATE",
     "CHAT_SPECIAL_TOKENS",
+    "TASK_CUES",
+    "TASK_TITLES",
     "prepare_text_tokenizer",
     "register_auto_classes",
 ]
@@ -52,6 +56,114 @@ _CORPUS_PARSER_MODULE = "biomechgpt.dataset_builder"
 
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
 _WORD = re.compile(r"[a-z0-9]+")
+
+# How an answer names a task to a user (a refusal lists them, a routing note names the one taken).
+TASK_TITLES: dict[str, str] = {
+    "activity": "the activity",
+    "impairment": "whether the movement is impaired",
+    "impairment_side": "the affected side",
+    "diagnosis": "the likely diagnosis",
+    "assistive_device": "the assistive device",
+    "fall_history": "a history of falls",
+    "cadence": "cadence",
+    "walking_speed": "walking speed",
+    "stride_length": "stride length",
+    "tug_time": "the Timed Up and Go time",
+    "fsst_time": "the Four Square Step Test time",
+    "summary": "a summary of the trial",
+}
+
+# Words and phrases that tie a free question to a task, in a clinician's or a patient's words: the corpus's example
+# questions cover only the phrasings the model was trained on, and the nearest of them is a task even for "What is the
+# weather today?". A cue word ending in "*" matches every word it begins ("impair*": impaired, impairment), others
+# match the word or its plural; a cue of several words matches them in a row. A cue with a leading "+" is clinical
+# vocabulary and counts on its own; the others ("speed", "which side", "how long") count only in a question that also
+# names a movement, a body part or a recording (`_ANCHORS`), so "What's the speed of light?" is refused.
+TASK_CUES: dict[str, tuple[str, ...]] = {
+    "activity": ("+activity", "+activities", "+exercise", "+what test", "+which test", "+what task", "+which task",
+                 "what movement", "which movement", "type of", "kind of", "doing", "happening", "going on",
+                 "+running or walking", "+walking or running", "+squat*", "+jump*", "+stair*", "+sit to stand",
+                 "+standing up", "+sitting down", "+balance", "+tandem", "+heel to toe", "in a line", "+turning",
+                 "+climb*", "is this walking", "is this running", "+jog*", "+sprint*", "+hop*", "turn",
+                 "+on the spot", "going up", "going down", "+sport*", "running", "trying to do", "+standing still",
+                 "+standing"),
+    "impairment": ("+impair*", "+abnormal*", "+limp*", "+pathological", "+gait problem", "+gait disorder",
+                   "normal*", "unusual", "healthy", "typical", "affected", "atypical", "+deviation*",
+                   "+movement disorder", "look off", "looks off", "wrong"),
+    "impairment_side": ("which side", "+which leg", "+which limb", "+left or right", "+left or the right",
+                        "+right or left", "+right leg", "+left leg", "+one side", "+favour*", "+favor*", "+weaker",
+                        "+asymmetr*", "+more involved", "+affected side", "side", "left", "right", "+lateralised",
+                        "+hemipar*", "+right side", "+left side", "+both sides", "+bad side", "+good side"),
+    "diagnosis": ("+diagnos*", "+condition", "+disease", "+parkinson*", "+stroke", "+cerebral palsy", "+amputee",
+                  "+amputation", "+arthritis", "+osteoarthritis", "+spinal cord", "+sci", "+wrong with",
+                  "+pathology", "+disorder", "+illness", "+clinical population", "+kind of patient",
+                  "+type of patient"),
+    "assistive_device": ("+cane", "+walker", "+crutch*", "+brace", "+orthosis", "+orthotic*", "+afo", "+aid",
+                         "+assistive", "+device", "+stick", "+rollator", "+walking frame"),
+    "fall_history": ("+fall*", "+fell", "+faller*"),
+    "cadence": ("+cadence", "+steps per minute", "+step per minute", "+steps a minute", "+step rate", "+step frequency",
+                "+stepping rate", "+stepping", "+spm", "+steps min", "per minute", "+steps per min",
+                "each minute", "a minute"),
+    "walking_speed": ("speed", "+walking speed", "+gait speed", "+speed of progression", "how fast", "how quick*",
+                      "velocity", "+m s", "+km h", "+metres per second", "+meters per second", "+kilometres per hour",
+                      "+kilometers per hour", "pace", "quickly", "slowly", "slow"),
+    "stride_length": ("+stride*", "+step length", "how far", "how big", "distance", "+cm", "+centimetres",
+                      "+centimeters", "+gait cycle", "how long are", "how long is each", "length"),
+    "tug_time": ("+timed up and go", "+up and go", "+tug", "get up", "sit back down", "+completion time",
+                 "how long did", "how many seconds"),
+    "fsst_time": ("+four square*", "+fsst", "+4 square*", "+square step", "+completion time", "how long did",
+                  "how many seconds"),
+    "summary": ("+summar*", "+sum up", "describe", "+description", "+overview", "tell me about", "+report",
+                "+impression*", "+findings", "+overall", "what do you see", "what you see", "+in a nutshell",
+                "write up", "+observation*", "+notes", "stands out", "stand out"),
+}
+_ANCHORS = ("walk*", "run*", "step*", "mov*", "motion", "gait", "leg", "legs", "foot", "feet", "limb*", "body",
+            "person", "patient*", "subject", "participant*", "trial", "recording", "recorded", "clip", "file", "video",
+            "test", "clinical", "problem", "trunk", "knee*", "hip*", "ankle*", "arm*", "stride*", "pattern",
+            "affected", "impair*", "weak*", "involved", "progression", "get", "sit")
+# Words every question shares: example questions agree on them whatever the task.
+_STOP_WORDS = frozenset(
+    "a an the is are was were be been do does did this that these those what which who how of in on at for to with "
+    "and or any it its there here you your me my i s person participant patient subject they them their he she his "
+    "her trial recording motion movement please can could would will give tell estimate show shows".split())
+# A question whose best task scores at least this share of its best score is a second reading: the answer says
+# which task it took.
+AMBIGUOUS_SHARE = 0.75
+
+
+@dataclass(frozen=True)
+class QuestionRoute:
+    """Where [`BiomechGPTProcessor.route_question`] sends a question.
+
+    Args:
+        task (`str` or `None`): the task taken; `None` when the question is none the model can answer.
+        score (`float`): the evidence for it (matched cue words, plus the similarity to the nearest example).
+        alternatives (`tuple[str, ...]`): other tasks the question could be about (nearly as strong), best first.
+    """
+
+    task: str | None
+    score: float = 0.0
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def ambiguous(self) -> bool:
+        return bool(self.alternatives)
+
+
+def _cue_pattern(cue: str) -> tuple[bool, tuple[str, ...]]:
+    strong = cue.startswith("+")
+    return strong, tuple(cue.lstrip("+").split())
+
+
+def _word_matches(pattern: str, word: str) -> bool:
+    if pattern.endswith("*"):
+        return word.startswith(pattern[:-1])
+    return word == pattern or word == pattern + "s" or word == pattern + "es"
+
+
+def _phrase_in(words: Sequence[str], phrase: Sequence[str]) -> bool:
+    n = len(phrase)
+    return any(all(_word_matches(p, w) for p, w in zip(phrase, words[k:k + n])) for k in range(len(words) - n + 1))
 
 
 MAX_NUMERIC_CANDIDATES = 1000
@@ -587,26 +699,75 @@ class BiomechGPTProcessor(ProcessorMixin):
 
     # -- tasks -----------------------------------------------------------------------------------------------------
     def detect_task(self, question: str) -> str | None:
-        """The task whose example questions share the most informative words with `question` (IDF-weighted
-        overlap), or `None` when nothing informative is shared."""
+        """The task `question` is about, or `None` when it is none the model can answer (see `route_question`)."""
+        return self.route_question(question).task
+
+    def route_question(self, question: str) -> QuestionRoute:
+        """Which of this processor's tasks `question` asks about.
+
+        A task scores the words of its cues (`TASK_CUES`) found in the question (one more for a clinical cue: it says
+        more than an everyday one) plus the similarity (IDF-weighted overlap of the words that are not stop words) to
+        its nearest example question (`task_questions`). Without a cue, only a near copy of an example (similarity at
+        least 0.5) in a question about a movement routes the question; a question with neither is refused (`task` is
+        `None`). Tasks scoring at least `AMBIGUOUS_SHARE` of the best are `alternatives`.
+        """
+        words = _WORD.findall(question.lower())
+        anchored = any(_word_matches(a, w) for a in _ANCHORS for w in words)
+        scores: dict[str, float] = {}
+        for task in self.task_kinds:
+            for cue in TASK_CUES.get(task, ()):
+                strong, phrase = _cue_pattern(cue)
+                if (strong or anchored) and _phrase_in(words, phrase):
+                    scores[task] = scores.get(task, 0.0) + len(phrase) + strong
+        similarity = self._example_similarity(set(words) - _STOP_WORDS)
+        for task, value in similarity.items():
+            if task in scores or (anchored and value >= 0.5):
+                scores[task] = scores.get(task, 0.0) + value
+        if not scores:
+            return QuestionRoute(None)
+        order = list(self.task_kinds)
+        ranked = sorted(scores, key=lambda t: (-scores[t], order.index(t)))
+        best = scores[ranked[0]]
+        alternatives = tuple(t for t in ranked[1:] if scores[t] >= AMBIGUOUS_SHARE * best)
+        return QuestionRoute(ranked[0], best, alternatives)
+
+    def _example_similarity(self, words: set[str]) -> dict[str, float]:
+        """task -> IDF-weighted Jaccard similarity of `words` to the task's nearest example question."""
         if self._question_index is None:
-            examples = [(task, set(_WORD.findall(q.lower()))) for task, qs in self.task_questions.items() for q in qs]
+            examples = [(task, set(_WORD.findall(q.lower())) - _STOP_WORDS)
+                        for task, qs in self.task_questions.items() if task in self.task_kinds for q in qs]
             counts: dict[str, int] = {}
-            for _, words in examples:
-                for w in words:
+            for _, example in examples:
+                for w in example:
                     counts[w] = counts.get(w, 0) + 1
-            idf = {w: math.log((1 + len(examples)) / (1 + c)) for w, c in counts.items()}
+            idf = {w: math.log((1 + len(examples)) / (1 + c)) + 1.0 for w, c in counts.items()}
             self._question_index = (idf, examples)
         idf, examples = self._question_index
-        words = set(_WORD.findall(question.lower()))
-        best, best_score = None, 0.0
+        best: dict[str, float] = {}
         for task, example in examples:
             shared = sum(idf[w] for w in words & example)
-            union = sum(idf.get(w, 0.0) for w in words | example) or 1.0
-            score = shared / union
-            if score > best_score:
-                best, best_score = task, score
+            if shared:
+                union = sum(idf.get(w, 1.0) for w in words | example)
+                best[task] = max(best.get(task, 0.0), shared / union)
         return best
+
+    def task_title(self, task: str) -> str:
+        """How an answer names `task` ("walking speed", "the affected side")."""
+        return TASK_TITLES.get(task, task.replace("_", " "))
+
+    def refusal(self, question: str = "") -> str:
+        """The answer to a question none of the tasks covers: what the model can answer instead."""
+        titles = [self.task_title(t) for t in self.task_kinds]
+        listed = ", ".join(titles[:-1]) + f" or {titles[-1]}" if len(titles) > 1 else "".join(titles)
+        return (f"I can only answer questions about this recording's movement: {listed}."
+                if listed else "This model has no tasks it can answer.")
+
+    def route_note(self, route: QuestionRoute) -> str | None:
+        """For an ambiguous question, the line that says which task the answer is about; `None` otherwise."""
+        if route.task is None or not route.alternatives:
+            return None
+        others = " or ".join(self.task_title(t) for t in route.alternatives)
+        return f"Answered as a question about {self.task_title(route.task)} (it could also be about {others})."
 
     @property
     def answer_parser(self) -> Any:

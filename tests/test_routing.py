@@ -1,0 +1,101 @@
+"""Question routing: natural questions go to the right task, off-topic ones are refused, ambiguous ones say which
+task they took.
+
+The questions in tests/data/ were written apart from the corpus templates (dataset_builder/templates.py). Run this
+file with `-s` to print the measured shares.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from biomechgpt.dataset_builder.tasks import TASKS
+from biomechgpt.dataset_builder.templates import QUESTIONS
+from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+from test_train_helpers import make_tiny_model_and_processor
+
+DATA = Path(__file__).parent / "data"
+_KINDS = {"classification": "closed", "numeric": "numeric", "summary": "free"}
+
+
+def read_questions(name: str) -> list[tuple[set[str], str]]:
+    rows = []
+    for line in (DATA / name).read_text().splitlines():
+        if line and not line.startswith("#"):
+            accepted, question = line.split("\t")
+            rows.append((set(accepted.split("|")), question))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def processor():
+    """A processor that knows every corpus task, with the corpus's questions as its examples (as training saves)."""
+    base = make_tiny_model_and_processor()[1]
+    return BiomechGPTProcessor(base.tokenizer, motion_token_offset=base.motion_token_offset, codebook_size=16,
+                               task_kinds={name: _KINDS[task.kind] for name, task in TASKS.items()},
+                               task_questions={t: [q.text for q in qs] for t, qs in QUESTIONS.items()})
+
+
+def routing_scores(processor, rows) -> tuple[float, float, list[str]]:
+    """(share routed right, share of off-topic questions refused, the misses)."""
+    right, refused, off_topic, misses = 0, 0, 0, []
+    for accepted, question in rows:
+        task = processor.route_question(question).task or "none"
+        right += task in accepted
+        off_topic += accepted == {"none"}
+        refused += accepted == {"none"} and task == "none"
+        if task not in accepted:
+            misses.append(f"{question!r}: {task}, wanted {'|'.join(sorted(accepted))}")
+    return right / len(rows), refused / off_topic, misses
+
+
+@pytest.mark.parametrize("name, floor", [("routing_questions.tsv", 0.95), ("routing_questions_unseen.tsv", 0.85)])
+def test_natural_questions_are_routed_and_off_topic_ones_refused(processor, name, floor):
+    rows = read_questions(name)
+    right, refused, misses = routing_scores(processor, rows)
+    print(f"\n{name}: {len(rows)} questions, {right:.1%} routed right, {refused:.0%} of off-topic refused; "
+          f"misses: {misses}")
+    assert right >= floor, misses
+    if name == "routing_questions.tsv":
+        assert refused == 1.0, misses
+
+
+def test_the_corpus_questions_are_routed_to_their_own_task(processor):
+    wrong = [(task, q.text, processor.detect_task(q.text)) for task, qs in QUESTIONS.items() for q in qs
+             if processor.detect_task(q.text) != task]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("question, task", [
+    ("Is this person walking normally?", "impairment"),
+    ("How fast are they walking?", "walking_speed"),
+    ("Describe this movement.", "summary"),
+    ("Is this person running or walking?", "activity"),
+    ("What is the weather today?", None),
+])
+def test_the_issue_17_questions(processor, question, task):
+    assert processor.detect_task(question) == task
+
+
+def test_an_ambiguous_question_says_which_task_it_took(processor):
+    route = processor.route_question("How long did the test take?")
+    assert route.ambiguous and {route.task, *route.alternatives} >= {"tug_time", "fsst_time"}
+    note = processor.route_note(route)
+    assert note.startswith("Answered as a question about the") and "could also be about" in note
+    assert processor.route_note(processor.route_question("What is the cadence?")) is None
+
+
+def test_a_refusal_lists_what_the_model_can_answer(processor):
+    text = processor.refusal("What is the weather today?")
+    assert "\n" not in text and len(text) < 400
+    for title in ("the activity", "cadence", "walking speed", "the affected side", "a summary of the trial"):
+        assert title in text
+
+
+def test_a_task_the_model_does_not_know_is_never_chosen():
+    processor = make_tiny_model_and_processor()[1]  # activity, cadence and summary only
+    assert processor.detect_task("Which leg is weaker?") is None
+    assert processor.detect_task("Steps per minute?") == "cadence"
+    assert "cadence" in processor.refusal() and "diagnosis" not in processor.refusal()
