@@ -38,7 +38,7 @@ def test_json_prints_one_object_per_question(model_dir, motion_file, capsys):
     assert status == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [set(line) for line in lines] == [{"question", "task", "answer", "label", "value", "unit",
-                                              "confidence", "spread", "probabilities", "recordings"}] * 2
+                                              "confidence", "spread", "probabilities", "recordings", "note"}] * 2
     activity, cadence = lines
     assert activity["task"] == "activity" and activity["label"] in ("walking", "running")
     assert 0.5 <= activity["confidence"] <= 1.0 and activity["value"] is None
@@ -73,6 +73,18 @@ def test_text_output_and_explicit_task(model_dir, motion_file, capsys):
     assert status == 0
     out = capsys.readouterr().out
     assert out.startswith("Q: Which one?\nA: ") and "[activity, confidence" in out
+
+
+def test_an_off_topic_question_is_refused_with_what_the_model_can_answer(model_dir, motion_file, capsys):
+    capsys.readouterr()
+    assert main(["ask", "--model", str(model_dir), "--motion", str(motion_file), "--json",
+                 "--question", "What is the weather today?", "--question", "Steps per minute?"]) == 0
+    weather, cadence = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert weather["task"] is None and weather["value"] is None
+    assert weather["answer"].startswith("I can only answer") and "cadence" in weather["answer"]
+    assert cadence["task"] == "cadence"
+    assert main(["ask", "--model", str(model_dir), "--motion", str(motion_file), "--question", "Who won?"]) == 0
+    assert "[not a task of this model]" in capsys.readouterr().out
 
 
 def _bad_input(case: str, model_dir: Path, motion_file: Path, tmp: Path) -> list[str]:

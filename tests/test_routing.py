@@ -29,13 +29,17 @@ def read_questions(name: str) -> list[tuple[set[str], str]]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def processor():
+def full_task_processor(**kwargs) -> BiomechGPTProcessor:
     """A processor that knows every corpus task, with the corpus's questions as its examples (as training saves)."""
     base = make_tiny_model_and_processor()[1]
     return BiomechGPTProcessor(base.tokenizer, motion_token_offset=base.motion_token_offset, codebook_size=16,
                                task_kinds={name: _KINDS[task.kind] for name, task in TASKS.items()},
-                               task_questions={t: [q.text for q in qs] for t, qs in QUESTIONS.items()})
+                               task_questions={t: [q.text for q in qs] for t, qs in QUESTIONS.items()}, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return full_task_processor()
 
 
 def routing_scores(processor, rows) -> tuple[float, float, list[str]]:

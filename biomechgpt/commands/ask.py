@@ -78,23 +78,28 @@ def _main(args: argparse.Namespace) -> int:
             raise UsageError(f"--task {unknown[0]}: not a task of this model ({known})")
     if len(motions) > 1:
         try:
-            answers = model.answer_participant(motions, questions, task=args.task)
+            answers = [{**a.to_dict(), "note": None}
+                       for a in model.answer_participant(motions, questions, task=args.task)]
         except ValueError as err:
             raise UsageError(f"--motion given {len(motions)} times: {err}") from None
     else:
-        answers = model.answer(motions[0], questions, task=args.task, max_new_tokens=args.max_new_tokens)
+        from biomechgpt.answering import answer_questions
+
+        answers = answer_questions(model, motions[0], questions, tasks=args.task, max_new_tokens=args.max_new_tokens)
     for answer in answers:
         if args.json:
-            print(json.dumps(answer.to_dict()))
-        else:
-            detail = f"  [{answer.task}"
-            if answer.confidence is not None:
-                detail += f", confidence {answer.confidence:.2f}"
-            if answer.spread is not None:
-                detail += f", spread ±{answer.spread:.3g} {answer.unit or ''}".rstrip()
-            if answer.recordings > 1:
-                detail += f", from {answer.recordings} recordings"
-            print(f"Q: {answer.question}\nA: {answer.answer}{detail + ']' if answer.task else ''}")
+            print(json.dumps(answer))
+            continue
+        detail = [answer["task"] or "not a task of this model"]
+        if answer["confidence"] is not None:
+            detail.append(f"confidence {answer['confidence']:.2f}")
+        if answer["spread"] is not None:
+            detail.append(f"spread ±{answer['spread']:.3g} {answer['unit'] or ''}".rstrip())
+        if (answer.get("recordings") or 1) > 1:
+            detail.append(f"from {answer['recordings']} recordings")
+        print(f"Q: {answer['question']}\nA: {answer['answer']}  [{', '.join(detail)}]")
+        if answer.get("note"):
+            print(f"   ({answer['note']})")
     return 0
 
 

@@ -1,0 +1,106 @@
+"""`biomechgpt.answering`: what `ask` and the chat page answer around the model's per-task answers.
+
+A fake model answers each task with fixed answers, so these tests check the composition, not the model: a summary
+agrees with the other answers (it is made of them, and parses back to them), gait metrics of a recording without gait
+say so, off-topic questions are refused without asking the model, ambiguous ones carry a note.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from biomechgpt.answering import answer_questions
+from biomechgpt.dataset_builder import parse_answer
+from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTAnswer
+from test_routing import full_task_processor
+
+NUMBERS = {"cadence": (97.6, "steps/min", "About {:.0f} steps/min."),
+           "walking_speed": (0.8537, "m/s", "About {:.2f} m/s."),
+           "stride_length": (1.046, "m", "About {:.2f} m."),
+           "tug_time": (11.27, "s", "About {:.1f} s."),
+           "fsst_time": (9.81, "s", "About {:.1f} s.")}
+LABELS = {"impairment": "impaired", "impairment_side": "left", "diagnosis": "stroke", "assistive_device": "cane",
+          "fall_history": "faller"}
+
+
+class FakeModel:
+    """Answers every task with a fixed answer; the activity is the one given."""
+
+    def __init__(self, processor, activity: str) -> None:
+        self.processor = processor
+        self.activity = activity
+        self.asked: list[tuple[str, str]] = []
+
+    def answer_batch(self, motions, questions, *, tasks, processor=None, max_new_tokens=48):
+        out = []
+        for question, task in zip(questions, tasks):
+            self.asked.append((question, task))
+            if task in NUMBERS:
+                value, unit, text = NUMBERS[task]
+                out.append(BiomechGPTAnswer(question, task, text.format(value), value=value, unit=unit, spread=2.0))
+            elif task == "summary":
+                out.append(BiomechGPTAnswer(question, task, "Turning. Gait parameters: cadence 6"))  # never used
+            else:
+                label = self.activity if task == "activity" else LABELS[task]
+                out.append(BiomechGPTAnswer(question, task, f"{label}.", label=label, confidence=0.9))
+        return out
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return full_task_processor()
+
+
+@pytest.mark.parametrize("activity", ["walking", "squat", "timed_up_and_go", "jump"])
+def test_a_summary_agrees_with_the_per_task_answers(processor, activity):
+    model = FakeModel(processor, activity)
+    tasks = list(processor.task_kinds)
+    answers = {a["task"]: a for a in answer_questions(model, "motion", ["Summarise this trial.", *[
+        f"question about {t}" for t in tasks if t != "summary"]], tasks=[None, *[t for t in tasks if t != "summary"]])}
+    summary = answers["summary"]
+    assert "summary" not in {task for _, task in model.asked}  # composed, not generated
+    fields = parse_answer("summary", summary["answer"]).fields
+    for task, answer in answers.items():
+        if task == "summary":
+            continue
+        if answer["label"] is not None:
+            assert fields[task] == answer["label"], (task, summary["answer"])
+        elif answer["value"] is not None:  # the number as the answer states it
+            assert fields[task] == parse_answer(task, answer["answer"]).value, (task, summary["answer"])
+        else:  # a number the recording does not have is in neither answer
+            assert task not in fields
+    assert summary["answer"].endswith(".") and not re.search(r"\d$", summary["answer"])
+    gait = activity == "walking"
+    assert ("cadence" in fields) == gait and ("tug_time" in fields) == (activity == "timed_up_and_go")
+
+
+@pytest.mark.parametrize("activity", ["squat", "jump", "sit_to_stand", "standing_balance"])
+def test_gait_metrics_of_a_recording_without_gait_say_so(processor, activity):
+    model = FakeModel(processor, activity)
+    for answer in answer_questions(model, "motion", ["What is the cadence?", "How fast are they walking?",
+                                                     "What's the step length?", "What was the TUG score?"]):
+        assert answer["value"] is None and answer["spread"] is None, answer
+        assert "not" in answer["answer"] and not re.search(r"\d", answer["answer"]), answer
+    assert "no gait" in answer_questions(model, "motion", ["What is the cadence?"])[0]["answer"]
+
+
+def test_gait_metrics_of_a_walk_are_the_models_numbers(processor):
+    model = FakeModel(processor, "walking")
+    cadence = answer_questions(model, "motion", ["What is the cadence?"])[0]
+    assert cadence["value"] == 97.6 and cadence["answer"] == "About 98 steps/min." and cadence["note"] is None
+
+
+def test_off_topic_questions_are_refused_without_the_model(processor):
+    model = FakeModel(processor, "walking")
+    questions = ["What is the weather today?", "How long did the test take?"]
+    weather, ambiguous = answer_questions(model, "motion", questions)
+    assert weather["task"] is None and weather["answer"].startswith("I can only answer")
+    assert all(q != "What is the weather today?" for q, _ in model.asked)
+    assert ambiguous["task"] in ("tug_time", "fsst_time") and "could also be about" in ambiguous["note"]
+
+
+def test_an_unknown_explicit_task_is_a_one_line_error(processor):
+    with pytest.raises(ValueError, match="task 'gait_speed' is not one this model was trained on"):
+        answer_questions(FakeModel(processor, "walking"), "motion", ["Speed?"], tasks=["gait_speed"])
