@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_evaluation_fakes import FakeModel, fake_corpus, fake_parse, fake_trials, write_corpus
@@ -12,7 +13,14 @@ from test_evaluation_fakes import FakeModel, fake_corpus, fake_parse, fake_trial
 from biomechgpt.cli import UsageError, main
 from biomechgpt.evaluation import evaluate_model, fall_history_ceiling, render_model_card
 from biomechgpt.evaluation.baseline import BaselineSettings
-from biomechgpt.evaluation.evaluate import _reference_check, parse_prediction, reference_expectations
+from biomechgpt.evaluation import evaluate as evaluate_module
+from biomechgpt.evaluation.evaluate import (
+    REFERENCE_MOTION_ENV,
+    _reference_check,
+    default_reference_dir,
+    parse_prediction,
+    reference_expectations,
+)
 from biomechgpt.evaluation.experiments import ExperimentSettings, run_experiments
 
 pytest.importorskip("sklearn")
@@ -33,7 +41,7 @@ def evaluated(corpus_and_motions, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation")
     settings = BaselineSettings(gbt_max_iter=40, cnn_steps=30, cnn_channels=16, cnn_batch_size=16)
     metrics = evaluate_model(FakeModel(corpus), folder, out, motion_source=motions.__getitem__, parser=fake_parse,
-                             baseline_settings=settings, reference_dir=None, progress=False)
+                             baseline_settings=settings, sim_to_real=False, progress=False)
     return metrics, out, corpus
 
 
@@ -57,7 +65,8 @@ def test_metrics_json_scores_every_task_like_for_like(evaluated):
     cadence = metrics["tasks"]["cadence"]["biomechgpt"]
     assert cadence["bias"] == pytest.approx(3.0, abs=0.01) and cadence["pearson_r"] > 0.99
     assert metrics["tasks"]["activity"]["baseline"]["accuracy"] >= 0.9
-    assert metrics["experiments"] == {} and "skipped" in metrics["sim_to_real"]
+    assert metrics["experiments"] == {} and metrics["sim_to_real"] == {
+        "skipped": "not asked for (sim_to_real=False, --no-sim-to-real)"}
 
 
 def test_predictions_report_figures_and_card_are_written(evaluated):
@@ -105,20 +114,127 @@ def test_parse_prediction_accepts_parser_shapes():
     assert parse_prediction("cadence", "  ", lambda t, s: 110) == (None, None, None)
 
 
+class MotionReadingModel:
+    """Answers from the motion it is given, as a model that reads motion would: running when the right knee flexes
+    past 90 degrees, impaired when it never straightens below 20 degrees (crouch). Fed the wrong recording, it
+    answers wrong."""
+
+    def __init__(self, questions: dict[str, str]) -> None:
+        self.task_of = {question: task for task, question in questions.items()}
+
+    def answer_batch(self, motions, questions, **kwargs):
+        answers = []
+        for motion, question in zip(motions, questions, strict=True):
+            knee = np.degrees(motion.column("knee_angle_r"))
+            if self.task_of[question] == "activity":
+                text = "This is running." if knee.max() > 90 else "This is walking."
+            else:
+                text = "The gait is impaired." if np.percentile(knee, 5) > 20 else "The gait is unimpaired."
+            answers.append({"question": question, "answer": text, "confidence": 0.9})
+        return answers
+
+
+def motion_parse(task: str, text: str):
+    if task == "impairment":
+        return {"label": "unimpaired" if "unimpaired" in text else "impaired" if "impaired" in text else None}
+    return fake_parse(task, text)
+
+
+def _with_impairment(corpus: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([corpus, corpus.head(1).assign(task="impairment", question="Is the gait impaired?", split="test",
+                                                    id="zz")])
+
+
 def test_sim_to_real_check_on_the_real_recordings(reference_motion_dir, corpus_and_motions):
-    corpus, _, _ = corpus_and_motions
-    with_impairment = pd.concat([corpus, corpus.head(1).assign(task="impairment", question="Is the gait impaired?",
-                                                               split="test", id="zz")])
-    check = _reference_check(FakeModel(corpus, wrong_every=10**6, unparsed_every=10**6), None, with_impairment,
-                             reference_motion_dir, fake_parse)
-    files = {r["file"] for r in check["recordings"]}
-    assert {"normal.mot", "crouch1.mot", "subject02_running_ik.mot"} <= files
-    assert all("error" not in r for r in check["recordings"])
-    # the fake always says walking: right for every recording but the running one
-    activity = check["summary"]["activity"]
-    assert activity["biomechgpt_accuracy"] == pytest.approx((activity["n"] - 1) / activity["n"])
+    corpus = _with_impairment(corpus_and_motions[0])
+    questions = {"activity": str(corpus[(corpus.split == "test") & (corpus.task == "activity")].sort_values("id")
+                                 .question.iloc[0]), "impairment": "Is the gait impaired?"}
+    check = _reference_check(MotionReadingModel(questions), None, corpus, reference_motion_dir, motion_parse)
+    assert check["questions"] == questions
+    by_file = {r["file"]: r for r in check["recordings"]}
+    assert {"normal.mot", "crouch1.mot", "crouch3.mot", "subject01_walk1_ik.mot", "subject02_running_ik.mot"} <= \
+        set(by_file)
+    assert all("error" not in r and "biomechgpt_error" not in r for r in check["recordings"])
+    assert by_file["subject02_running_ik.mot"]["activity"]["biomechgpt"] == "running"
+    assert by_file["crouch3.mot"]["impairment"]["biomechgpt"] == "impaired"
+    assert by_file["normal.mot"]["impairment"]["biomechgpt"] == "unimpaired"
+    for record in check["recordings"]:  # each recording's answer is the one its own motion gives
+        for task in ("activity", "impairment"):
+            assert record[task]["biomechgpt"] == record[task]["expected"], (record["file"], task)
+    n = len(by_file)
+    assert check["summary"] == {task: {"n": n, "biomechgpt_accuracy": 1.0, "baseline_accuracy": None}
+                                for task in ("activity", "impairment")}
     assert reference_expectations("crouch3.mot") == {"activity": "walking", "impairment": "impaired"}
     assert reference_expectations("README.md") is None
+
+
+def test_default_reference_dir_env_checkout_or_none(monkeypatch, tmp_path):
+    monkeypatch.delenv(REFERENCE_MOTION_ENV, raising=False)
+    root = evaluate_module._PACKAGE_ROOT
+    assert default_reference_dir() == root.parent / "shared" / "reference_motion"  # this checkout
+    monkeypatch.setenv(REFERENCE_MOTION_ENV, str(tmp_path))
+    assert default_reference_dir() == tmp_path
+    monkeypatch.delenv(REFERENCE_MOTION_ENV)
+    monkeypatch.setattr(evaluate_module, "_PACKAGE_ROOT", tmp_path / "site-packages")  # installed: no pyproject.toml
+    assert default_reference_dir() is None
+
+
+@pytest.mark.parametrize(
+    ("folder", "corpus_tasks", "reason"),
+    [
+        (None, None, "no folder of real recordings: pass reference_dir (biomechgpt evaluate --reference-motion DIR) "
+                     "or set $BIOMECHGPT_REFERENCE_MOTION"),
+        ("missing", None, "real recordings not found at"),
+        ("empty", None, "no recording with a known content"),
+        ("readme_only", None, "no recording with a known content"),
+        ("recordings", ("cadence",), "no activity or impairment question"),
+    ],
+)
+def test_sim_to_real_check_says_why_it_cannot_run(corpus_and_motions, tmp_path, folder, corpus_tasks, reason):
+    corpus = corpus_and_motions[0]
+    if corpus_tasks is not None:
+        corpus = corpus[corpus.task.isin(corpus_tasks)]
+    where = None if folder is None else tmp_path / folder
+    if folder in ("empty", "readme_only", "recordings"):
+        where.mkdir()
+    if folder == "readme_only":
+        (where / "README.md").write_text("# recordings\n")
+        (where / "unknown.mot").write_text("not one of the documented recordings\n")
+    if folder == "recordings":
+        (where / "normal.mot").write_text("never read: there is nothing to ask\n")
+    model = MotionReadingModel({})
+    check = _reference_check(model, None, corpus, where, motion_parse)
+    assert set(check) == {"skipped"} and reason in check["skipped"] and "\n" not in check["skipped"]
+
+
+def test_an_installed_package_says_and_records_that_the_check_was_skipped(corpus_and_motions, tmp_path, monkeypatch,
+                                                                          capsys):
+    corpus, motions, folder = corpus_and_motions
+    monkeypatch.delenv(REFERENCE_MOTION_ENV, raising=False)
+    monkeypatch.setattr(evaluate_module, "_PACKAGE_ROOT", tmp_path / "site-packages")
+    settings = BaselineSettings(gbt_max_iter=5, cnn_steps=2, cnn_channels=8, cnn_batch_size=8)
+    metrics = evaluate_model(FakeModel(corpus), folder, tmp_path / "out", motion_source=motions.__getitem__,
+                             parser=fake_parse, baseline_settings=settings, tasks=["activity"], max_rows_per_task=5,
+                             write_card=False, progress=False)
+    reason = metrics["sim_to_real"]["skipped"]
+    assert reason.startswith("no folder of real recordings") and metrics["sim_to_real"] == {"skipped": reason}
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["sim_to_real"] == {"skipped": reason}
+    lines = [line for line in capsys.readouterr().err.splitlines() if "sim-to-real" in line]
+    assert lines == [f"sim-to-real check skipped: {reason}"]
+    assert f"Skipped: {reason}." in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_reference_folder_given_that_does_not_exist_is_a_one_line_error(corpus_and_motions, tmp_path, capsys):
+    corpus, motions, folder = corpus_and_motions
+    with pytest.raises(UsageError, match=r"reference_dir .*missing: not a folder"):
+        evaluate_model(FakeModel(corpus), folder, tmp_path / "out", reference_dir=tmp_path / "missing")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", "m", "--dataset", str(folder), "--out", str(tmp_path / "out"),
+              "--reference-motion", str(tmp_path / "missing")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1
+    assert f"argument --reference-motion: {tmp_path}/missing: not a folder" in err[0]
 
 
 def _fake_trainer(trained: list):

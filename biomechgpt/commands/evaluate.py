@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 __all__ = ["register", "run"]
 
@@ -39,6 +40,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _folder(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: not a folder")
+    return text
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
@@ -64,6 +71,12 @@ def register(subparsers) -> None:
                         help="score only the first N test questions of each task")
     parser.add_argument("--batch-size", type=_positive, default=64, help="questions per forward pass (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baseline and experiments (default 0)")
+    parser.add_argument("--reference-motion", type=_folder, metavar="DIR",
+                        help="folder of real recordings for the sim-to-real check (default: "
+                        "$BIOMECHGPT_REFERENCE_MOTION, else ../shared/reference_motion beside the repository "
+                        "checkout)")
+    parser.add_argument("--no-sim-to-real", action="store_true",
+                        help="skip the sim-to-real check (metrics.json records that it was skipped)")
     parser.add_argument("--no-model-card", action="store_true",
                         help="do not write model_card.md nor update the model folder's README.md")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -88,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         args.model, args.dataset, args.out, cohort_dir=args.cohort, experiments=args.experiments, quick=args.quick,
         seed=args.seed, max_rows_per_task=args.max_rows_per_task, batch_size=args.batch_size,
         experiment_options=options, write_card=not args.no_model_card, progress=not args.no_progress,
+        reference_dir=args.reference_motion, sim_to_real=not args.no_sim_to_real,
     )
     print(format_results_table(metrics))
     print(f"\nWrote {args.out}/metrics.json, report.md, predictions.parquet and figures/")

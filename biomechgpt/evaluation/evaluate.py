@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,13 +33,29 @@ __all__ = [
     "parse_prediction",
     "fall_history_ceiling",
     "reference_expectations",
+    "default_reference_dir",
     "DEFAULT_REFERENCE_DIR",
+    "REFERENCE_MOTION_ENV",
 ]
 
 REQUIRED_COLUMNS = ("id", "trial_id", "split", "task", "question", "answer", "target_label", "target_value",
                     "target_unit", "motion_codes")
-# The real recordings of ../shared/reference_motion/ (next to the repository checkout).
+# The real recordings of ../shared/reference_motion/ beside a repository checkout. An installed package has no such
+# folder: `default_reference_dir` uses this only when the package runs from a checkout.
 DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference_motion"
+REFERENCE_MOTION_ENV = "BIOMECHGPT_REFERENCE_MOTION"
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout's root when not installed
+
+
+def default_reference_dir() -> Path | None:
+    """Where the sim-to-real check finds the real recordings when not told: `$BIOMECHGPT_REFERENCE_MOTION`, else
+    `../shared/reference_motion/` beside the repository checkout this package runs from, else `None` (an installed
+    package, which has no such folder beside it)."""
+    if os.environ.get(REFERENCE_MOTION_ENV):
+        return Path(os.environ[REFERENCE_MOTION_ENV])
+    if (_PACKAGE_ROOT / "pyproject.toml").is_file():
+        return _PACKAGE_ROOT.parent / "shared" / "reference_motion"
+    return None
 
 
 def _usage_error(message: str) -> Exception:
@@ -331,8 +349,17 @@ def reference_expectations(filename: str) -> dict[str, str] | None:
     return None
 
 
+_NO_REFERENCE_DIR = (f"no folder of real recordings: pass reference_dir (biomechgpt evaluate --reference-motion DIR) "
+                     f"or set ${REFERENCE_MOTION_ENV}; ../shared/reference_motion/ is looked for only beside a "
+                     f"repository checkout")
+
+
 def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser) -> dict:
-    if reference_dir is None or not Path(reference_dir).is_dir():
+    """Ask the model about the real recordings in `reference_dir` (sim-to-real); `{"skipped": reason}` when it
+    cannot run."""
+    if reference_dir is None:
+        return {"skipped": _NO_REFERENCE_DIR}
+    if not Path(reference_dir).is_dir():
         return {"skipped": f"real recordings not found at {reference_dir}"}
     from biomechgpt.motion_io import load_motion
 
@@ -342,12 +369,16 @@ def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser
         asked = test[test.task == task]
         if len(asked):
             questions[task] = str(asked.question.iloc[0])  # a wording from the corpus, so the model knows it
+    if not questions:
+        return {"skipped": "the QA corpus's test split has no activity or impairment question to ask"}
     files = sorted(p for p in Path(reference_dir).iterdir() if p.suffix.lower() in (".mot", ".sto", ".csv"))
+    files = [p for p in files if reference_expectations(p.name) is not None]
+    if not files:
+        return {"skipped": f"no recording with a known content (normal.mot, crouch*.mot, *walk*, *run*) in "
+                           f"{reference_dir}"}
     recordings, summary = [], {}
     for path in files:
         expected = reference_expectations(path.name)
-        if expected is None:
-            continue
         try:
             motion = load_motion(path)
         except ValueError as err:
@@ -482,7 +513,8 @@ def evaluate_model(
     max_rows_per_task: int | None = None,
     batch_size: int = 64,
     baseline_settings: Any = None,
-    reference_dir: str | Path | None = DEFAULT_REFERENCE_DIR,
+    reference_dir: str | Path | None = None,
+    sim_to_real: bool = True,
     parser: Callable[[str, str], Any] | None = None,
     experiment_options: dict | None = None,
     write_card: bool = True,
@@ -507,7 +539,11 @@ def evaluate_model(
         max_rows_per_task (`int`, *optional*): score only the first rows (by id) of each task.
         batch_size (`int`, defaults to 64): questions per forward pass of the model.
         baseline_settings ([`BaselineSettings`], *optional*): overrides the baseline's training settings.
-        reference_dir (`str` or `Path`, *optional*): the real recordings for the sim-to-real check; `None` skips it.
+        reference_dir (`str` or `Path`, *optional*): the real recordings for the sim-to-real check; defaults to
+            `default_reference_dir()` (`$BIOMECHGPT_REFERENCE_MOTION`, else `../shared/reference_motion/` beside a
+            repository checkout). A folder given that does not exist is an error.
+        sim_to_real (`bool`, defaults to `True`): run the sim-to-real check. When it does not run (not asked for, or
+            no recordings), one line on stderr says why and `metrics.json` records `{"skipped": reason}`.
         parser (`Callable`, *optional*): answer parser, defaults to the corpus's `parse_answer`.
         experiment_options (`dict`, *optional*): more keyword arguments of `run_experiments` (e.g. `settings`).
         write_card (`bool`, defaults to `True`): also write `model_card.md` (and the model folder's README.md).
@@ -527,6 +563,9 @@ def evaluate_model(
     bad = [name for name in experiments if name not in EXPERIMENTS]
     if bad:
         raise _usage_error(f"unknown experiment(s) {', '.join(bad)}; choose from {', '.join(EXPERIMENTS)}")
+    if sim_to_real and reference_dir is not None and not Path(reference_dir).is_dir():
+        raise _usage_error(f"reference_dir {reference_dir}: not a folder (the real recordings of the sim-to-real "
+                           "check)")
     corpus = load_corpus(dataset_dir)
     parser = parser or _corpus_parser()
     test = corpus[corpus.split == "test"].sort_values("id", kind="stable")
@@ -608,8 +647,13 @@ def evaluate_model(
         rows = predictions[predictions.task == "fall_history"]
         ceiling = fall_history_ceiling(load_cohort(cohort_dir).participants, list(rows.participant_id))
         task_metrics["fall_history"]["ceiling"] = ceiling
-    payload["sim_to_real"] = _reference_check(model, baseline, corpus, Path(reference_dir) if reference_dir else None,
-                                              parser)
+    if sim_to_real:
+        where = Path(reference_dir) if reference_dir is not None else default_reference_dir()
+        payload["sim_to_real"] = _reference_check(model, baseline, corpus, where, parser)
+    else:
+        payload["sim_to_real"] = {"skipped": "not asked for (sim_to_real=False, --no-sim-to-real)"}
+    if "skipped" in payload["sim_to_real"]:
+        print(f"sim-to-real check skipped: {payload['sim_to_real']['skipped']}", file=sys.stderr, flush=True)
     if experiments:
         from biomechgpt.evaluation.experiments import run_experiments
 
