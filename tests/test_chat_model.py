@@ -130,23 +130,27 @@ def test_concurrent_sessions_get_the_answers_they_get_alone(answerer, catalog, m
     call at a time (the answerer's lock: one forward pass already uses every core)."""
     import threading
 
-    model, running, most = answerer.model, [0], [0]
+    # inside: thread -> depth of its model calls (answer calls answer_batch)
+    model, inside, most = answerer.model, {}, [0]
     count_lock = threading.Lock()
 
     def counted(method):
         def call(*args, **kwargs):
+            me = threading.get_ident()
             with count_lock:
-                running[0] += 1
-                most[0] = max(most[0], running[0])
+                inside[me] = inside.get(me, 0) + 1
+                most[0] = max(most[0], len(inside))
             try:
                 return method(*args, **kwargs)
             finally:
                 with count_lock:
-                    running[0] -= 1
+                    inside[me] -= 1
+                    if not inside[me]:
+                        del inside[me]
 
         return call
 
-    for name in ("answer", "encode_prefix"):
+    for name in ("answer", "answer_batch", "encode_prefix"):
         monkeypatch.setattr(model, name, counted(getattr(model, name)))
 
     questions = [ACTIVITY_QUESTION, "What is the cadence?", "Describe this trial.", ACTIVITY_QUESTION]
@@ -175,7 +179,7 @@ def test_concurrent_sessions_get_the_answers_they_get_alone(answerer, catalog, m
         assert errors == [] and not any(t.is_alive() for t in threads)
         for (trial_id, _), mine, theirs in zip(plan, alone, together, strict=True):
             assert theirs == mine, trial_id
-    assert most[0] == 1  # without the lock all eight threads are inside the model at once
+    assert most[0] == 1  # one thread in the model at a time; without the lock all eight are at once
 
 
 def test_chat_command_serves_the_real_model(real_model):
