@@ -250,15 +250,19 @@ def _fake_trainer(trained: list):
     return train_fn
 
 
-def test_experiments_tables_with_fake_training(corpus_and_motions, tmp_path):
+def test_experiments_tables_report_each_trained_models_own_scores(corpus_and_motions, tmp_path):
+    """The tables hold what each trained model scores on the same test questions, in its own row. The fake models'
+    quality is set against expectation (the smallest model and the per-task models are the best), so a table that
+    assumed bigger or jointly trained models do better, or scored one model for another, would show it."""
     corpus, _, folder = corpus_and_motions
     trained = []
     train_fn = _fake_trainer(trained)
+    # every n-th activity answer wrong (10**6: none); the all-task `tiny` is shared by both experiments
+    wrong_every = {("tiny-s", True): 10**6, ("tiny", True): 3, ("tiny-l", True): 2, ("tiny", False): 10**6}
 
-    def load_fn(model_dir):  # bigger and all-task models make fewer mistakes
+    def load_fn(model_dir):
         spec = json.loads((model_dir / "tasks.json").read_text())
-        wrong_every = {"tiny-s": 2, "tiny": 4, "tiny-l": 10**6}[spec["size"]] + (len(spec["tasks"]) > 1)
-        return FakeModel(corpus, wrong_every=wrong_every, unparsed_every=10**6)
+        return FakeModel(corpus, wrong_every=wrong_every[spec["size"], len(spec["tasks"]) > 1], unparsed_every=10**6)
 
     settings = ExperimentSettings(max_steps=7, transfer_tasks=("activity", "cadence"), eval_rows_per_task=20)
     results = run_experiments(["transfer", "size"], folder, tmp_path, settings=settings, train_fn=train_fn,
@@ -268,11 +272,30 @@ def test_experiments_tables_with_fake_training(corpus_and_motions, tmp_path):
                                                                                                   ["cadence"]]
     # 1 all-task model (shared by both experiments), 2 per-task models, tiny-s and tiny-l
     assert len(trained) == 5 and [size for size, tasks, _ in trained if len(tasks) > 1] == ["tiny", "tiny-s", "tiny-l"]
+
+    # the expected headline metric (macro-F1) of a model with every n-th answer wrong, on the experiments' rows
+    from biomechgpt.metrics import compute_task_metrics
+
+    asked = corpus[(corpus.split == "test") & (corpus.task == "activity")].sort_values("id", kind="stable").head(20)
+    truth = list(asked.target_label)
+
+    def macro_f1(every: int) -> float:
+        flipped = ["running" if label != "running" else "walking" for label in truth]
+        predicted = [flipped[k] if (k + 1) % every == 0 else truth[k] for k in range(len(truth))]
+        return compute_task_metrics("activity", predicted, truth, [0.9] * len(truth))["macro_f1"]
+
     joint, single = results["transfer"]["rows"]
-    assert joint["metrics"]["activity"] > single["metrics"]["activity"]
-    sizes = [row["metrics"]["activity"] for row in results["size"]["rows"]]
-    assert [row["size"] for row in results["size"]["rows"]] == ["tiny-s", "tiny", "tiny-l"]
-    assert sizes[0] < sizes[1] < sizes[2] == 1.0
+    assert joint["metrics"]["activity"] == pytest.approx(macro_f1(3))
+    assert single["metrics"]["activity"] == pytest.approx(1.0)
+    assert joint["metrics"]["activity"] < single["metrics"]["activity"]
+    assert results["transfer"]["summary"].startswith("the all-task model beat the per-task models on 0 of 2 tasks "
+                                                     "(none)")
+    rows = results["size"]["rows"]
+    assert [row["size"] for row in rows] == ["tiny-s", "tiny", "tiny-l"]
+    assert [row["metrics"]["activity"] for row in rows] == pytest.approx([1.0, macro_f1(3), macro_f1(2)])
+    assert macro_f1(3) != macro_f1(2)  # the three rows are told apart
+    cadence = {row["metrics"]["cadence"] for row in rows}  # numbers are equally good in every fake: one score
+    assert len(cadence) == 1 and next(iter(cadence)) > 0.99
     # the model card and the report show the tables, not only the summaries
     from biomechgpt.evaluation.model_card import render_model_card
 
