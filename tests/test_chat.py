@@ -159,6 +159,8 @@ def test_format_answer_shows_confidence_or_says_why_not():
     generated = format_answer({"answer": "110 steps/min", "task": "cadence", "confidence": None})
     assert "confidence: n/a" in generated
     assert format_answer({"answer": "", "task": None}).startswith("(no answer)")
+    noted = format_answer({"answer": "About 9.8 s.", "task": "tug_time", "note": "Answered as a question about X."})
+    assert noted.startswith("About 9.8 s.\n\nAnswered as a question about X.\n\n*task: tug_time")
 
 
 def test_suggested_questions_cover_every_task():
@@ -401,6 +403,24 @@ def test_served_bad_uploads_show_a_message_and_the_server_keeps_serving(served, 
     assert "\n" not in status
     status, *_ = client.predict("t0", False, api_name="/select_trial")  # still serving
     assert "t0" in status
+
+
+def test_served_bad_upload_clears_the_motion_and_names_no_server_path(served, tmp_path):
+    """After a bad upload nothing is answered about the motion selected before it: the user meant the new file."""
+    client, _, _ = served
+    from gradio_client import Client, handle_file
+
+    fresh = Client(client.src, verbose=False)
+    fresh.predict("t0", False, api_name="/select_trial")
+    fresh.predict("What activity?", api_name="/ask")
+    path = tmp_path / "bad.mot"
+    path.write_bytes(bytes(range(256)) * 4)
+    status, metadata, svg, plot, chat = fresh.predict(handle_file(str(path)), api_name="/upload")
+    assert status.startswith("⚠️ Could not use this upload: bad.mot: binary file") and "trial t0" in status, status
+    assert "/" not in status.split("upload:", 1)[1] and "\\" not in status  # no server temporary path
+    assert metadata == "" and svg == "" and plot is None and chat == []
+    chat, box, status = fresh.predict("What is the cadence?", api_name="/ask")
+    assert chat == [] and "no motion selected" in status and box == "What is the cadence?"
 
 
 def test_served_upload_over_the_limit_is_refused(served, tmp_path):

@@ -98,7 +98,23 @@ def test_browser_select_ask_and_bad_upload(browser_page, app_url, tmp_path):
     page.locator("#upload input[type=file]").set_input_files(str(bad))
     expect(page.locator("#status")).to_contain_text("Could not use this upload", timeout=20_000)
     expect(page.locator("#status")).to_contain_text("broken.mot: binary file")
-    expect(page.locator("#chat")).to_contain_text("confidence:")  # the selection and the conversation survive
+    expect(page.locator("#status")).to_contain_text("trial t001 is no longer selected")
+    status = page.locator("#status").inner_text()
+    assert str(tmp_path) not in status and "/tmp" not in status  # no server temporary path
+    # nothing on the page is about the previous trial any more: no conversation, metadata, figure or file name
+    expect(page.locator("#chat")).not_to_contain_text("confidence:")
+    expect(page.locator("#metadata")).not_to_contain_text("running")
+    expect(page.locator("#stick-figure svg.stick-figure")).to_have_count(0)
+    expect(page.locator("#upload")).not_to_contain_text("broken.mot")
+    expect(page.locator("#trial input")).to_have_value("")
 
-    ask(page, "What is the cadence?")  # and the server still answers
+    ask(page, "What is the cadence?")  # no answer about a motion the user did not mean
+    expect(page.locator("#status")).to_contain_text("no motion selected", timeout=30_000)
+    expect(page.locator("#chat")).not_to_contain_text("task: cadence")
+
+    choose_trial(page, "t001 · train")  # and the server still answers
+    expect(page.locator("#status")).to_contain_text("Selected trial t001", timeout=20_000)
+    ask(page, "What is the cadence?")
     expect(page.locator("#chat")).to_contain_text("task: cadence", timeout=30_000)
+    ask(page, "What is the weather today?")
+    expect(page.locator("#chat")).to_contain_text("I can only answer questions about this recording", timeout=30_000)

@@ -111,7 +111,7 @@ def build_app(
         height = session.info.get("height_m")
         height = float(height) if isinstance(height, (int, float)) and 0.5 <= height <= 2.5 else 1.70
         svg = stick_figure_svg(session.motion, height_m=height)
-        curves = joint_angle_figure(session.motion, title=session.source)
+        curves = joint_angle_figure(session.motion, title=_source_name(session.source))
         return session, status, info, svg, curves, session.history
 
     def update_trials(activity: str, diagnosis: str, split: str, reveal: bool):
@@ -158,14 +158,30 @@ def build_app(
             from biomechgpt.motion_io import load_motion
 
             motion = load_motion(path, max_bytes=max_upload_bytes)
-        except MotionInputError as err:
-            return show(session, f"⚠️ Could not use this upload: {err}")
         except Exception as err:  # any reader failure on a user's file is the file's problem, not the server's
-            logger.exception("reading upload %s failed", name)
-            return show(session, f"⚠️ Could not use this upload: {name}: unreadable ({type(err).__name__})")
+            if isinstance(err, MotionInputError):
+                problem = _without_server_path(str(err), path)
+            else:
+                logger.exception("reading upload %s failed", name)
+                problem = f"{name}: unreadable ({type(err).__name__})"
+            # The user meant this file: answering about the previous motion now would answer about the wrong one.
+            previous = session.source
+            session.clear()
+            dropped = f" {_source_name(previous)} is no longer selected;" if previous else ""
+            return show(session, f"⚠️ Could not use this upload: {problem}.{dropped} choose a trial or upload "
+                                 "another file.")
         info = {"source": name, **_motion_info(motion)}
         changed = session.select(motion, f"upload:{name}:{size}", info)
         return show(session, f"Loaded upload **{name}**." + (" New conversation." if changed else ""))
+
+    def after_upload(session: ChatSession):
+        """The upload box and the trial picker show what is selected: a failed upload empties the box, and a
+        loaded or failed one empties the trial picker."""
+        failed = session.motion is None
+        boxes = [gr.update(value=None) if failed else gr.skip()]
+        if catalog is not None:
+            boxes.append(gr.update(value=None))
+        return tuple(boxes) if len(boxes) > 1 else boxes[0]
 
     def ask(question: str, session: ChatSession):
         try:
@@ -216,13 +232,27 @@ def build_app(
                                api_visibility="private")
             trial.change(select_trial, [trial, reveal, state], view, api_name="select_trial")
         reveal.change(refresh_labels, [reveal, state], [metadata], api_visibility="private")
-        upload.upload(select_upload, [upload, state], view, api_name="upload")
+        upload.upload(select_upload, [upload, state], view, api_name="upload").then(
+            after_upload, [state], [upload, trial] if catalog is not None else [upload], api_visibility="private")
         send.click(ask, [question, state], [chatbot, question, state, status], api_name="ask",
                    concurrency_limit=concurrency_limit, concurrency_id="model")
         question.submit(ask, [question, state], [chatbot, question, state, status], api_visibility="private",
                         concurrency_limit=concurrency_limit, concurrency_id="model")
     demo.max_upload_mb = max_upload_mb
     return demo
+
+
+def _without_server_path(message: str, path: str) -> str:
+    """`message` with the server's temporary path of an upload replaced by the file's name."""
+    message = message.replace(str(path), Path(path).name).replace(str(Path(path).parent) + os.sep, "")
+    return message.rstrip(".")
+
+
+def _source_name(source: str) -> str:
+    """How the status line names a selection: `upload:NAME:SIZE` -> NAME, a trial id -> "trial ID"."""
+    if source.startswith("upload:"):
+        return source.removeprefix("upload:").rsplit(":", 1)[0]
+    return f"trial {source}"
 
 
 def _code_decoder(model_dir: str | os.PathLike | None):

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from biomechgpt.answering import answer_questions
 from biomechgpt.processing.motion import Motion
 
 __all__ = [
@@ -63,7 +64,7 @@ SUGGESTED_QUESTIONS: dict[str, str] = {
 # A question is one sentence; a cap keeps a pasted document from tying up the model.
 MAX_QUESTION_CHARS = 500
 
-_ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence", "spread")
+_ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence", "spread", "note")
 
 
 @runtime_checkable
@@ -105,6 +106,9 @@ class ModelAnswerer:
         self._lock = threading.Lock()
         # Another model class without `encode_prefix` still gets its motion tokenized once per session.
         self.caches_kv = callable(getattr(model, "encode_prefix", None))
+        # Another model class (no question router or batch answering) is asked each question as it comes.
+        self.routes = callable(getattr(model, "answer_batch", None)) and callable(
+            getattr(getattr(model, "processor", None), "route_question", None))
 
     @classmethod
     def from_pretrained(cls, model_dir: str, **kwargs: Any) -> ModelAnswerer:
@@ -134,6 +138,8 @@ class ModelAnswerer:
 
     def answer_prepared(self, prefix: Any, question: str) -> dict[str, Any]:
         with self._lock:
+            if self.routes:  # refusals, composed summaries, no gait metrics without gait (biomechgpt.answering)
+                return answer_questions(self.model, prefix, [question], max_new_tokens=self.max_new_tokens)[0]
             result = self.model.answer(prefix, question, max_new_tokens=self.max_new_tokens)
         return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 
@@ -233,4 +239,5 @@ def format_answer(result: Mapping[str, Any]) -> str:
         details.append(f"spread: ±{float(spread):.3g} {result.get('unit') or ''}".rstrip())
     else:
         details.append("confidence: n/a (generated answer)")
-    return f"{text}\n\n*{' · '.join(details)}*"
+    note = f"\n\n{result['note']}" if result.get("note") and result.get("task") else ""
+    return f"{text}{note}\n\n*{' · '.join(details)}*"
