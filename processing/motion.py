@@ -99,6 +99,13 @@ class Motion:
             if self.mask.shape != (len(self.coordinates),):
                 raise MotionInputError(f"{name}: mask must have one entry per coordinate, got {self.mask.shape}")
 
+    def __repr__(self) -> str:
+        # the dataclass repr printed every frame of `values`; a summary says what a user looks for
+        recorded = int(np.asarray(self.mask).sum()) if self.mask is not None else len(self.coordinates)
+        source = f", source={self.meta['source']!r}" if isinstance(self.meta.get("source"), str) else ""
+        return (f"Motion(frames={self.n_frames}, duration_s={self.duration:.2f}, frame_rate={self.frame_rate:g}, "
+                f"coordinates={recorded} of {len(self.coordinates)} recorded{source})")
+
     @property
     def n_frames(self) -> int:
         return int(self.values.shape[0])

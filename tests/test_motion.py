@@ -97,3 +97,13 @@ def test_bad_construction_raises_one_line_motion_input_error(kwargs, fragment):
         Motion(**args)
     assert "\n" not in str(info.value) and str(info.value).startswith("t.mot: ")
     assert isinstance(info.value, ValueError)
+
+
+def test_printing_a_motion_summarises_it_instead_of_dumping_its_frames():
+    from test_train_helpers import make_motion
+
+    motion = make_motion(frames=900)
+    motion.mask[:3] = False
+    text = repr(motion)
+    assert text == "Motion(frames=900, duration_s=30.00, frame_rate=30, coordinates=30 of 33 recorded)"
+    assert str(motion) == text
