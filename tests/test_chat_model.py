@@ -214,6 +214,9 @@ def test_chat_command_serves_the_real_model(real_model):
     finally:
         server.terminate()
         server.wait(timeout=30)
+    out = server.stdout.read()
+    assert f"serving on http://127.0.0.1:{port}/" in out
+    assert "Loading weights" not in out and "share=True" not in out, out  # no progress bars, no share hint
 
 
 def test_chat_command_rejects_bad_arguments(tmp_path, capsys):

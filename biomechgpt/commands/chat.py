@@ -48,10 +48,15 @@ def _main(args: argparse.Namespace) -> int:
     except ModuleNotFoundError:
         raise UsageError("the chat page needs gradio: pip install 'biomechgpt[chat]'") from None
 
+    from transformers.utils import logging as hf_logging
+
     from biomechgpt.chat.app import build_app, launch_app
 
+    hf_logging.disable_progress_bar()  # loading a small model takes a second; its three weight bars were noise
     demo = build_app(model, dataset_dir=args.dataset, cohort_dir=args.cohort, max_upload_mb=args.max_upload_mb)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: anyone who can reach this address can use the model")
-    launch_app(demo, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"biomechgpt chat: serving on http://{host}:{args.port}/ (Ctrl+C stops it)", flush=True)
+    launch_app(demo, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, quiet=True)
     return 0
