@@ -411,10 +411,14 @@ def test_training_is_deterministic_for_a_seed(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_cli_reports_a_missing_cohort_in_one_line(tmp_path):
+def test_cli_reports_a_missing_cohort_in_one_line(tmp_path, capsys):
     from biomechgpt.cli import main
 
     assert main(["train-tokenizer", "--cohort", str(tmp_path / "none"), "--out", str(tmp_path / "tok")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"biomechgpt train-tokenizer: error: {tmp_path / 'none'}: cohort folder not "
+                                         "found (create one with biomechgpt simulate)"]
+    assert captured.out == "" and not (tmp_path / "tok").exists()
 
 
 def test_cli_trains_on_a_simulated_cohort(tmp_path, capsys):
