@@ -423,6 +423,16 @@ def test_served_bad_upload_clears_the_motion_and_names_no_server_path(served, tm
     assert chat == [] and "no motion selected" in status and box == "What is the cadence?"
 
 
+def test_filter_dropdowns_show_words_not_snake_case():
+    pytest.importorskip("gradio", reason="the chat extra (gradio) is not installed")
+    from biomechgpt.chat.app import build_app
+
+    demo = build_app(None, answerer=FakeAnswerer(), catalog=TrialCatalog(cohort=FakeCohort()))
+    dropdown = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "filter-diagnosis")
+    assert ("parkinsons disease", "parkinsons_disease") in [tuple(c) for c in dropdown.choices]
+    assert not any("_" in shown for shown, _ in dropdown.choices)
+
+
 def test_served_upload_over_the_limit_is_refused(served, tmp_path):
     client, _, port = served
     import httpx

@@ -200,11 +200,12 @@ def build_app(
             with gr.Column(scale=2):
                 if catalog is not None:
                     with gr.Group():
-                        activity = gr.Dropdown(catalog.choices("activity"), value=ANY, label="Activity",
+                        activity = gr.Dropdown(_readable(catalog.choices("activity")), value=ANY, label="Activity",
                                                elem_id="filter-activity")
-                        diagnosis = gr.Dropdown(catalog.choices("diagnosis"), value=ANY, label="Diagnosis",
+                        diagnosis = gr.Dropdown(_readable(catalog.choices("diagnosis")), value=ANY, label="Diagnosis",
                                                 elem_id="filter-diagnosis")
-                        split = gr.Dropdown(catalog.choices("split"), value=ANY, label="Split", elem_id="filter-split")
+                        split = gr.Dropdown(_readable(catalog.choices("split")), value=ANY, label="Split",
+                                            elem_id="filter-split")
                         first, total = catalog.filter(reveal=False)
                         trial = gr.Dropdown(first, value=None, label="Trial", elem_id="trial", filterable=True)
                         count = gr.Markdown(f"{total} trials", elem_id="trial-count")
@@ -240,6 +241,11 @@ def build_app(
                         concurrency_limit=concurrency_limit, concurrency_id="model")
     demo.max_upload_mb = max_upload_mb
     return demo
+
+
+def _readable(values: list[str]) -> list[tuple[str, str]]:
+    """Dropdown choices as (what the page shows, the label's value): "sit to stand" for `sit_to_stand`."""
+    return [(str(v).replace("_", " "), v) for v in values]
 
 
 def _without_server_path(message: str, path: str) -> str:
