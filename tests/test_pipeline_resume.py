@@ -5,13 +5,15 @@ folder. The stages are fakes that write their outputs; the real kill test is in 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from biomechgpt import cli
 from biomechgpt.cli import UsageError
-from biomechgpt.pipeline import RUN_STATE, STAGES, _locked, run_pipeline
+from biomechgpt.pipeline import RUN_STATE, STAGES, run_pipeline
 
 ALL = [stage.name for stage in STAGES]
 COMMAND = {stage.name: stage.name.replace("_", "-") for stage in STAGES}  # the word argv starts with
@@ -115,14 +117,65 @@ def test_unknown_stages_are_refused_before_anything_is_removed(tmp_path, stages)
     assert _state(run)["finished_stages"] == ALL
 
 
-def test_a_folder_another_run_is_working_in_is_refused(tmp_path, stages):
+_HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from biomechgpt.pipeline import _locked
+with _locked(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith(("linux", "darwin")), reason="the run lock is POSIX flock")
+def test_a_folder_another_process_is_working_in_is_refused_until_it_dies(tmp_path, stages):
+    """Another `biomechgpt run` process holds the folder: this one is refused, with or without --overwrite, and
+    nothing is removed; once that process is killed (SIGKILL, no clean-up), the kernel has dropped its lock."""
     run = tmp_path / "r"
     run.mkdir()
-    with _locked(run):
-        with pytest.raises(UsageError, match="another biomechgpt run is working in this folder"):
+    (run / "notes.txt").write_text("the other run's")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UsageError, match=f"^{run}: another biomechgpt run is working in this folder$"):
             run_pipeline(tmp_path, "r", quick=True)
         with pytest.raises(UsageError, match="another biomechgpt run"):
             run_pipeline(tmp_path, "r", quick=True, overwrite=True)
-    assert stages.calls == []
-    run_pipeline(tmp_path, "r", quick=True)  # the lock went with its holder
-    assert stages.calls == [COMMAND[name] for name in ALL]
+        assert stages.calls == [] and (run / "notes.txt").is_file()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    run_pipeline(tmp_path, "r", quick=True, overwrite=True)  # the lock went with its holder
+    assert stages.calls == [COMMAND[name] for name in ALL] and not (run / "notes.txt").exists()
+
+
+def test_two_threads_starting_runs_in_one_folder_one_runs_one_is_refused(tmp_path, stages, monkeypatch):
+    """Two runs started at the same moment in one folder (two threads, each opening the folder for its own lock):
+    exactly one runs the stages, the other is refused while it works."""
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_stage(argv):  # the stages wait until the other thread has been turned away (60 s if it never is)
+        inside.set()
+        release.wait(timeout=60)
+        return stages(argv)
+
+    monkeypatch.setattr("biomechgpt.pipeline._run_stage", slow_stage)
+    outcomes: list[str] = []
+
+    def start() -> None:
+        try:
+            run_pipeline(tmp_path, "r", quick=True)
+            outcomes.append("ran")
+        except UsageError as err:
+            outcomes.append(str(err))
+            release.set()
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(outcomes) == sorted(["ran", f"{tmp_path / 'r'}: another biomechgpt run is working in this folder"])
+    assert inside.is_set() and stages.calls == [COMMAND[name] for name in ALL]  # the stages ran once
