@@ -199,6 +199,33 @@ def test_model_answerer_caches_codes_and_locks():
     assert Processor.calls == 1 and second["answer"] == "codes [0, 1, 2, 3, 4]"
 
 
+def test_a_model_that_reads_motion_frames_is_never_given_codes():
+    """A corpus trial comes with codes, but a model with `config.reads_features` (motion_input continuous, the
+    default) refuses codes: the page's prefix from codes is skipped and the session prepares the motion itself."""
+    from types import SimpleNamespace
+
+    class Model:
+        def __init__(self, reads_features):
+            self.config = SimpleNamespace(reads_features=reads_features)
+            self.prefixes = []
+
+        def encode_prefix(self, motion):
+            if isinstance(motion, list) and self.config.reads_features:
+                raise ValueError("motion: this model reads the motion itself; pass a Motion, not motion codes")
+            self.prefixes.append("codes" if isinstance(motion, list) else "motion")
+            return ("prefix", self.prefixes[-1])
+
+        def answer(self, prefix, question, max_new_tokens):
+            return {"question": question, "task": "activity", "answer": f"from {prefix[1]}", "confidence": 0.5}
+
+    for reads_features, source in ((True, "motion"), (False, "codes")):
+        answerer, session = ModelAnswerer(Model(reads_features)), ChatSession()
+        session.select(walking_motion(), "t0")
+        session.prefix = answerer.prefix_from_codes([1, 2, 3])  # what the page does for a corpus trial
+        assert session.ask(answerer, "What activity?")["answer"] == f"from {source}"
+        assert answerer.model.prefixes == [source]
+
+
 # -- catalog ---------------------------------------------------------------------------------------------------------
 
 

@@ -122,7 +122,11 @@ class ModelAnswerer:
         return cls(model, **kwargs)
 
     def prefix_from_codes(self, codes: list[int]) -> Any:
-        """A prefix from motion codes the corpus already has (no MotionTokenizer pass)."""
+        """A prefix from motion codes the corpus already has (no MotionTokenizer pass), or `None` for a model that
+        reads the motion frames itself (`config.reads_features`): codes are not its input, so the session prepares
+        the selected motion instead."""
+        if getattr(getattr(self.model, "config", None), "reads_features", False):
+            return None
         return self._prefix([int(c) for c in codes])
 
     def prepare(self, motion: Motion) -> Any:
