@@ -3,7 +3,8 @@
 The model answers one task at a time ([`BiomechGPTForCausalLM.answer_batch`]). Around it, this module:
 
 - routes each question with the processor ([`BiomechGPTProcessor.route_question`]) and answers a question about none
-  of the tasks with a refusal that lists them, and an ambiguous one with a note naming the task it took;
+  of the tasks with a refusal that lists them, and an ambiguous one with a note naming the task it took; a routed
+  question is put to the model in its task's most frequent training wording, so rewording it never changes the answer;
 - composes a summary from the model's own answers to the other tasks (so it never contradicts them and is never cut
   off mid-number), instead of letting the model write one freely;
 - answers a gait metric (cadence, speed, stride length) of a recording the model reads as an activity without gait
@@ -75,7 +76,10 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
     context &= set(known)
     asked = [k for k, t in enumerate(routed) if t is not None and t != SUMMARY_TASK]
     extra = sorted(context - {routed[k] for k in asked}, key=list(known).index)
-    batch_questions = [questions[k] for k in asked] + [_plain_question(processor, t) for t in extra]
+    # Once routed, the model is asked the task's own training question: a rewording of the same question cannot change
+    # the answer (the model's answers had depended on the wording for 6 of 29 real recordings).
+    batch_questions = [_plain_question(processor, routed[k]) for k in asked] + [_plain_question(processor, t)
+                                                                               for t in extra]
     batch_tasks = [routed[k] for k in asked] + extra
     replies = model.answer_batch([motion] * len(batch_questions), batch_questions, tasks=batch_tasks,
                                  processor=processor, max_new_tokens=max_new_tokens) if batch_questions else []

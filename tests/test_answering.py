@@ -104,3 +104,14 @@ def test_off_topic_questions_are_refused_without_the_model(processor):
 def test_an_unknown_explicit_task_is_a_one_line_error(processor):
     with pytest.raises(ValueError, match="task 'gait_speed' is not one this model was trained on"):
         answer_questions(FakeModel(processor, "walking"), "motion", ["Speed?"], tasks=["gait_speed"])
+
+
+def test_rewordings_of_one_question_get_the_same_answer(processor):
+    """The model is asked the routed task's training question, whatever the user's wording."""
+    model = FakeModel(processor, "running")
+    wordings = ["What kind of movement is in this clip?", "Is this person running or walking?",
+                "Which activity does the recording show?"]
+    answers = answer_questions(model, "motion", wordings)
+    assert [a["task"] for a in answers] == ["activity"] * 3 and [a["question"] for a in answers] == wordings
+    assert len({question for question, _ in model.asked}) == 1
+    assert model.asked[0][0] == processor.task_questions["activity"][0]
