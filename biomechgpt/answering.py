@@ -74,23 +74,18 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
         elif task in GAIT_TASKS or task in TIMED_TASKS:
             context.add("activity")
     context &= set(known)
-    asked = [k for k, t in enumerate(routed) if t is not None and t != SUMMARY_TASK]
-    extra = sorted(context - {routed[k] for k in asked}, key=list(known).index)
     # Once routed, the model is asked the task's own training question: a rewording of the same question cannot change
-    # the answer (the model's answers had depended on the wording for 6 of 29 real recordings).
-    batch_questions = [_plain_question(processor, routed[k]) for k in asked] + [_plain_question(processor, t)
-                                                                               for t in extra]
-    batch_tasks = [routed[k] for k in asked] + extra
-    replies = model.answer_batch([motion] * len(batch_questions), batch_questions, tasks=batch_tasks,
-                                 processor=processor, max_new_tokens=max_new_tokens) if batch_questions else []
-    replies = [_as_dict(r) for r in replies]
-    by_task = {t: r for t, r in zip(batch_tasks[len(asked):], replies[len(asked):])}
-    for k, reply in zip(asked, replies):
-        by_task.setdefault(routed[k], reply)
+    # the answer (the model's answers had depended on the wording for 6 of 29 real recordings). So each task is asked
+    # once, whether one question, several rewordings or a summary needs it.
+    asked = list(dict.fromkeys(t for t in routed if t is not None and t != SUMMARY_TASK))
+    batch_tasks = asked + sorted(context - set(asked), key=list(known).index)
+    replies = model.answer_batch([motion] * len(batch_tasks), [_plain_question(processor, t) for t in batch_tasks],
+                                 tasks=batch_tasks, processor=processor,
+                                 max_new_tokens=max_new_tokens) if batch_tasks else []
+    by_task = {t: _as_dict(r) for t, r in zip(batch_tasks, replies)}
     activity = by_task.get("activity", {}).get("label")
 
     out: list[dict[str, Any]] = []
-    reply_of = dict(zip(asked, replies))
     for k, (question, task) in enumerate(zip(questions, routed)):
         if task is None:
             result = _blank(question, None, processor.refusal(question))
@@ -100,7 +95,7 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
             result.update(_compose_summary(processor, by_task, activity))
             result["note"] = notes[k] or "composed from the model's answers to the other questions"
         else:
-            result = {**reply_of[k], "question": question, "note": notes[k]}
+            result = {**by_task[task], "question": question, "note": notes[k]}
             missing = _not_measured(processor, task, activity)
             if missing is not None:
                 result = {**_blank(question, task, missing), "note": notes[k]}
