@@ -620,8 +620,9 @@ def train_model(
     biggest = max(max(codes) for codes in frame["motion_codes"] if len(codes))
     if biggest >= codebook_size:
         raise MotionInputError(f"{dataset_dir}: motion code {biggest} does not fit codebook_size {codebook_size}")
+    aligns = args.alignment_epochs > 0 and args.motion_input != "codes"  # stage 2a: models that read features
     texts = sorted(set(frame["question"].astype(str)) | set(frame["answer"].astype(str))
-                   | ({CAPTION_QUESTION} if args.alignment_epochs > 0 and args.motion_input != "codes" else set()))
+                   | ({CAPTION_QUESTION} if aligns else set()))
 
     set_seed(args.seed)
     model, tokenizer = _build_model(base_model, mode, texts, motion_tokenizer, codebook_size, args)
@@ -674,7 +675,7 @@ def train_model(
     collator = _Collator(processor.pad_token_id, motion_features, motion_inputs)
     last = _last_checkpoint(checkpoints) if resume else None
     alignment = None
-    if args.alignment_epochs > 0 and model.config.reads_features and last is None:
+    if aligns and last is None:
         # A QA checkpoint already holds the aligned weights: stage 2a only runs (or resumes) before the first one.
         captions = build_captions(frame, processor, metadata["task_kinds"])
         aligner = Trainer(model=trainable, args=stage_arguments(checkpoints / "alignment", args.alignment_epochs, -1),
