@@ -8,9 +8,9 @@ A release is built in a staging folder first, exactly as it will be uploaded, th
   `processor_config.json`, the MotionTokenizer under `motion_tokenizer/`, and the model card as `README.md` with the
   evaluation's `model-index` results;
 - the **dataset** folder: the Parquet shards under `data/` and the dataset card `README.md`;
-- for a LoRA / QLoRA run released as an **adapter**: a PEFT adapter folder (LoRA factors of every changed linear
-  layer plus the trained rows of the motion vocabulary) and the **base** it applies to (the text model with the
-  motion vocabulary added, before fine-tuning), each its own repository.
+- for a LoRA / QLoRA run released as an **adapter**: the PEFT adapter that training saved (`MODEL/adapter/`: the
+  LoRA factors plus the trained rows of the motion vocabulary) and the **base** it applies to (the text model with
+  the motion vocabulary added, before fine-tuning), each its own repository.
 
 Validation loads the model with the Auto classes twice, once with the package and once in a fresh interpreter in
 which `import biomechgpt` fails (remote code only), asks the same questions about the same motion through both and
@@ -45,7 +45,6 @@ __all__ = [
     "build_model_release",
     "build_dataset_release",
     "build_adapter_release",
-    "extract_lora_adapter",
     "validate_model_release",
     "validate_adapter_release",
     "validate_dataset_release",
@@ -69,7 +68,8 @@ _MOTION_FILES = ("config.json", "model.safetensors", "preprocessor_config.json",
 _PROCESSOR_FILES = tuple(f for f in _MODEL_FILES if f not in (
     "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json"))
 _ADAPTER_MODES = ("lora", "qlora")
-# How closely base + extracted adapter must reproduce the merged weights (float32 SVD round-off is ~1e-6).
+# How closely base + adapter must reproduce the merged weights: float32 round-off of the merge (~1e-7), plus, for a
+# run saved in bfloat16 / float16, two units in the last place of that dtype (relative).
 _ADAPTER_ATOL = 1e-4
 
 
@@ -366,10 +366,34 @@ def _empty_folder(path: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------------------------------------------------------------
 # adapters
 
+ADAPTER_FOLDER = "adapter"  # where `biomechgpt train --lora/--qlora` saves the PEFT adapter as trained
+_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
-def _rebuild_base(model_dir: Path, summary: dict):
-    """The model a LoRA / QLoRA run started from: its base language model with the motion vocabulary added, in
-    float32, initialised exactly as `train_model` did (same base, codebook and seed)."""
+
+def _saved_adapter(model_dir: Path) -> tuple[Path, dict]:
+    """The adapter folder a LoRA / QLoRA run saved at training time and its `adapter_config.json`."""
+    folder = model_dir / ADAPTER_FOLDER
+    missing = [name for name in _ADAPTER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ReleaseError(f"--model {model_dir}: no adapter saved by training ({folder} lacks {', '.join(missing)}); "
+                           "retrain with biomechgpt train --lora/--qlora, or release it merged")
+    _refuse_pickles(folder, "--model adapter")
+    config = _read_json(folder / "adapter_config.json")
+    if config.get("peft_type") != "LORA":
+        raise ReleaseError(f"--model {model_dir}: {folder}/adapter_config.json peft_type is "
+                           f"{config.get('peft_type')!r}, not 'LORA'")
+    return folder, config
+
+
+def _rebuild_base(model_dir: Path, summary: dict, adapter_config: dict):
+    """The model a LoRA / QLoRA run's adapter applies to: its base language model with the motion vocabulary added,
+    initialised exactly as `train_model` did (same base, codebook and seed), in the dtype the run saved its weights.
+
+    A model that reads motion frames trains its motion encoder alone first (stage 1) and then keeps it frozen, so
+    the adapter does not hold it: the base takes the trained encoder from the run's merged weights."""
+    import torch
+    from safetensors.torch import load_file
+
     from biomechgpt.training.train_lm import BiomechGPTTrainingArguments, _build_model
 
     base_model = summary.get("base_model")
@@ -381,105 +405,32 @@ def _rebuild_base(model_dir: Path, summary: dict):
 
         motion_tokenizer = MotionTokenizer.from_pretrained(model_dir / MOTION_FOLDER)
     config = _read_json(model_dir / "config.json")
-    codebook_size = config["codebook_size"]
-    # the run's own motion input (older configs predate the setting: they read codes), else the base gets the
-    # vocabulary of the training default
-    args = BiomechGPTTrainingArguments(mode="lora", seed=int(summary.get("seed", 0)),
-                                       motion_input=config.get("motion_input", "codes"))
+    run = summary.get("arguments", {})
+    # the run's own motion input (older configs predate the setting: they read codes) and encoder shape
+    args = BiomechGPTTrainingArguments(
+        mode="lora", seed=int(summary.get("seed", 0)), motion_input=config.get("motion_input", "codes"),
+        **{k: run[k] for k in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers")
+           if k in run})
     try:
-        model, _ = _build_model(str(base_model), "lora", [], motion_tokenizer, codebook_size, args)
+        model, _ = _build_model(str(base_model), "lora", [], motion_tokenizer, config["codebook_size"], args)
     except OSError as err:
         raise ReleaseError(f"base model {base_model}: cannot be loaded to build the adapter's base "
                            f"({' '.join(str(err).split())[:200]})") from None
+    if model.config.reads_features and "motion_encoder" not in (adapter_config.get("modules_to_save") or []):
+        merged: dict[str, torch.Tensor] = {}
+        for path in sorted(model_dir.glob("model*.safetensors")):
+            merged.update(load_file(str(path)))
+        encoder = {name.removeprefix("motion_encoder."): tensor for name, tensor in merged.items()
+                   if name.startswith("motion_encoder.")}
+        try:
+            model.motion_encoder.load_state_dict(encoder)
+        except RuntimeError:
+            raise ReleaseError(f"--model {model_dir}: its motion encoder does not fit the base rebuilt from "
+                               f"{base_model}; release it merged") from None
+    dtype = str(config.get("dtype") or config.get("torch_dtype") or "float32").replace("torch.", "")
+    if dtype in ("bfloat16", "float16"):
+        model = model.to(getattr(torch, dtype))
     return model
-
-
-def extract_lora_adapter(model_dir: str | os.PathLike, base, *, rank: int | None = None):
-    """A PEFT model on `base` whose adapter reproduces the merged weights in `model_dir`.
-
-    A LoRA / QLoRA run's merged weights differ from its base by `B @ A` (rank `lora_r`) in every adapted linear layer
-    and by the trained rows of the motion vocabulary (peft `trainable_token_indices`). The factors are recovered with
-    a truncated SVD of each difference (exact up to float32 round-off, since the difference has that rank), the rows
-    are copied. Every other weight must be equal to the base's, else `model_dir` was not fine-tuned from `base`.
-
-    Args:
-        model_dir (`str` or `os.PathLike`): the merged model folder.
-        base (`BiomechGPTForCausalLM`): the model training started from (float32).
-        rank (`int`, *optional*): the LoRA rank; defaults to the run's `lora_r` (training_summary.json) or 16.
-
-    Returns:
-        `peft.PeftModel` wrapping `base` (modified in place).
-    """
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from safetensors.torch import load_file
-
-    model_dir = Path(model_dir)
-    summary = _load_summary(model_dir)
-    rank = int(rank or summary.get("arguments", {}).get("lora_r") or 16)
-    merged: dict[str, torch.Tensor] = {}
-    for path in sorted(model_dir.glob("model*.safetensors")):
-        merged.update(load_file(str(path)))
-    base_state = base.state_dict()
-    config = base.config
-    new_ids = sorted({config.motion_start_token_id, config.motion_end_token_id, *config.motion_token_ids})
-    embed_name = next(n for n, m in base.named_modules() if m is base.get_input_embeddings())
-
-    factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    changed_rows = None
-    for name, weight in base_state.items():
-        if name not in merged:
-            if name == "language_model.lm_head.weight" and config.tie_word_embeddings:
-                continue  # tied: saved once, as the embedding
-            raise ReleaseError(f"{model_dir}: weight {name} of the base is missing from the merged model")
-        target = merged[name].to(torch.float32)
-        if target.shape != weight.shape:
-            raise ReleaseError(f"{model_dir}: {name} has shape {tuple(target.shape)}, the base "
-                               f"{tuple(weight.shape)}: not fine-tuned from this base")
-        delta = target - weight.to(torch.float32)
-        if not bool(delta.any()):
-            continue
-        if name == f"{embed_name}.weight":
-            rows = delta.abs().sum(1).nonzero().flatten().tolist()
-            if not set(rows) <= set(new_ids):
-                raise ReleaseError(f"{model_dir}: embedding rows outside the motion vocabulary changed; release "
-                                   "this run merged")
-            changed_rows = target[new_ids].clone()
-            continue
-        module = name.rsplit(".", 1)[0]
-        if not name.endswith(".weight") or delta.dim() != 2 or not isinstance(
-                base.get_submodule(module), torch.nn.Linear):
-            raise ReleaseError(f"{model_dir}: {name} changed but is not a LoRA-adapted linear weight; release "
-                               "this run merged")
-        u, s, vh = torch.linalg.svd(delta.double(), full_matrices=False)
-        r = min(rank, s.numel())
-        root = s[:r].sqrt()
-        factors[module] = ((u[:, :r] * root).float(), (root[:, None] * vh[:r]).float())  # B (out, r), A (r, in)
-    if not factors:
-        raise ReleaseError(f"{model_dir}: no linear layer differs from the base; nothing to release as an adapter")
-
-    # lora_alpha = r: scaling 1, so B @ A is the difference itself
-    lora = LoraConfig(r=rank, lora_alpha=rank, target_modules=sorted({m.rsplit(".", 1)[-1] for m in factors}),
-                      bias="none", task_type="CAUSAL_LM",
-                      trainable_token_indices={embed_name.rsplit(".", 1)[-1]: new_ids})
-    peft_model = get_peft_model(base, lora)
-    with torch.no_grad():
-        for name, module in peft_model.base_model.model.named_modules():
-            if hasattr(module, "lora_A") and "default" in module.lora_A:
-                b, a = factors.pop(name, (None, None))
-                if b is None:  # an adapted layer the run left unchanged
-                    module.lora_B["default"].weight.zero_()
-                    continue
-                module.lora_A["default"].weight.zero_()
-                module.lora_A["default"].weight[: a.shape[0]] = a
-                module.lora_B["default"].weight.zero_()
-                module.lora_B["default"].weight[:, : b.shape[1]] = b
-            if hasattr(module, "trainable_tokens_delta") and "default" in module.trainable_tokens_delta:
-                if changed_rows is not None and not getattr(module, "tied_adapter", None):
-                    module.trainable_tokens_delta["default"].copy_(changed_rows)
-    if factors:
-        raise ReleaseError(f"{model_dir}: {sorted(factors)[0]} changed but peft did not adapt it")
-    return peft_model
 
 
 def build_adapter_release(
@@ -492,11 +443,14 @@ def build_adapter_release(
     metrics: str | os.PathLike | dict | None = None,
     dataset_repo_id: str | None = None,
 ) -> tuple[Path, Path]:
-    """Stage a LoRA / QLoRA run as a PEFT adapter (`out_dir`) plus the base it applies to (`base_dir`).
+    """Stage a LoRA / QLoRA run as the PEFT adapter it trained (`out_dir`, copied from `MODEL/adapter/`) plus the
+    base it applies to (`base_dir`: the base language model with the motion vocabulary added, rebuilt as training
+    built it).
 
     The adapter's `adapter_config.json` names `base_repo_id` as its base, so `from_pretrained(repo_id)` (with peft
     installed) fetches the base and applies the adapter. The adapter folder also carries the processor and the
-    MotionTokenizer, so `AutoProcessor.from_pretrained(repo_id)` works.
+    MotionTokenizer, so `AutoProcessor.from_pretrained(repo_id)` works. A run without a saved adapter (a full
+    fine-tune, or one trained before adapters were saved) is refused.
 
     Returns:
         `(adapter folder, base folder)`.
@@ -509,26 +463,27 @@ def build_adapter_release(
     if summary.get("mode") not in _ADAPTER_MODES:
         raise ReleaseError(f"--model {model_dir}: --adapter needs a LoRA or QLoRA run (training_summary.json mode "
                            f"is {summary.get('mode')!r}); release it merged")
+    adapter, adapter_config = _saved_adapter(model_dir)
     out, base_out = _empty_folder(out_dir), _empty_folder(base_dir)
     metrics_payload = _find_metrics(model_dir, metrics)  # fail before the slow part
 
-    base = _rebuild_base(model_dir, summary)
+    base = _rebuild_base(model_dir, summary, adapter_config)
     base.config.use_cache = True
     base.save_pretrained(base_out)
     _stage_processor(model_dir, base_out)
     _write_base_card(base_out, summary, repo_id=repo_id, base_repo_id=base_repo_id)
+    del base
 
-    peft_model = extract_lora_adapter(model_dir, base)
-    peft_model.peft_config["default"].base_model_name_or_path = base_repo_id
-    peft_model.save_pretrained(out, save_embedding_layers=False)
+    _copy(adapter / "adapter_model.safetensors", out / "adapter_model.safetensors")
+    adapter_config["base_model_name_or_path"] = base_repo_id
+    (out / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
     _stage_processor(model_dir, out)
     extra = ADAPTER_CARD_SECTION.format(repo_id=repo_id, base_repo_id=base_repo_id, mode=summary["mode"],
-                                        rank=peft_model.peft_config["default"].r)
+                                        rank=adapter_config.get("r"))
     _write_card(model_dir, out, repo_id=repo_id, metrics=metrics_payload, dataset_repo_id=dataset_repo_id,
                 base_model=base_repo_id, extra=extra)
     _check_safetensors(out)
     _check_safetensors(base_out)
-    del peft_model, base
     torch.set_grad_enabled(True)
     return out, base_out
 
@@ -536,9 +491,10 @@ def build_adapter_release(
 ADAPTER_CARD_SECTION = """
 ## This repository is a PEFT adapter
 
-The {mode} fine-tune is released as a rank-{rank} LoRA adapter (plus the trained rows of the motion vocabulary) on
-top of [`{base_repo_id}`](https://huggingface.co/{base_repo_id}): the base language model with the motion vocabulary
-added, before fine-tuning. With `peft` installed, `from_pretrained` fetches the base and applies the adapter:
+The {mode} fine-tune is released as the rank-{rank} LoRA adapter it trained (plus the trained rows of the motion
+vocabulary) on top of [`{base_repo_id}`](https://huggingface.co/{base_repo_id}): the base language model with the
+motion vocabulary added, before fine-tuning. With `peft` installed, `from_pretrained` fetches the base and applies the
+adapter:
 
 ```python
 from transformers import AutoModelForCausalLM, AutoProcessor
@@ -846,10 +802,18 @@ def validate_adapter_release(adapter: str | os.PathLike, base: str | os.PathLike
     report["answers"] = _answers(model, processor, motion)
     if model_dir is not None:
         merged, _ = _local_load(Path(model_dir))
-        worst = max(float((a - merged.state_dict()[n]).abs().max()) for n, a in model.state_dict().items())
+        merged_state = merged.state_dict()
+        worst, worst_name = 0.0, None
+        for name, weight in model.state_dict().items():
+            reference = merged_state[name].float()
+            rtol = 0.0 if weight.dtype == torch.float32 else 2 * torch.finfo(weight.dtype).eps
+            excess = ((weight.float() - reference).abs() - rtol * reference.abs()).max()
+            if float(excess) > worst:
+                worst, worst_name = float(excess), name
         report["max_weight_difference"] = worst
         if worst > _ADAPTER_ATOL:
-            raise ReleaseError(f"{adapter}: base + adapter differ from the merged model by {worst:.2e}")
+            raise ReleaseError(f"{adapter}: base + adapter differ from the merged model by {worst:.2e} "
+                               f"({worst_name}): was the merged model trained with this adapter?")
         merged_answers = _answers(merged, processor, motion, reference=report["answers"])
         _compare_answers(adapter, report["answers"], merged_answers, processor,
                          names=("by base + adapter", "by the merged model"))

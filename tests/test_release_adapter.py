@@ -1,5 +1,5 @@
-"""LoRA / QLoRA runs released as a PEFT adapter on top of their base, or merged: both load with `from_pretrained` and
-answer like the trained model (tiny local base model, nothing downloaded)."""
+"""LoRA / QLoRA runs released as the PEFT adapter training saved, on top of their base, or merged: both load with
+`from_pretrained` and answer like the trained model (tiny local base model, nothing downloaded)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ def test_adapter_and_base_folders(adapter_release):
     assert config["trainable_token_indices"]["embed_tokens"][-1] == motion["motion_token_offset"] + 15
     assert json.loads((base.path / "config.json").read_text())["auto_map"]["AutoModelForCausalLM"]
     assert "PEFT adapter" in (adapter.path / "README.md").read_text()
+    # the adapter as trained (MODEL/adapter), not one rebuilt from the merged weights
+    assert (adapter.path / "adapter_model.safetensors").read_bytes() == (
+        model / "adapter" / "adapter_model.safetensors").read_bytes()
     # far smaller than the model it reproduces
     size = sum(s for _, s in list_files(adapter.path) if _.startswith("adapter_model"))
     assert size < 0.6 * (model / "model.safetensors").stat().st_size
@@ -135,7 +138,24 @@ def test_adapter_of_a_full_run_is_refused(inputs, tmp_path):
         prepare_release(model, tmp_path / "stage", repo_id="lab/bgpt", adapter=True)
 
 
-def test_adapter_of_a_model_not_trained_from_that_base_is_refused(adapter_release, tmp_path):
+def test_adapter_of_a_lora_run_without_its_saved_adapter_is_refused(adapter_release, tmp_path, capsys):
+    from biomechgpt.cli import main
+
+    model, _ = adapter_release
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy, ignore=shutil.ignore_patterns("adapter"))
+    with pytest.raises(ReleaseError, match=r"no adapter saved by training .*adapter lacks adapter_config.json, "
+                                           r"adapter_model.safetensors\); retrain .* or release it merged"):
+        prepare_release(copy, tmp_path / "stage", repo_id="lab/bgpt", adapter=True, metrics=METRICS)
+    assert not any((tmp_path / "stage").iterdir())  # refused before anything was built
+    # the command says it in one line
+    assert main(["push", "--model", str(copy), "--repo-id", "lab/bgpt", "--adapter", "--dry-run",
+                 "--staging", str(tmp_path / "stage2")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no adapter saved by training" in err
+
+
+def test_adapter_of_a_model_not_trained_with_that_adapter_is_refused(adapter_release, tmp_path):
     from safetensors.torch import load_file, save_file
 
     model, _ = adapter_release
@@ -145,6 +165,7 @@ def test_adapter_of_a_model_not_trained_from_that_base_is_refused(adapter_releas
     norm = "language_model.model.norm.weight"
     weights[norm] = weights[norm] + 0.5
     save_file(weights, str(tampered / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(ReleaseError, match="model.norm.weight changed but is not a LoRA-adapted linear weight"):
+    with pytest.raises(ReleaseError, match=r"base \+ adapter differ from the merged model by 5.00e-01 "
+                                           r"\(language_model.model.norm.weight\)"):
         prepare_release(tampered, tmp_path / "stage", repo_id="lab/bgpt", adapter=True, metrics=METRICS,
-                        validate=False)
+                        remote_code=False)
