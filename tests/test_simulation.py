@@ -171,6 +171,55 @@ def test_lower_body_trials_have_zero_masked_arms_and_treadmill_stays_in_place(co
             assert path > 2.0
 
 
+def test_recording_artefacts_are_recorded_and_leave_the_ground_truth_alone(tables):
+    from biomechgpt.simulation.recording import RECORDING_ARTEFACTS
+
+    _, trials = tables
+    seen = {name for names in trials["recording_artefacts"] for name in names.split(",") if name}
+    assert seen <= set(RECORDING_ARTEFACTS) and {"locked_feet", "pelvis_frame"} <= seen
+    assert (trials["recording_artefacts"] == "").mean() > 0.3  # most recordings stay clean
+    # ground truth is measured on the movement, before the artefacts: it still matches the generator
+    gait = trials[trials["activity"].isin(["walking", "running"]) & (trials["recording_artefacts"] != "")]
+    close = np.isclose(gait["cadence_steps_per_min"], gait["gen_cadence_steps_per_min"], rtol=0.05)
+    assert len(gait) and close.mean() > 0.9
+
+
+def test_recording_artefacts_change_only_what_they_name():
+    from biomechgpt.simulation.recording import apply_recording_artefacts
+
+    person = draw_participant(3, 0, diagnosis="healthy", severity=None, max_age=60)
+    trial = synthesize_trial(person, TrialPlan("walking", "self_selected", protocol="overground", duration_s=6.0),
+                             np.random.default_rng(0))
+    legs = [COL[c] for c in ("knee_angle_r", "knee_angle_l", "ankle_angle_r", "ankle_angle_l", "pelvis_tx",
+                             "pelvis_rotation")]
+    seen = set()
+    for seed in range(60):
+        values, applied = apply_recording_artefacts(trial.values, trial.mask, np.random.default_rng(seed))
+        again, _ = apply_recording_artefacts(trial.values, trial.mask, np.random.default_rng(seed))
+        assert values.dtype == trial.values.dtype and np.array_equal(values, again)
+        np.testing.assert_array_equal(values[:, legs], trial.values[:, legs])  # never the sagittal leg motion
+        changed = {c for c in CANONICAL_COORDINATES if not np.array_equal(values[:, COL[c]], trial.values[:, COL[c]])}
+        if not applied:
+            assert not changed
+        if "arm_convention" in applied and "frozen_arm" not in applied:
+            shift = np.degrees(values[:, COL["elbow_flex_r"]] - trial.values[:, COL["elbow_flex_r"]])
+            assert np.ptp(shift) < 1e-3 and -10.5 < shift[0] < 135.5  # an offset, not a new movement
+        if "locked_feet" in applied:
+            assert np.ptp(values[:, COL["subtalar_angle_r"]]) == 0 and np.ptp(values[:, COL["mtp_angle_l"]]) == 0
+        if not ({"arm_convention", "frozen_arm"} & set(applied)):
+            assert not changed & set(ARM_COORDINATES)
+        seen.update(applied)
+    assert seen == {"locked_feet", "ground_tilt", "pelvis_frame", "arm_convention", "frozen_arm"}
+    # a lower-body recording keeps its absent arms at zero
+    lower = trial.values.copy()
+    mask = trial.mask.copy()
+    mask[[COL[c] for c in ARM_COORDINATES]] = False
+    lower[:, ~mask] = 0.0
+    for seed in range(30):
+        values, _ = apply_recording_artefacts(lower, mask, np.random.default_rng(seed))
+        assert np.all(values[:, ~mask] == 0)
+
+
 def _walk(diagnosis, severity, n=6, device=None, side=None, **plan):
     """Self-selected walking of `n` participants with a pinned diagnosis; (participant, values) pairs."""
     out = []

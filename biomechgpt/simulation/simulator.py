@@ -19,6 +19,7 @@ import numpy as np
 from biomechgpt.labels import ACTIVITIES, SPLITS
 from biomechgpt.processing.motion import CANONICAL_COORDINATES, CANONICAL_FRAME_RATE
 from biomechgpt.simulation.activities import GAIT_ACTIVITIES, plan_trials, synthesize_trial
+from biomechgpt.simulation.recording import apply_recording_artefacts
 from biomechgpt.simulation.ground_truth import fsst_time, gait_ground_truth, tug_time
 from biomechgpt.simulation.participants import draw_participant
 from biomechgpt.simulation.writer import SHARD_PATTERN, write_npz, write_table
@@ -40,6 +41,8 @@ def simulate_participant(index: int, seed: int, n_digits: int = 4):
     person = draw_participant(index, seed, n_digits)
     # A second stream for the trials keeps a participant's attributes unchanged when trial synthesis changes.
     rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(index, 1)))
+    # A third for the recording artefacts, so the movements (and their ground truth) do not depend on them.
+    recording_rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(index, 2)))
     plans = plan_trials(person, rng)
     order = rng.permutation(len(plans))  # sessions do not follow a fixed order
     rows, motions = [], []
@@ -63,6 +66,7 @@ def simulate_participant(index: int, seed: int, n_digits: int = 4):
             "walking_speed_m_s": nan,
             "stride_length_m": nan,
             "test_time_s": nan,
+            "recording_artefacts": "",
         }
         values64 = trial.values.astype(np.float64)
         if plan.activity in GAIT_ACTIVITIES:
@@ -74,6 +78,9 @@ def simulate_participant(index: int, seed: int, n_digits: int = 4):
             row["test_time_s"] = fsst_time(values64, CANONICAL_FRAME_RATE)
         for col in GEN_COLUMNS:
             row[col] = float(trial.gen.get(col, nan))
+        # The ground truth above is the movement's; what the file holds also carries the recording's artefacts.
+        trial.values, applied = apply_recording_artefacts(trial.values, trial.mask, recording_rng)
+        row["recording_artefacts"] = ",".join(applied)
         rows.append(row)
         motions.append(trial)
 
