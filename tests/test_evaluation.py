@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_evaluation_fakes import FakeModel, fake_corpus, fake_parse, fake_trials, write_corpus
+from test_evaluation_fakes import FakeModel, fake_corpus, fake_parse, fake_trials, synthetic_motion, write_corpus
 
 from biomechgpt.cli import UsageError, main
 from biomechgpt.evaluation import evaluate_model, fall_history_ceiling, render_model_card
@@ -16,8 +16,10 @@ from biomechgpt.evaluation.baseline import BaselineSettings
 from biomechgpt.evaluation import evaluate as evaluate_module
 from biomechgpt.evaluation.evaluate import (
     REFERENCE_MOTION_ENV,
+    CADENCE_TOLERANCE,
     _reference_check,
     default_reference_dir,
+    knee_period_cadence,
     parse_prediction,
     reference_expectations,
 )
@@ -116,8 +118,10 @@ def test_parse_prediction_accepts_parser_shapes():
 
 class MotionReadingModel:
     """Answers from the motion it is given, as a model that reads motion would: running when the right knee flexes
-    past 90 degrees, impaired when it never straightens below 20 degrees (crouch). Fed the wrong recording, it
-    answers wrong."""
+    past 90 degrees, impaired when it never straightens below 20 degrees (crouch), a cadence `cadence_offset` above
+    the knee period's. Fed the wrong recording, it answers wrong."""
+
+    cadence_offset = 3.0
 
     def __init__(self, questions: dict[str, str]) -> None:
         self.task_of = {question: task for task, question in questions.items()}
@@ -128,6 +132,8 @@ class MotionReadingModel:
             knee = np.degrees(motion.column("knee_angle_r"))
             if self.task_of[question] == "activity":
                 text = "This is running." if knee.max() > 90 else "This is walking."
+            elif self.task_of[question] == "cadence":
+                text = f"About {knee_period_cadence(motion) + self.cadence_offset:.1f} steps per minute."
             else:
                 text = "The gait is impaired." if np.percentile(knee, 5) > 20 else "The gait is unimpaired."
             answers.append({"question": question, "answer": text, "confidence": 0.9})
@@ -147,13 +153,17 @@ def _with_impairment(corpus: pd.DataFrame) -> pd.DataFrame:
 
 def test_sim_to_real_check_on_the_real_recordings(reference_motion_dir, corpus_and_motions):
     corpus = _with_impairment(corpus_and_motions[0])
-    questions = {"activity": str(corpus[(corpus.split == "test") & (corpus.task == "activity")].sort_values("id")
-                                 .question.iloc[0]), "impairment": "Is the gait impaired?"}
+    test = corpus[corpus.split == "test"].sort_values("id")
+    questions = {"activity": str(test[test.task == "activity"].question.iloc[0]),
+                 "impairment": "Is the gait impaired?", "cadence": str(test[test.task == "cadence"].question.iloc[0])}
     check = _reference_check(MotionReadingModel(questions), None, corpus, reference_motion_dir, motion_parse)
     assert check["questions"] == questions
     by_file = {r["file"]: r for r in check["recordings"]}
     assert {"normal.mot", "crouch1.mot", "crouch3.mot", "subject01_walk1_ik.mot", "subject02_running_ik.mot"} <= \
         set(by_file)
+    # the sub-folder of treadmill walking, without the file that holds other movements too
+    treadmill = {name for name in by_file if name.startswith("treadmill_walking_expert3/")}
+    assert len(treadmill) == 12 and "treadmill_walking_expert3/S01DE503.mot" not in treadmill
     assert all("error" not in r and "biomechgpt_error" not in r for r in check["recordings"])
     assert by_file["subject02_running_ik.mot"]["activity"]["biomechgpt"] == "running"
     assert by_file["crouch3.mot"]["impairment"]["biomechgpt"] == "impaired"
@@ -161,11 +171,42 @@ def test_sim_to_real_check_on_the_real_recordings(reference_motion_dir, corpus_a
     for record in check["recordings"]:  # each recording's answer is the one its own motion gives
         for task in ("activity", "impairment"):
             assert record[task]["biomechgpt"] == record[task]["expected"], (record["file"], task)
+    # cadence only where there are 3 s of gait: the treadmill files (109-116 steps/min) and the running trial
+    with_cadence = {name for name, r in by_file.items() if "cadence" in r}
+    assert with_cadence == treadmill | {"subject02_running_ik.mot"}
+    for name in treadmill:
+        assert 105 < by_file[name]["cadence"]["expected"] < 120, name
+    assert 160 < by_file["subject02_running_ik.mot"]["cadence"]["expected"] < 185
     n = len(by_file)
-    assert check["summary"] == {task: {"n": n, "biomechgpt_accuracy": 1.0, "baseline_accuracy": None}
-                                for task in ("activity", "impairment")}
+    summary = check["summary"]
+    assert {task: summary[task] for task in ("activity", "impairment")} == {
+        task: {"n": n, "biomechgpt_accuracy": 1.0, "baseline_accuracy": None} for task in ("activity", "impairment")}
+    assert summary["cadence"]["n"] == 13 and summary["cadence"]["tolerance"] == CADENCE_TOLERANCE
+    assert summary["cadence"]["biomechgpt_mae"] == pytest.approx(3.0, abs=0.06)  # the fake's offset
+    assert summary["cadence"]["biomechgpt_within_tolerance"] == 1.0 and summary["cadence"]["baseline_mae"] is None
     assert reference_expectations("crouch3.mot") == {"activity": "walking", "impairment": "impaired"}
+    assert reference_expectations("treadmill_walking_expert3/S01DE507.mot")["activity"] == "walking"
+    assert reference_expectations("treadmill_walking_expert3/S01DE503.mot") is None
     assert reference_expectations("README.md") is None
+
+    # a cadence far off counts against the model
+    MotionReadingModel.cadence_offset = 12.0
+    try:
+        off = _reference_check(MotionReadingModel(questions), None, corpus, reference_motion_dir, motion_parse)
+    finally:
+        MotionReadingModel.cadence_offset = 3.0
+    assert off["summary"]["cadence"]["biomechgpt_within_tolerance"] == 0.0
+    assert off["summary"]["cadence"]["biomechgpt_mae"] == pytest.approx(12.0, abs=0.06)
+
+
+@pytest.mark.parametrize("cadence", [62.0, 96.0, 113.0, 171.0])
+def test_knee_period_cadence_finds_the_stride_of_a_known_gait(cadence):
+    motion = synthetic_motion("running" if cadence > 150 else "walking", cadence, 1.2, 8.0, seed=int(cadence))
+    assert knee_period_cadence(motion) == pytest.approx(cadence, abs=1.0)
+    short = synthetic_motion("walking", cadence, 1.2, 2.5, seed=1)
+    assert knee_period_cadence(short) is None  # under 3 s of gait
+    still = synthetic_motion("standing_balance", cadence, 0.0, 8.0, seed=1)
+    assert knee_period_cadence(still) is None  # no knee movement, no period
 
 
 def test_default_reference_dir_env_checkout_or_none(monkeypatch, tmp_path):

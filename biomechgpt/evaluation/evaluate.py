@@ -19,12 +19,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from biomechgpt.metrics import HEADLINE_METRIC, METRICS_BY_TASK, compute_task_metrics
+
+if TYPE_CHECKING:
+    from biomechgpt.processing.motion import Motion
 
 __all__ = [
     "evaluate_model",
@@ -33,6 +36,7 @@ __all__ = [
     "parse_prediction",
     "fall_history_ceiling",
     "reference_expectations",
+    "knee_period_cadence",
     "default_reference_dir",
     "DEFAULT_REFERENCE_DIR",
     "REFERENCE_MOTION_ENV",
@@ -336,10 +340,17 @@ def fall_history_ceiling(participants: pd.DataFrame, participant_ids: Sequence[s
     }
 
 
-def reference_expectations(filename: str) -> dict[str, str] | None:
-    """What a real recording in ../shared/reference_motion/ shows, from its documented content (README): activity
-    and impairment labels, or None for an unknown file. Crouch gait (as in cerebral palsy) is impaired."""
-    name = Path(filename).name.lower()
+def reference_expectations(filename: str | Path) -> dict[str, str] | None:
+    """What a real recording in ../shared/reference_motion/ shows, from its documented content (the folders'
+    READMEs): activity and impairment labels, or None for an unknown file. Crouch gait (as in cerebral palsy) is
+    impaired. `filename` may carry its folder: the files of `treadmill_walking_*/` are a healthy adult walking on a
+    treadmill, except S01DE503, which also holds other movements."""
+    path = Path(filename)
+    name = path.name.lower()
+    if path.parent.name.lower().startswith("treadmill_walking"):
+        if path.suffix.lower() in (".mot", ".sto", ".csv") and name != "s01de503.mot":
+            return {"activity": "walking", "impairment": "unimpaired"}
+        return None
     if name.startswith("crouch"):
         return {"activity": "walking", "impairment": "impaired"}
     if name == "normal.mot" or "walk" in name:
@@ -349,14 +360,57 @@ def reference_expectations(filename: str) -> dict[str, str] | None:
     return None
 
 
+# A cadence is read from a recording only when it holds at least this many seconds of gait (three strides or more).
+_MIN_CADENCE_SECONDS = 3.0
+
+
+def knee_period_cadence(motion: Motion) -> float | None:
+    """Cadence (steps/min) of a walking or running recording from the period of its knee angles: 120 / stride time,
+    the stride time being the first lag (0.5-2 s) at which both knees' normalised autocorrelation comes within 10%
+    of its best, refined to a fraction of a frame. `None` when the recording is shorter than 3 s, has no knee
+    angles or no clear period. A reference that does not depend on the simulator or on any trained model."""
+    if motion.duration < _MIN_CADENCE_SECONDS:
+        return None
+    rate = float(motion.frame_rate)
+    lo, hi = int(0.5 * rate), int(2.0 * rate)
+    curves = []
+    for column in ("knee_angle_r", "knee_angle_l"):
+        present = motion.mask is None or bool(motion.mask[motion.coordinates.index(column)])
+        x = np.asarray(motion.column(column), dtype=np.float64)
+        if present and np.ptp(x) > np.radians(10):
+            x = x - x.mean()
+            n = len(x)
+            full = np.correlate(x, x, "full")[n - 1:n + hi + 1]
+            curves.append(full / (np.arange(n, n - len(full), -1) * x.var()))
+    if not curves or hi + 1 >= motion.n_frames:
+        return None
+    ac = np.mean(curves, axis=0)
+    window = ac[lo:hi + 1]
+    best = float(window.max())
+    if best < 0.5:
+        return None
+    peaks = [k for k in range(1, len(window) - 1)
+             if window[k] >= window[k - 1] and window[k] >= window[k + 1] and window[k] >= 0.9 * best]
+    if not peaks:
+        return None
+    k = peaks[0] + lo
+    a, b, c = ac[k - 1], ac[k], ac[k + 1]
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0
+    return float(120.0 * rate / (k + shift))
+
+
 _NO_REFERENCE_DIR = (f"no folder of real recordings: pass reference_dir (biomechgpt evaluate --reference-motion DIR) "
                      f"or set ${REFERENCE_MOTION_ENV}; ../shared/reference_motion/ is looked for only beside a "
                      f"repository checkout")
+_CHECKED_TASKS = ("activity", "impairment", "cadence")
+# Cadence answers within this many steps/min of the knee-angle period count as right.
+CADENCE_TOLERANCE = 5.0
 
 
 def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser) -> dict:
-    """Ask the model about the real recordings in `reference_dir` (sim-to-real); `{"skipped": reason}` when it
-    cannot run."""
+    """Ask the model about the real recordings in `reference_dir` and its sub-folders (sim-to-real): activity and
+    impairment against their documented content, cadence against the knee-angle period where the recording holds
+    gait. `{"skipped": reason}` when it cannot run."""
     if reference_dir is None:
         return {"skipped": _NO_REFERENCE_DIR}
     if not Path(reference_dir).is_dir():
@@ -365,26 +419,34 @@ def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser
 
     test = corpus[corpus.split == "test"].sort_values("id")
     questions = {}
-    for task in ("activity", "impairment"):
+    for task in _CHECKED_TASKS:
         asked = test[test.task == task]
         if len(asked):
             questions[task] = str(asked.question.iloc[0])  # a wording from the corpus, so the model knows it
-    if not questions:
+    if not {"activity", "impairment"} & set(questions):
         return {"skipped": "the QA corpus's test split has no activity or impairment question to ask"}
-    files = sorted(p for p in Path(reference_dir).iterdir() if p.suffix.lower() in (".mot", ".sto", ".csv"))
-    files = [p for p in files if reference_expectations(p.name) is not None]
+    root = Path(reference_dir)
+    files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".mot", ".sto", ".csv")),
+                   key=lambda p: (len(p.relative_to(root).parts), str(p.relative_to(root))))
+    files = [p for p in files if reference_expectations(p.relative_to(root)) is not None]
     if not files:
-        return {"skipped": f"no recording with a known content (normal.mot, crouch*.mot, *walk*, *run*) in "
-                           f"{reference_dir}"}
+        return {"skipped": f"no recording with a known content (normal.mot, crouch*.mot, *walk*, *run*, "
+                           f"treadmill_walking_*/) in {reference_dir}"}
+    unit = _task_units().get("cadence")
     recordings, summary = [], {}
     for path in files:
-        expected = reference_expectations(path.name)
+        name = str(path.relative_to(root).as_posix())
+        expected: dict[str, Any] = dict(reference_expectations(path.relative_to(root)))
         try:
             motion = load_motion(path)
         except ValueError as err:
-            recordings.append({"file": path.name, "error": " ".join(str(err).split())})
+            recordings.append({"file": name, "error": " ".join(str(err).split())})
             continue
-        entry: dict[str, Any] = {"file": path.name, "duration_s": round(motion.duration, 3)}
+        if expected["activity"] in ("walking", "running"):
+            cadence = knee_period_cadence(motion)
+            if cadence is not None:
+                expected["cadence"] = cadence
+        entry: dict[str, Any] = {"file": name, "duration_s": round(motion.duration, 3)}
         tasks = [t for t in expected if t in questions]
         try:
             answers = [] if model is None else model.answer_batch([motion] * len(tasks), [questions[t] for t in tasks])
@@ -392,29 +454,52 @@ def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser
             entry["biomechgpt_error"] = " ".join(str(err).split())
             answers = []
         for task, answer in zip(tasks, answers):
-            label, _, _ = parse_prediction(task, _field(answer, "answer"), parser)
-            entry[task] = {"expected": expected[task], "biomechgpt": label,
-                           "biomechgpt_answer": _field(answer, "answer"),
-                           "confidence": _field(answer, "confidence")}
+            label, value, value_unit = parse_prediction(task, _field(answer, "answer"), parser)
+            entry[task] = {"expected": expected[task], "biomechgpt_answer": _field(answer, "answer")}
+            if task == "cadence":
+                try:
+                    value = _convert(None if value is None else float(value), value_unit or unit, unit)
+                except ValueError:
+                    value = None
+                entry[task]["biomechgpt"] = value
+                entry[task]["expected"] = round(float(expected[task]), 1)
+            else:
+                entry[task].update(biomechgpt=label, confidence=_field(answer, "confidence"))
         if baseline is not None:
             for task in tasks:
                 if task in baseline.tasks:
                     labels, conf = baseline.predict(task, [motion])
                     entry.setdefault(task, {"expected": expected[task]})
-                    entry[task]["baseline"] = labels[0]
+                    entry[task]["baseline"] = float(labels[0]) if task == "cadence" else labels[0]
         recordings.append(entry)
-    for task in ("activity", "impairment"):
+    for task in _CHECKED_TASKS:
         scored = [r[task] for r in recordings if task in r]
-        if scored:
-            answered = [s for s in scored if "biomechgpt_answer" in s]
-            summary[task] = {
-                "n": len(scored),
-                "biomechgpt_accuracy": (float(np.mean([s.get("biomechgpt") == s["expected"] for s in answered]))
-                                        if answered else None),
-                "baseline_accuracy": (float(np.mean([s.get("baseline") == s["expected"] for s in scored]))
-                                      if any("baseline" in s for s in scored) else None),
-            }
+        if not scored:
+            continue
+        answered = [s for s in scored if "biomechgpt_answer" in s]
+        if task == "cadence":
+            summary[task] = {"n": len(scored), "tolerance": CADENCE_TOLERANCE,
+                             **_cadence_scores("biomechgpt", answered), **_cadence_scores("baseline", scored)}
+            continue
+        summary[task] = {
+            "n": len(scored),
+            "biomechgpt_accuracy": (float(np.mean([s.get("biomechgpt") == s["expected"] for s in answered]))
+                                    if answered else None),
+            "baseline_accuracy": (float(np.mean([s.get("baseline") == s["expected"] for s in scored]))
+                                  if any("baseline" in s for s in scored) else None),
+        }
     return {"recordings": recordings, "summary": summary, "questions": questions}
+
+
+def _cadence_scores(system: str, scored: list[dict]) -> dict[str, float | None]:
+    """Mean absolute error and share within `CADENCE_TOLERANCE` of the knee-angle cadence; an unparsed answer counts
+    as outside the tolerance and is left out of the error."""
+    if not any(system in s for s in scored):
+        return {f"{system}_mae": None, f"{system}_within_tolerance": None}
+    errors = [abs(s[system] - s["expected"]) if s.get(system) is not None else None for s in scored]
+    numbers = [e for e in errors if e is not None]
+    return {f"{system}_mae": float(np.mean(numbers)) if numbers else None,
+            f"{system}_within_tolerance": float(np.mean([e is not None and e <= CADENCE_TOLERANCE for e in errors]))}
 
 
 # ----------------------------------------------------------------------------------------------------------------

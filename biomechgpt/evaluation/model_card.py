@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from biomechgpt.evaluation.report import experiment_lines, participant_lines
+from biomechgpt.evaluation.report import experiment_lines, participant_lines, sim_to_real_summary_lines
 from biomechgpt.metrics import METRICS_BY_TASK
 
 __all__ = ["write_model_card", "render_model_card", "CITATION"]
@@ -176,12 +176,11 @@ def render_model_card(
     lines += participant_lines(tasks)
     lines += ["", "### Real recordings (sim-to-real check)", ""]
     if check.get("summary"):
-        lines.append("A handful of real OpenSim recordings (normal and crouch gait cycles, overground walking, "
-                     "treadmill running) that the model never saw:")
+        lines.append("Real recordings the model never saw: OpenSim example data (normal and crouch gait cycles, "
+                     "overground walking, treadmill running) and a healthy adult's treadmill walking processed by "
+                     "AddBiomechanics; cadence is checked against the period of each file's knee angles:")
         lines.append("")
-        for task, s in check["summary"].items():
-            lines.append(f"- {task}: BiomechGPT {_fmt(s['biomechgpt_accuracy'], 2)} correct, baseline "
-                         f"{_fmt(s.get('baseline_accuracy'), 2)} (n = {s['n']}).")
+        lines += sim_to_real_summary_lines(check["summary"])
     else:
         lines.append(check.get("skipped", "Not run."))
     lines += experiment_lines(metrics.get("experiments", {}), level=3)
@@ -191,9 +190,9 @@ def render_model_card(
         "- **Simulated training and test data.** All numbers above are on a simulated cohort whose labels are "
         "consistent with the generated motion by construction; they say the model learned the simulator, not "
         "that it works on patients. Real movement disorders vary far more than the simulator models.",
-        "- **What was checked on real data:** only activity (walking / running) and normal versus crouch gait on "
-        "a few public OpenSim recordings (above). Diagnosis, assistive device, fall history, side of impairment, "
-        "cadence, speed, stride length and timed-test estimates were **not** validated on real recordings.",
+        "- **What was checked on real data:** only activity (walking / running), normal versus crouch gait and "
+        "cadence on a few public recordings (above). Diagnosis, assistive device, fall history, side of "
+        "impairment, speed, stride length and timed-test estimates were **not** validated on real recordings.",
         "- Inputs must be joint angles of an OpenSim full-body model; the readers convert common conventions, "
         "but unusual models or very noisy tracking fall outside the training distribution.",
         "- The default language model is tiny and trained from scratch: it answers the corpus's kinds of "

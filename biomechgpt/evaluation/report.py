@@ -212,25 +212,50 @@ def _sim_to_real_lines(check: dict) -> list[str]:
         return lines + ["Not run."]
     if "skipped" in check:
         return lines + [f"Skipped: {check['skipped']}."]
-    lines += ["Real joint-angle recordings from the OpenSim model repository (../shared/reference_motion/); the "
-              "model never saw them. Reported separately from the simulated test split.", "",
+    lines += ["Real joint-angle recordings (../shared/reference_motion/ and its sub-folders: OpenSim example data "
+              "and treadmill walking processed by AddBiomechanics); the model never saw them. Activity and "
+              "impairment are checked against each file's documented content, cadence against the period of the "
+              "file's knee angles (recordings with at least 3 s of gait). Reported separately from the simulated "
+              "test split.", "",
               "| file | task | expected | BiomechGPT | confidence | baseline |",
               "| --- | --- | --- | --- | ---: | --- |"]
     for record in check.get("recordings", []):
         if "error" in record:
             lines.append(f"| {record['file']} | – | – | could not be read: {record['error']} | | |")
             continue
-        for task in ("activity", "impairment"):
-            if task in record:
-                r = record[task]
+        for task in ("activity", "impairment", "cadence"):
+            if task not in record:
+                continue
+            r = record[task]
+            if task == "cadence":
+                got = r.get("biomechgpt")
+                lines.append(f"| {record['file']} | cadence (steps/min) | {_fmt(r['expected'], 1)} | "
+                             f"{'unparsed' if got is None and 'biomechgpt_answer' in r else _fmt(got, 1)} | | "
+                             f"{_fmt(r.get('baseline'), 1) if 'baseline' in r else '–'} |")
+            else:
                 lines.append(f"| {record['file']} | {task} | {r['expected']} | {r.get('biomechgpt') or 'unparsed'} "
                              f"| {_fmt(r.get('confidence'), 2)} | {r.get('baseline', '–')} |")
     errors = sorted({r["biomechgpt_error"] for r in check.get("recordings", []) if "biomechgpt_error" in r})
     if errors:
         lines.append(f"\nBiomechGPT could not read the recordings: {'; '.join(errors)}.")
-    for task, s in check.get("summary", {}).items():
-        lines.append(f"\n{task}: BiomechGPT {_fmt(s['biomechgpt_accuracy'], 2)} correct, baseline "
-                     f"{_fmt(s.get('baseline_accuracy'), 2)} (n={s['n']}).")
+    lines.append("")
+    lines += sim_to_real_summary_lines(check.get("summary", {}))
+    return lines
+
+
+def sim_to_real_summary_lines(summary: dict) -> list[str]:
+    """One bullet per checked task of the sim-to-real summary (shared by the report and the model card)."""
+    lines = []
+    for task, s in summary.items():
+        if task == "cadence":
+            lines.append(f"- cadence: BiomechGPT within {_fmt(s['tolerance'], 0)} steps/min of the knee-angle period "
+                         f"for {_fmt(s.get('biomechgpt_within_tolerance'), 2)} of recordings (mean absolute error "
+                         f"{_fmt(s.get('biomechgpt_mae'), 1)} steps/min), baseline "
+                         f"{_fmt(s.get('baseline_within_tolerance'), 2)} (error {_fmt(s.get('baseline_mae'), 1)}) "
+                         f"(n = {s['n']}).")
+        else:
+            lines.append(f"- {task}: BiomechGPT {_fmt(s['biomechgpt_accuracy'], 2)} correct, baseline "
+                         f"{_fmt(s.get('baseline_accuracy'), 2)} (n = {s['n']}).")
     return lines
 
 
