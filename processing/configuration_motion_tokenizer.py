@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from .motion import CANONICAL_COORDINATES, CANONICAL_FRAME_RATE
+import math
+
+from .motion import ANGLE_GROUPS, CANONICAL_COORDINATES, CANONICAL_FRAME_RATE
 
 __all__ = ["MotionTokenizerConfig"]
 
@@ -44,6 +46,16 @@ class MotionTokenizerConfig(PretrainedConfig):
             few steps; a threshold on the moving-average usage would take hundreds at `ema_decay` 0.99.)
         min_frames (`int`, *optional*, defaults to 8):
             Shortest motion accepted, in frames.
+        reconstruction_error_limits (`dict[str, float]`, *optional*):
+            Per angle group of `ANGLE_GROUPS` ("pelvis_legs", "arms", "lumbar"), the `reconstruction_error_percentile`
+            percentile of the encode -> decode error (degrees; per recording, the mean absolute error over its frames
+            and the group's recorded angles) on held-out trials of the training data. Training writes it; `None` (a
+            tokenizer trained before it existed) turns the out-of-distribution check off.
+        reconstruction_error_percentile (`float`, *optional*, defaults to 99.0):
+            The percentile `reconstruction_error_limits` holds.
+        out_of_distribution_factor (`float`, *optional*, defaults to 1.5):
+            A recording is unlike the training data in a group when its error there exceeds this many times the
+            group's limit (the limit alone would flag one training-like recording in a hundred).
     """
 
     model_type = "biomechgpt_motion_tokenizer"
@@ -63,6 +75,9 @@ class MotionTokenizerConfig(PretrainedConfig):
         ema_decay: float = 0.99,
         dead_code_patience: int = 20,
         min_frames: int = 8,
+        reconstruction_error_limits: dict[str, float] | None = None,
+        reconstruction_error_percentile: float = 99.0,
+        out_of_distribution_factor: float = 1.5,
         **kwargs,
     ) -> None:
         coordinates = list(CANONICAL_COORDINATES if coordinates is None else coordinates)
@@ -93,6 +108,23 @@ class MotionTokenizerConfig(PretrainedConfig):
             raise ValueError(f"dead_code_patience must be >= 1, got {dead_code_patience}")
         if min_frames < downsample_factor:
             raise ValueError(f"min_frames must be >= downsample_factor ({downsample_factor}), got {min_frames}")
+        if reconstruction_error_limits is not None:
+            if not isinstance(reconstruction_error_limits, dict):
+                raise ValueError("reconstruction_error_limits must be a dict of angle group -> degrees or None")
+            for group, limit in reconstruction_error_limits.items():
+                if group not in ANGLE_GROUPS:
+                    raise ValueError(f"reconstruction_error_limits: unknown angle group {group!r} "
+                                     f"(known: {', '.join(ANGLE_GROUPS)})")
+                if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not (
+                        math.isfinite(limit) and limit > 0):
+                    raise ValueError(f"reconstruction_error_limits[{group!r}] must be a positive number of degrees, "
+                                     f"got {limit!r}")
+            reconstruction_error_limits = {g: float(v) for g, v in reconstruction_error_limits.items()}
+        if not 0.0 < reconstruction_error_percentile <= 100.0:
+            raise ValueError(f"reconstruction_error_percentile must lie in (0, 100], got "
+                             f"{reconstruction_error_percentile}")
+        if not (math.isfinite(out_of_distribution_factor) and out_of_distribution_factor >= 1.0):
+            raise ValueError(f"out_of_distribution_factor must be a number >= 1, got {out_of_distribution_factor}")
         self.coordinates = coordinates
         self.frame_rate = float(frame_rate)
         self.downsample_factor = int(downsample_factor)
@@ -106,6 +138,9 @@ class MotionTokenizerConfig(PretrainedConfig):
         self.ema_decay = float(ema_decay)
         self.dead_code_patience = int(dead_code_patience)
         self.min_frames = int(min_frames)
+        self.reconstruction_error_limits = reconstruction_error_limits
+        self.reconstruction_error_percentile = float(reconstruction_error_percentile)
+        self.out_of_distribution_factor = float(out_of_distribution_factor)
         super().__init__(**kwargs)
 
     @property

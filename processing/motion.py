@@ -18,6 +18,7 @@ __all__ = [
     "TRANSLATION_COORDINATES",
     "ARM_COORDINATES",
     "LUMBAR_COORDINATES",
+    "ANGLE_GROUPS",
     "Motion",
     "MotionInputError",
 ]
@@ -36,6 +37,14 @@ CANONICAL_COORDINATES: tuple[str, ...] = (
 TRANSLATION_COORDINATES: tuple[str, ...] = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
 ARM_COORDINATES: tuple[str, ...] = tuple(f"{n}_{s}" for s in ("r", "l") for n in _ARM)
 LUMBAR_COORDINATES: tuple[str, ...] = ("lumbar_extension", "lumbar_bending", "lumbar_rotation")
+# The joint angles in the groups a recording is compared with the training data (the MotionTokenizer's
+# out-of-distribution check): real recordings depart from the simulator in the arms and the trunk far more often than
+# in the legs, and a user can leave those columns out. The heading (pelvis_rotation) is no joint angle.
+ANGLE_GROUPS: dict[str, tuple[str, ...]] = {
+    "pelvis_legs": ("pelvis_tilt", "pelvis_list") + tuple(f"{name}_{s}" for s in ("r", "l") for name in _LEG),
+    "arms": ARM_COORDINATES,
+    "lumbar": LUMBAR_COORDINATES,
+}
 
 # Markerless video (OpenCap and most clinical pipelines) delivers 30 Hz; joint-angle content of walking, running and
 # the clinical tests lies well below 15 Hz, so 30 Hz loses nothing the tasks need and keeps token sequences short.

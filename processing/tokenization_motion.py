@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,74 @@ from transformers.utils import PushToHubMixin
 from .configuration_motion_tokenizer import MotionTokenizerConfig
 from .feature_extraction_motion import MotionFeatureExtractor
 from .modeling_motion_tokenizer import MotionTokenizerModel
-from .motion import Motion, MotionInputError
+from .motion import ANGLE_GROUPS, Motion, MotionInputError
 
-__all__ = ["MotionTokenizer", "register_auto_classes", "METRICS_NAME"]
+__all__ = ["MotionTokenizer", "MotionDistributionCheck", "register_auto_classes", "METRICS_NAME"]
 
 METRICS_NAME = "metrics.json"
+
+# How a warning names each angle group, and the columns a user can leave out of the file instead.
+_GROUP_WORDS = {"pelvis_legs": "pelvis and leg angles", "arms": "arm angles", "lumbar": "trunk (lumbar) angles"}
+_GROUP_COLUMNS = {"arms": "arm", "lumbar": "lumbar"}
+
+
+@dataclass
+class MotionDistributionCheck:
+    r"""
+    How a recording's encode -> decode error compares with the training data's, per angle group (see
+    [`MotionTokenizer.check_motion`]).
+
+    Args:
+        errors_deg (`dict[str, float | None]`): per group of `ANGLE_GROUPS`, the recording's mean absolute
+            reconstruction error in degrees; `None` where it recorded none of the group's angles.
+        limits_deg (`dict[str, float]`): the tokenizer's `reconstruction_error_limits`.
+        percentile (`float`): the percentile of the training error the limits hold.
+        factor (`float`): how many times its limit an error may reach before the group counts as out of range.
+        out_of_range (`list[str]`): the groups beyond `factor * limit`, furthest beyond it first.
+    """
+
+    errors_deg: dict[str, float | None]
+    limits_deg: dict[str, float]
+    percentile: float
+    factor: float
+    out_of_range: list[str]
+
+    @property
+    def in_distribution(self) -> bool:
+        return not self.out_of_range
+
+    @property
+    def warning(self) -> str | None:
+        """One sentence for the user when the recording is unlike the training data, else `None`."""
+        if not self.out_of_range:
+            return None
+        parts = []
+        for k, group in enumerate(self.out_of_range):
+            error, limit = _degrees(self.errors_deg[group]), _degrees(self.limits_deg[group])
+            what = f"reconstruction error {error} vs {_ordinal(self.percentile)} percentile {limit}" if k == 0 else (
+                f"{error} vs {limit}")
+            parts.append(f"{_GROUP_WORDS[group]} ({what})")
+        listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        text = f"This recording is unlike the training data in its {listed}: answers may be unreliable"
+        columns = [_GROUP_COLUMNS[g] for g in self.out_of_range if g in _GROUP_COLUMNS]
+        if columns:
+            text += f"; try without the {' and '.join(columns)} columns"
+        return text + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "warning": self.warning}
+
+
+def _degrees(value: float) -> str:
+    return f"{value:.0f}°" if value >= 10 else f"{value:.1f}°"
+
+
+def _ordinal(value: float) -> str:
+    if value != int(value):
+        return f"{value:g}th"
+    n = int(value)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 class MotionTokenizer(PushToHubMixin):
@@ -261,6 +325,63 @@ class MotionTokenizer(PushToHubMixin):
             meta = {"source": "motion_tokenizer.decode", "n_codes": int(s.numel())}
             motions.append(self.feature_extractor.features_to_motion(values[row], n_frames=frames, meta=meta))
         return motions
+
+    # ----------------------------------------------------------------------------------------------------------
+    # out-of-distribution check
+
+    def reconstruction_errors(self, motions: Any) -> list[dict[str, float | None]]:
+        """Encode -> decode error of each motion per angle group of `ANGLE_GROUPS`: the mean absolute difference in
+        degrees over the motion's frames and the group's recorded angles (`None` for a group it did not record).
+
+        One forward pass of the VQ-VAE per `batch_size` motions (in eval mode the forward pass is exactly
+        `decode(encode(...))`). Accepts what `__call__` accepts.
+        """
+        items = MotionFeatureExtractor._as_list(motions)
+        names = [f"motion {i}" for i in range(len(items))] if isinstance(motions, (list, tuple)) else ["motion"]
+        valid = [self.feature_extractor.as_motion(item, name) for item, name in zip(items, names)]
+        coords = list(self.feature_extractor.coordinates)
+        groups = {g: [coords.index(c) for c in members if c in coords] for g, members in ANGLE_GROUPS.items()}
+        out: list[dict[str, float | None]] = []
+        with torch.inference_mode():
+            for start in range(0, len(valid), self.batch_size):
+                chunk = valid[start : start + self.batch_size]
+                features = self.feature_extractor(chunk, return_tensors="pt")
+                decoded = self.model(
+                    features["motion_values"].to(self.device),
+                    features["motion_mask"].to(self.device),
+                    features["coordinate_mask"].to(self.device),
+                ).motion_values.float().cpu()  # (batch, frames, coords)
+                error = (decoded - features["motion_values"]).abs().numpy()
+                for row, motion in enumerate(chunk):
+                    present = features["coordinate_mask"][row].numpy()
+                    frames = error[row, : motion.n_frames]
+                    errors: dict[str, float | None] = {}
+                    for group, cols in groups.items():
+                        cols = [c for c in cols if present[c]]
+                        errors[group] = float(np.degrees(frames[:, cols].mean())) if cols else None
+                    out.append(errors)
+        return out
+
+    def check_motion(self, motion: Any) -> MotionDistributionCheck | None:
+        """Compare a motion's reconstruction error per angle group with the training data's.
+
+        Returns `None` when the tokenizer stores no `reconstruction_error_limits` (trained before they existed), else
+        a [`MotionDistributionCheck`] whose `warning` is a sentence for the user when the recording is unlike the
+        training data: the tokenizer cannot reproduce it, so the codes (and the answers built on them) are off.
+        """
+        limits = getattr(self.config, "reconstruction_error_limits", None)
+        if not limits:
+            return None
+        factor = float(getattr(self.config, "out_of_distribution_factor", 1.5))
+        errors = self.reconstruction_errors(motion)[0]
+        flagged = [g for g in ANGLE_GROUPS
+                   if g in limits and errors.get(g) is not None and errors[g] > factor * limits[g]]
+        flagged.sort(key=lambda g: -errors[g] / limits[g])
+        return MotionDistributionCheck(
+            errors_deg=errors, limits_deg=dict(limits),
+            percentile=float(getattr(self.config, "reconstruction_error_percentile", 99.0)), factor=factor,
+            out_of_range=flagged,
+        )
 
     def reconstruct(self, motion: Any) -> Motion:
         """`decode(encode(motion))` trimmed to the input's length (what the benchmarks score)."""

@@ -73,7 +73,10 @@ def tiny_tokenizer() -> MotionTokenizer:
 @pytest.mark.parametrize(
     "kwargs",
     [{"downsample_factor": 3}, {"downsample_factor": 1}, {"codebook_size": 0}, {"ema_decay": 1.0},
-     {"min_frames": 2}, {"coordinates": ["knee_angle_r"]}, {"hidden_size": -4}],
+     {"min_frames": 2}, {"coordinates": ["knee_angle_r"]}, {"hidden_size": -4},
+     {"reconstruction_error_limits": {"hands": 3.0}}, {"reconstruction_error_limits": {"arms": -1.0}},
+     {"reconstruction_error_limits": {"arms": float("nan")}}, {"reconstruction_error_limits": [3.0]},
+     {"out_of_distribution_factor": 0.5}, {"reconstruction_error_percentile": 0}],
 )
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
@@ -381,6 +384,11 @@ def test_training_reduces_the_loss_and_writes_the_folder(tmp_path):
     assert tok.codebook_size == 16 and len(tok.encode(synthetic_motion(40, 1))) == 10
     # the trained model keeps its normalisation statistics: the pelvis height channel is centred near 0.93 m
     assert abs(float(tok.model.feature_mean[I_TY]) - 0.93) < 0.01
+    # the validation trials set the out-of-distribution limits, which the saved config keeps
+    limits = tok.config.reconstruction_error_limits
+    assert set(limits) == {"pelvis_legs", "arms", "lumbar"} and all(v > 0 for v in limits.values())
+    assert metrics["validation"]["reconstruction_error_limits_deg"] == limits
+    assert set(metrics["validation"]["joint_angle_mae_deg_per_group"]) == {"pelvis_legs", "arms", "lumbar"}
 
 
 def test_interrupted_training_resumes_to_the_same_result(tmp_path):
@@ -426,16 +434,116 @@ def test_cli_trains_on_a_simulated_cohort(tmp_path, capsys):
     from biomechgpt.simulation import simulate_cohort
 
     cohort = simulate_cohort(tmp_path / "cohort", n_participants=3, seed=0, workers=1)
+    real = tmp_path / "real"
+    (real / "lab").mkdir(parents=True)
+    biomechgpt.save_motion(synthetic_motion(90, seed=5), real / "lab" / "walk.mot")
     out = tmp_path / "tok"
     argv = ["train-tokenizer", "--cohort", str(cohort), "--out", str(out), "--steps", "4", "--seed", "1",
-            "--codebook-size", "16", "--hidden-size", "16", "--batch-size", "4", "--threads", "1", "--quiet"]
+            "--codebook-size", "16", "--hidden-size", "16", "--batch-size", "4", "--threads", "1",
+            "--real-motion", str(real), "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "joint-angle error" in printed and "codebook usage" in printed
+    lines = [" ".join(line.split()) for line in printed.splitlines()]
+    real_row = lines.index(f"real recordings 1 in {real}")  # its error follows, overall and per angle group
+    assert lines[real_row + 1].startswith("joint-angle error") and lines[real_row + 3].startswith("arms")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["training"]["completed_steps"] == 4 and metrics["validation"]["n_trials"] > 0
+    # the real recordings are scored beside the simulated validation trials, per angle group
+    assert metrics["real"]["files"] == ["lab/walk.mot"] and metrics["real"]["n_trials"] == 1
+    assert set(metrics["real"]["joint_angle_mae_deg_per_group"]) == {"pelvis_legs", "arms", "lumbar"}
     trials = biomechgpt.load_cohort(cohort).trials
     assert metrics["training"]["train_trials"] == int((trials["split"] == "train").sum())
     tok = MotionTokenizer.from_pretrained(out)
     assert tok.codebook_size == 16 and tok.codebook.shape == (16, 64)
     assert main(argv[:-1] + ["--steps", "0"]) == 2  # bad argument: one line, status 2
+    capsys.readouterr()
+    assert main(argv[:-3] + ["--real-motion", str(tmp_path / "none"), "--no-resume"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"biomechgpt train-tokenizer: error: --real-motion {tmp_path / 'none'}: folder not found"]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# out-of-distribution check
+
+
+@pytest.fixture(scope="module")
+def trained_tokenizer(tmp_path_factory) -> MotionTokenizer:
+    return MotionTokenizer.from_pretrained(_train(tmp_path_factory.mktemp("ood") / "tok", steps=60))
+
+
+def _with_bent_elbows(motion: Motion, degrees: float = 120.0) -> Motion:
+    values = motion.values.copy()
+    for name in ("elbow_flex_r", "elbow_flex_l"):
+        values[:, COORDS.index(name)] = np.radians(degrees)
+    return Motion(list(motion.coordinates), values, motion.frame_rate, motion.mask.copy(), dict(motion.meta))
+
+
+def test_a_training_like_trial_gets_no_warning_and_bent_elbows_do(trained_tokenizer):
+    motion = synthetic_motion(120, seed=101, turn_rate=0.1, pattern_seed=1)  # a validation trial's gait
+    check = trained_tokenizer.check_motion(motion)
+    assert check is not None and check.in_distribution and check.warning is None
+    bent = trained_tokenizer.check_motion(_with_bent_elbows(motion))
+    assert bent.out_of_range[0] == "arms" and "pelvis_legs" not in bent.out_of_range
+    assert bent.errors_deg["arms"] > bent.factor * bent.limits_deg["arms"]
+    warning = bent.warning
+    assert warning.startswith("This recording is unlike the training data in its arm angles (reconstruction error ")
+    assert "99th percentile" in warning and "try without the arm" in warning and "\n" not in warning
+    # the errors are those of encode -> decode, per group, over the recorded angles only
+    recon = trained_tokenizer.reconstruct(motion)
+    legs = [COORDS.index(c) for c in biomechgpt.processing.motion.ANGLE_GROUPS["pelvis_legs"]]
+    expected = np.degrees(np.abs(recon.values[:, legs] - motion.values[:, legs]).mean())
+    assert check.errors_deg["pelvis_legs"] == pytest.approx(expected, rel=1e-3)
+    assert trained_tokenizer.check_motion(synthetic_motion(120, seed=101, arms=False)).errors_deg["arms"] is None
+
+
+def test_out_of_distribution_limits_survive_save_load_and_remote_code(trained_tokenizer, tmp_path):
+    trained_tokenizer.save_pretrained(tmp_path)
+    loaded = MotionTokenizer.from_pretrained(tmp_path)
+    assert loaded.config.reconstruction_error_limits == trained_tokenizer.config.reconstruction_error_limits
+    code = (
+        "import sys, json, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'biomechgpt':\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from transformers import AutoConfig\n"
+        f"config = AutoConfig.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)\n"
+        "print(json.dumps(config.reconstruction_error_limits))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == trained_tokenizer.config.reconstruction_error_limits
+
+
+def test_a_tokenizer_saved_before_the_limits_loads_and_checks_nothing(trained_tokenizer, tmp_path):
+    trained_tokenizer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key in ("reconstruction_error_limits", "reconstruction_error_percentile", "out_of_distribution_factor"):
+        config.pop(key)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    old = MotionTokenizer.from_pretrained(tmp_path)
+    motion = _with_bent_elbows(synthetic_motion(120, seed=101))
+    assert old.config.reconstruction_error_limits is None and old.check_motion(motion) is None
+    assert old.encode(motion) == trained_tokenizer.encode(motion)
+
+
+def test_real_recordings_are_scored_per_group_with_subfolders(trained_tokenizer, reference_motion_dir):
+    from biomechgpt.training.motion_tokenizer import load_real_motions, reconstruction_metrics
+
+    motions, info = load_real_motions(reference_motion_dir)
+    assert "normal.mot" in info["files"] and any(f.startswith("treadmill_walking_expert3/") for f in info["files"])
+    scores = reconstruction_metrics(trained_tokenizer, motions)
+    assert scores["n_trials"] == len(info["files"]) == len(motions)
+    assert set(scores["joint_angle_mae_deg_per_group"]) == {"pelvis_legs", "arms", "lumbar"}
+
+
+def test_a_missing_real_folder_is_a_one_line_error(tmp_path):
+    from biomechgpt.training.motion_tokenizer import load_real_motions
+
+    with pytest.raises(MotionInputError, match="real-recordings folder not found"):
+        load_real_motions(tmp_path / "none")
+    (tmp_path / "notes.txt").write_text("no motion here")
+    with pytest.raises(MotionInputError, match="no readable motion file"):
+        load_real_motions(tmp_path)

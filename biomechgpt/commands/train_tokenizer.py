@@ -24,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hidden-size", type=int, default=None, metavar="H", help="conv channels (default 128)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's choice; 1 is faster on a busy shared machine)")
+    parser.add_argument("--real-motion", default=None, metavar="DIR",
+                        help="folder of real recordings (subfolders included) to score the tokenizer on, beside the "
+                        "simulated validation trials (default: $BIOMECHGPT_REFERENCE_MOTION, else "
+                        "../shared/reference_motion/ beside a checkout, when it exists)")
+    parser.add_argument("--no-real-motion", action="store_true", help="do not score the tokenizer on real recordings")
     parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming a checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -31,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
+    from pathlib import Path
 
     from biomechgpt.cli import UsageError
     from biomechgpt.training.motion_tokenizer import MotionTokenizerTrainingArguments, train_motion_tokenizer
@@ -45,6 +51,18 @@ def run(args: argparse.Namespace) -> int:
         training_args = replace(training_args, batch_size=args.batch_size)
     if args.threads is not None:
         training_args = replace(training_args, num_threads=args.threads)
+    if args.real_motion is not None and args.no_real_motion:
+        raise UsageError("--real-motion and --no-real-motion: give one or the other")
+    real_motion_dir = None
+    if args.real_motion is not None:
+        real_motion_dir = Path(args.real_motion)
+        if not real_motion_dir.is_dir():
+            raise UsageError(f"--real-motion {real_motion_dir}: folder not found")
+    elif not args.no_real_motion:
+        from biomechgpt.evaluation.evaluate import default_reference_dir
+
+        found = default_reference_dir()
+        real_motion_dir = found if found is not None and found.is_dir() else None
     out = train_motion_tokenizer(
         args.cohort,
         args.out,
@@ -54,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         args=training_args,
         progress=not args.quiet,
+        real_motion_dir=real_motion_dir,
     )
     import json
 
@@ -81,8 +100,20 @@ def format_metrics(metrics: dict) -> str:
             ("codebook perplexity", f"{val['codebook_perplexity']:.1f}"),
             ("codebook usage", f"{100 * val['codebook_usage']:.1f} % of codes"),
         ]
+        rows += _group_rows("  ", val)
+    real = metrics.get("real")
+    if real:
+        rows += [("real recordings", f"{real['n_trials']} in {real.get('folder', '?')}"),
+                 ("joint-angle error", f"{real['joint_angle_mae_deg']:.2f} deg (mean absolute)")]
+        rows += _group_rows("  ", real)
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _group_rows(indent: str, scores: dict) -> list[tuple[str, str]]:
+    words = {"pelvis_legs": "pelvis and legs", "arms": "arms", "lumbar": "lumbar"}
+    groups = scores.get("joint_angle_mae_deg_per_group") or {}
+    return [(f"{indent}{words[g]}", f"{groups[g]:.2f} deg") for g in words if g in groups]
 
 
 def _fmt(value: float | None, unit: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from biomechgpt.processing.motion import (
+    ANGLE_GROUPS,
     ARM_COORDINATES,
     CANONICAL_COORDINATES,
     LUMBAR_COORDINATES,
@@ -33,6 +34,8 @@ __all__ = [
     "train_motion_tokenizer",
     "train_motion_tokenizer_on_motions",
     "reconstruction_metrics",
+    "reconstruction_error_limits",
+    "load_real_motions",
     "JOINT_ANGLE_COORDINATES",
 ]
 
@@ -219,6 +222,7 @@ def train_motion_tokenizer(
     args: MotionTokenizerTrainingArguments | None = None,
     progress: bool = True,
     callbacks: Sequence[Callable[[int, dict], None]] = (),
+    real_motion_dir: str | Path | None = None,
 ) -> Path:
     r"""
     Train the MotionTokenizer on the training split of a cohort folder and save it to `out_dir`.
@@ -235,6 +239,9 @@ def train_motion_tokenizer(
         args ([`MotionTokenizerTrainingArguments`], *optional*): training hyperparameters.
         progress (`bool`): show progress bars.
         callbacks: functions called as `callback(step, logs)` after every step.
+        real_motion_dir (`str` or `Path`, *optional*): a folder of real recordings (searched with its subfolders,
+            see [`load_real_motions`]); the tokenizer's reconstruction error on them is written to `metrics.json`
+            under `"real"`, beside the simulated `"validation"` error. They are scored only, never trained on.
 
     Returns:
         `Path` of `out_dir`.
@@ -260,12 +267,15 @@ def train_motion_tokenizer(
         keep = order[:1]
     chosen = [train_ids[i] for i in sorted(keep)]
     val_chosen = [val_ids[i] for i in sorted(rng.permutation(len(val_ids))[: args.max_validation_trials])]
+    real_motions, real_info = load_real_motions(real_motion_dir) if real_motion_dir is not None else ([], None)
     train_motions = _iter_with_progress(cohort.iter_motions(chosen), len(chosen), "loading training trials", progress)
     val_motions = list(m for _, m in cohort.iter_motions(val_chosen)) if val_chosen else []
     return train_motion_tokenizer_on_motions(
         train_motions,
         out_dir,
         validation_motions=val_motions,
+        real_motions=real_motions,
+        real_info=real_info,
         config=config,
         args=args,
         resume=resume,
@@ -313,8 +323,14 @@ def train_motion_tokenizer_on_motions(
     progress: bool = True,
     callbacks: Sequence[Callable[[int, dict], None]] = (),
     data_info: dict | None = None,
+    real_motions: Sequence[Motion] = (),
+    real_info: dict | None = None,
 ) -> Path:
-    """Train on canonical motions held in memory (what `train_motion_tokenizer` does after reading the cohort)."""
+    """Train on canonical motions held in memory (what `train_motion_tokenizer` does after reading the cohort).
+
+    The validation motions are scored (`metrics.json` `"validation"`) and set the tokenizer's
+    `reconstruction_error_limits` (the out-of-distribution check of [`MotionTokenizer.check_motion`]); the real
+    motions are only scored (`"real"`, with `real_info` such as the folder and files)."""
     import torch
 
     args = MotionTokenizerTrainingArguments() if args is None else args
@@ -323,14 +339,16 @@ def train_motion_tokenizer_on_motions(
         torch.set_num_threads(args.num_threads)
     try:
         return _train_on_motions(
-            train_motions, Path(out_dir), validation_motions, config, args, resume, progress, callbacks, data_info
+            train_motions, Path(out_dir), validation_motions, config, args, resume, progress, callbacks, data_info,
+            real_motions, real_info,
         )
     finally:
         torch.set_num_threads(threads)
 
 
 def _train_on_motions(
-    train_motions, out_dir, validation_motions, config, args, resume, progress, callbacks, data_info
+    train_motions, out_dir, validation_motions, config, args, resume, progress, callbacks, data_info, real_motions,
+    real_info,
 ):
     import torch
     from safetensors.torch import load_file
@@ -461,6 +479,12 @@ def _train_on_motions(
     }
     if validation_motions:
         metrics["validation"] = reconstruction_metrics(tokenizer, validation_motions)
+        # held-out trials of the training distribution set what counts as an unusual reconstruction error
+        limits = reconstruction_error_limits(tokenizer, validation_motions, config.reconstruction_error_percentile)
+        model.config.reconstruction_error_limits = limits or None
+        metrics["validation"]["reconstruction_error_limits_deg"] = limits
+    if real_motions:
+        metrics["real"] = {**(real_info or {}), **reconstruction_metrics(tokenizer, real_motions)}
     # loading the training trials, training and validation (the cohort's validation trials are read before)
     metrics["training"]["seconds_total_this_run"] = round(time.perf_counter() - run_started, 2)
     tokenizer.metrics = metrics
@@ -490,6 +514,7 @@ def reconstruction_metrics(tokenizer, motions: Iterable[Motion], *, batch_size: 
     `JOINT_ANGLE_COORDINATES`), `joint_angle_mae_deg_per_coordinate`, `heading_mae_deg` (pelvis_rotation relative
     to the first frame), `pelvis_height_mae_cm`, `pelvis_velocity_mae_m_s` (horizontal pelvis velocity in the
     heading frame, mean vector error per frame), `pelvis_velocity_1s_mae_m_s` (the same for one-second means),
+    `joint_angle_mae_deg_per_group` (the same per angle group of `ANGLE_GROUPS`: pelvis and legs, arms, lumbar),
     `codebook_perplexity`, `codebook_usage` (share of codes used at least once),
     `n_trials`, `n_frames`.
     """
@@ -550,6 +575,11 @@ def reconstruction_metrics(tokenizer, motions: Iterable[Motion], *, batch_size: 
     per_coord = {
         c: float(np.degrees(s / n)) for c, s, n in zip(JOINT_ANGLE_COORDINATES, abs_sum, abs_count) if n > 0
     }
+    per_group = {}
+    for group, members in ANGLE_GROUPS.items():
+        rows = [i for i, c in enumerate(JOINT_ANGLE_COORDINATES) if c in members and abs_count[i] > 0]
+        if rows:
+            per_group[group] = float(np.degrees(abs_sum[rows].sum() / abs_count[rows].sum()))
 
     def mean_of(chunks: list[np.ndarray], scale: float) -> float | None:
         return float(np.concatenate(chunks).mean() * scale) if chunks else None
@@ -559,6 +589,7 @@ def reconstruction_metrics(tokenizer, motions: Iterable[Motion], *, batch_size: 
         "n_frames": n_frames,
         "joint_angle_mae_deg": float(np.degrees(abs_sum.sum() / max(1.0, abs_count.sum()))),
         "joint_angle_mae_deg_per_coordinate": per_coord,
+        "joint_angle_mae_deg_per_group": per_group,
         "heading_mae_deg": mean_of(heading_err, 180.0 / np.pi),
         "pelvis_height_mae_cm": mean_of(height_err, 100.0),
         "pelvis_velocity_mae_m_s": mean_of(velocity_err, 1.0),
@@ -567,3 +598,48 @@ def reconstruction_metrics(tokenizer, motions: Iterable[Motion], *, batch_size: 
         "codebook_usage": float((counts > 0).mean()),
         "codes_used": int((counts > 0).sum()),
     }
+
+
+def reconstruction_error_limits(tokenizer, motions: Iterable[Motion], percentile: float = 99.0) -> dict[str, float]:
+    """The `percentile` percentile, per angle group, of the motions' reconstruction errors (degrees, as
+    [`MotionTokenizer.reconstruction_errors`] measures them for the out-of-distribution check); groups no motion
+    recorded are left out."""
+    errors = tokenizer.reconstruction_errors(list(motions))
+    limits = {}
+    for group in ANGLE_GROUPS:
+        values = [e[group] for e in errors if e.get(group) is not None]
+        if values:
+            # a floor keeps a group reconstructed almost perfectly (e.g. arms held still) from flagging noise
+            limits[group] = round(max(float(np.percentile(values, percentile)), 0.5), 3)
+    return limits
+
+
+def load_real_motions(folder: str | Path) -> tuple[list[Motion], dict]:
+    """Every motion file in `folder` and its subfolders (the suffixes `biomechgpt.load_motion` reads), read as
+    canonical motions, for scoring the tokenizer on real recordings.
+
+    Returns:
+        `(motions, info)`: `info` holds `folder`, `files` (paths relative to it, the ones read) and `skipped`
+        (`{file: reason}` for files that cannot be read).
+
+    Raises:
+        `MotionInputError`: the folder does not exist, or holds no readable motion file.
+    """
+    from biomechgpt.motion_io import SUPPORTED_SUFFIXES, load_motion
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MotionInputError(f"{folder}: real-recordings folder not found")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+    motions, files, skipped = [], [], {}
+    for path in paths:
+        name = str(path.relative_to(folder))
+        try:
+            motions.append(load_motion(path))
+            files.append(name)
+        except MotionInputError as err:
+            skipped[name] = str(err)
+    if not motions:
+        raise MotionInputError(f"{folder}: no readable motion file ({', '.join(SUPPORTED_SUFFIXES)}) in it or its "
+                               "subfolders")
+    return motions, {"folder": str(folder), "files": files, "skipped": skipped}
