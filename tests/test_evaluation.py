@@ -18,7 +18,9 @@ from biomechgpt.evaluation.evaluate import (
     REFERENCE_MOTION_ENV,
     CADENCE_TOLERANCE,
     _reference_check,
+    _wording_check,
     default_reference_dir,
+    heldout_questions,
     knee_period_cadence,
     parse_prediction,
     reference_expectations,
@@ -435,3 +437,73 @@ def test_experiments_reuse_the_main_model_when_it_is_their_all_task_model(corpus
         all_task_tiny = [t for t in trained if t[0] == "tiny" and len(t[1]) > 1]
         assert all_task_tiny == ([] if reused else [("tiny", all_tasks, 7)])
         assert (results["transfer"]["rows"][0]["train_s"] == 12.5) is reused
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().replace("?", "").replace(".", "").split())
+
+
+def test_heldout_wordings_cover_every_task_and_are_not_training_or_routing_wordings():
+    from pathlib import Path
+
+    from biomechgpt.dataset_builder.templates import QUESTIONS
+
+    wordings = heldout_questions()
+    assert set(wordings) == set(QUESTIONS) - {"summary"}
+    assert all(len(qs) >= 3 for qs in wordings.values())
+    seen = {_normalised(t.text) for templates in QUESTIONS.values() for t in templates}
+    data = Path(__file__).parent / "data"
+    for name in ("routing_questions.tsv", "routing_questions_unseen.tsv"):
+        for line in (data / name).read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                seen.add(_normalised(line.split("\t", 1)[1]))
+    overlap = [q for qs in wordings.values() for q in qs if _normalised(q) in seen]
+    assert not overlap
+
+
+def test_heldout_wordings_file_errors_name_the_line(tmp_path):
+    bad = tmp_path / "q.tsv"
+    bad.write_text("# fine\nactivity\tWhat is this?\nno_such_task\tWhy?\n")
+    with pytest.raises(ValueError, match=r"q.tsv, line 3: expected"):
+        heldout_questions(bad)
+
+
+def test_wording_check_measures_how_answers_move_with_the_wording(corpus_and_motions):
+    """A model whose activity answer follows the wording for one held-out wording: the check sees the changed
+    answers and the lost accuracy, and scores the training wording on the same trials."""
+    corpus = corpus_and_motions[0]
+    test = corpus[corpus.split == "test"].sort_values("id")
+    test = test[test.task.isin(["activity", "cadence"])]
+    swayed = heldout_questions()["activity"][1]
+
+    truth = {(tuple(int(c) for c in r.motion_codes), r.task): r for r in test.itertuples()}
+
+    class WordingModel:
+        def answer_batch(self, motions, questions, **kwargs):
+            out = []
+            for codes, question in zip(motions, questions):
+                task = "cadence" if "step" in question.lower() or "cadence" in question.lower() else "activity"
+                row = truth[(tuple(int(c) for c in codes), task)]
+                if task == "activity":
+                    label = "running" if question == swayed else row.target_label
+                    out.append({"answer": f"This is {label.replace('_', ' ')}.", "task": task})
+                else:
+                    out.append({"answer": f"About {row.target_value:.1f} steps.", "task": task})
+            return out
+
+    predictions = evaluate_module._predictions_frame(
+        test.reset_index(drop=True), WordingModel().answer_batch([list(c) for c in test.motion_codes],
+                                                                 list(test.question)), fake_parse)
+    check = _wording_check(WordingModel(), test, predictions, None, fake_parse, n_trials=4)
+    activity = check["tasks"]["activity"]
+    assert set(check["overall"]) == {"model"}  # no router on this model: only the direct way
+    assert activity["n_trials"] == 4 and activity["wordings"] == len(heldout_questions()["activity"])
+    truth = test[test.task == "activity"].drop_duplicates("trial_id").head(4).target_label
+    assert activity["training_wording"]["accuracy"] == 1.0
+    walking_share = float(np.mean(truth != "running"))
+    assert activity["model"]["unchanged"] == pytest.approx(1 - walking_share)  # only running trials stay the same
+    assert activity["model"]["accuracy"] == pytest.approx(1 - walking_share / activity["wordings"])
+    cadence = check["tasks"]["cadence"]
+    held = [q for q in heldout_questions()["cadence"] if "step" in q.lower() or "cadence" in q.lower()]
+    assert cadence["model"]["unchanged"] == (1.0 if len(held) == cadence["wordings"] else 0.0)
+    assert check["overall"]["model"]["accuracy_change"] == pytest.approx(activity["model"]["accuracy"] - 1.0)

@@ -47,6 +47,20 @@ def test_quick_run_produces_a_loadable_model_metrics_and_timings(quick_run):
     assert (run / "report.md").is_file() and "model-index" in (run / "model" / "README.md").read_text()
     assert "BiomechGPT" in quick_run.output and "baseline" in quick_run.output  # the results table at the end
 
+    # held-out wordings: `ask` routes each to a task and asks the task's training question, so every wording the
+    # router places right gets one and the same answer
+    from transformers import AutoProcessor
+
+    from biomechgpt.evaluation.evaluate import heldout_questions
+
+    wordings, processor = metrics["wordings"], AutoProcessor.from_pretrained(run / "model")
+    assert set(wordings["overall"]) == {"model", "ask"}
+    for task, entry in wordings["tasks"].items():
+        assert entry["n_trials"] > 0 and 0 <= entry["model"]["unchanged"] <= 1
+        if all(processor.route_question(q).task == task for q in heldout_questions()[task]):
+            assert entry["ask"]["unchanged"] == 1.0, task
+    assert "Question wordings the model was not trained on" in (run / "report.md").read_text()
+
     from transformers import AutoModelForCausalLM
 
     import biomechgpt

@@ -40,6 +40,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
+    return value
+
+
 def _folder(text: str) -> str:
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text}: not a folder")
@@ -77,6 +87,9 @@ def register(subparsers) -> None:
                         "checkout)")
     parser.add_argument("--no-sim-to-real", action="store_true",
                         help="skip the sim-to-real check (metrics.json records that it was skipped)")
+    parser.add_argument("--wording-trials", type=_count, metavar="N",
+                        help="test trials per task asked every held-out wording of their question (default 20, 5 "
+                        "with --quick; 0 skips the wording check)")
     parser.add_argument("--no-model-card", action="store_true",
                         help="do not write model_card.md nor update the model folder's README.md")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -101,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         args.model, args.dataset, args.out, cohort_dir=args.cohort, experiments=args.experiments, quick=args.quick,
         seed=args.seed, max_rows_per_task=args.max_rows_per_task, batch_size=args.batch_size,
         experiment_options=options, write_card=not args.no_model_card, progress=not args.no_progress,
-        reference_dir=args.reference_motion, sim_to_real=not args.no_sim_to_real,
+        reference_dir=args.reference_motion, sim_to_real=not args.no_sim_to_real, wording_trials=args.wording_trials,
     )
     print(format_results_table(metrics))
     print(f"\nWrote {args.out}/metrics.json, report.md, predictions.parquet and figures/")

@@ -37,6 +37,7 @@ __all__ = [
     "fall_history_ceiling",
     "reference_expectations",
     "knee_period_cadence",
+    "heldout_questions",
     "default_reference_dir",
     "DEFAULT_REFERENCE_DIR",
     "REFERENCE_MOTION_ENV",
@@ -503,6 +504,101 @@ def _cadence_scores(system: str, scored: list[dict]) -> dict[str, float | None]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Wordings the model was not trained on
+
+HELDOUT_QUESTIONS_FILE = Path(__file__).with_name("heldout_questions.tsv")
+# Numeric answers to different wordings count as the same answer when they agree within this fraction.
+_SAME_NUMBER = 0.02
+
+
+def heldout_questions(path: str | Path = HELDOUT_QUESTIONS_FILE) -> dict[str, list[str]]:
+    """The held-out question wordings by task (`task<TAB>question` lines; `#` comments), written apart from the
+    corpus's templates and the router's cues."""
+    out: dict[str, list[str]] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        task, sep, question = line.partition("\t")
+        if not sep or not question.strip() or task not in METRICS_BY_TASK:
+            raise ValueError(f"{path}, line {number}: expected '<task><TAB><question>' with a known task, "
+                             f"got {line!r}")
+        out.setdefault(task, []).append(question.strip())
+    return out
+
+
+def _same_answers(kind: str, values: list[Any]) -> bool:
+    if kind == "classification":
+        return values[0] is not None and all(v == values[0] for v in values)
+    if any(v is None for v in values):
+        return False
+    return max(values) - min(values) <= _SAME_NUMBER * max(abs(float(np.median(values))), 1e-9)
+
+
+def _wording_check(model: Any, test: pd.DataFrame, predictions: pd.DataFrame, motion_for: Callable[[str], Any] | None,
+                   parser: Callable[[str, str], Any], n_trials: int) -> dict:
+    """Ask the first `n_trials` test trials of each task every held-out wording of its question, two ways: straight to
+    the model (`model.answer_batch`, which reads the wording itself) and as `biomechgpt ask` and the chat page do
+    (`answer_questions`: route the wording to a task, ask the task's training question). Per task and way: the share
+    of trials whose answer is the same for every wording, and the score with held-out wordings beside the score of
+    the corpus's own (training-template) wording on the same trials."""
+    wordings = heldout_questions()
+    picked = []
+    for task, group in test.groupby("task", sort=False):
+        if task in wordings and METRICS_BY_TASK[task] != "text":
+            picked.append(group.drop_duplicates("trial_id").head(n_trials))
+    if not picked or n_trials <= 0:
+        return {"skipped": "no task with held-out wordings in the test split"}
+    base = pd.concat(picked)
+    asked = pd.DataFrame([{**row, "question": question} for _, row in base.iterrows()
+                          for question in wordings[row["task"]]]).reset_index(drop=True)
+    ways = {"model": _predictions_frame(asked, answer_rows(model, asked, progress=False, motion_for=motion_for),
+                                        parser)}
+    processor = getattr(model, "processor", None)
+    if processor is not None and hasattr(processor, "route_question"):
+        from biomechgpt.answering import answer_questions
+
+        replies: list[Any] = [None] * len(asked)
+        for trial, rows in asked.groupby("trial_id", sort=False):
+            first = rows.iloc[0]
+            motion = motion_for(trial) if reads_motion(model) else [int(c) for c in first["motion_codes"]]
+            for i, reply in zip(rows.index, answer_questions(model, motion, list(rows.question))):
+                replies[i] = reply
+        ways["ask"] = _predictions_frame(asked, replies, parser)
+    trained = predictions.set_index("id")
+    tasks: dict[str, dict] = {}
+    for task, rows in base.groupby("task", sort=False):
+        kind = METRICS_BY_TASK[task]
+        own = trained.loc[list(rows.id)]
+        entry: dict[str, Any] = {"n_trials": len(rows), "wordings": len(wordings[task]),
+                                 "training_wording": _wording_score(kind, list(own.prediction), list(own.reference))}
+        for way, frame in ways.items():
+            mine = frame[frame.task == task]
+            by_trial = mine.groupby("id", sort=False)["prediction"].apply(list)
+            entry[way] = {"unchanged": float(np.mean([_same_answers(kind, v) for v in by_trial])),
+                          **_wording_score(kind, list(mine.prediction), list(mine.reference))}
+        tasks[task] = entry
+    overall = {}
+    for way in ways:
+        unchanged = [e[way]["unchanged"] * e["n_trials"] for e in tasks.values()]
+        closed = [e for e in tasks.values() if "accuracy" in e["training_wording"]]
+        overall[way] = {
+            "unchanged": float(sum(unchanged) / sum(e["n_trials"] for e in tasks.values())),
+            "accuracy_change": (float(np.mean([e[way]["accuracy"] - e["training_wording"]["accuracy"]
+                                               for e in closed])) if closed else None),
+        }
+    return {"tasks": tasks, "overall": overall, "wordings_file": HELDOUT_QUESTIONS_FILE.name}
+
+
+def _wording_score(kind: str, predicted: list[Any], reference: list[Any]) -> dict[str, float | None]:
+    """Accuracy (closed-set) or mean absolute error (numbers; unparsed answers left out, their share reported)."""
+    if kind == "classification":
+        return {"accuracy": float(np.mean([p is not None and str(p) == str(r) for p, r in zip(predicted, reference)]))}
+    pairs = [(float(p), float(r)) for p, r in zip(predicted, reference) if p is not None and r is not None]
+    return {"mae": float(np.mean([abs(p - r) for p, r in pairs])) if pairs else None,
+            "unparsed": float(1 - len(pairs) / max(len(predicted), 1))}
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The whole evaluation
 
 
@@ -600,6 +696,7 @@ def evaluate_model(
     baseline_settings: Any = None,
     reference_dir: str | Path | None = None,
     sim_to_real: bool = True,
+    wording_trials: int | None = None,
     parser: Callable[[str, str], Any] | None = None,
     experiment_options: dict | None = None,
     write_card: bool = True,
@@ -629,6 +726,8 @@ def evaluate_model(
             repository checkout). A folder given that does not exist is an error.
         sim_to_real (`bool`, defaults to `True`): run the sim-to-real check. When it does not run (not asked for, or
             no recordings), one line on stderr says why and `metrics.json` records `{"skipped": reason}`.
+        wording_trials (`int`, *optional*): trials per task asked every held-out wording of their question
+            (`heldout_questions.tsv`); 0 skips the wording check. Defaults to 20 (5 with `quick`).
         parser (`Callable`, *optional*): answer parser, defaults to the corpus's `parse_answer`.
         experiment_options (`dict`, *optional*): more keyword arguments of `run_experiments` (e.g. `settings`).
         write_card (`bool`, defaults to `True`): also write `model_card.md` (and the model folder's README.md).
@@ -648,6 +747,10 @@ def evaluate_model(
     bad = [name for name in experiments if name not in EXPERIMENTS]
     if bad:
         raise _usage_error(f"unknown experiment(s) {', '.join(bad)}; choose from {', '.join(EXPERIMENTS)}")
+    if wording_trials is None:
+        wording_trials = 5 if quick else 20
+    if isinstance(wording_trials, bool) or not isinstance(wording_trials, int) or wording_trials < 0:
+        raise _usage_error(f"wording_trials {wording_trials!r}: expected a whole number >= 0")
     if sim_to_real and reference_dir is not None and not Path(reference_dir).is_dir():
         raise _usage_error(f"reference_dir {reference_dir}: not a folder (the real recordings of the sim-to-real "
                            "check)")
@@ -739,6 +842,10 @@ def evaluate_model(
         payload["sim_to_real"] = {"skipped": "not asked for (sim_to_real=False, --no-sim-to-real)"}
     if "skipped" in payload["sim_to_real"]:
         print(f"sim-to-real check skipped: {payload['sim_to_real']['skipped']}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    payload["wordings"] = (_wording_check(model, test, predictions, motion_for, parser, wording_trials)
+                           if wording_trials else {"skipped": "not asked for (wording_trials=0)"})
+    timings["wordings_s"] = time.perf_counter() - t0
     if experiments:
         from biomechgpt.evaluation.experiments import run_experiments
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from biomechgpt.evaluation.report import experiment_lines, participant_lines, sim_to_real_summary_lines
+from biomechgpt.evaluation.report import (
+    experiment_lines,
+    participant_lines,
+    sim_to_real_summary_lines,
+    wording_lines,
+)
 from biomechgpt.metrics import METRICS_BY_TASK
 
 __all__ = ["write_model_card", "render_model_card", "CITATION"]
@@ -183,6 +188,9 @@ def render_model_card(
         lines += sim_to_real_summary_lines(check["summary"])
     else:
         lines.append(check.get("skipped", "Not run."))
+    wordings = metrics.get("wordings", {})
+    if wordings.get("overall"):
+        lines += wording_lines(wordings, level=3)
     lines += experiment_lines(metrics.get("experiments", {}), level=3)
     lines += [
         "", "## Limitations", "",

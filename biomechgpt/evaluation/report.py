@@ -176,6 +176,7 @@ def render_report(metrics: dict, figures: dict[str, str] | None = None) -> str:
             lines += [f"![{task}]({rel})", ""]
 
     lines += _sim_to_real_lines(metrics.get("sim_to_real", {}))
+    lines += wording_lines(metrics.get("wordings", {}))
     lines += experiment_lines(metrics.get("experiments", {}))
     timings = info.get("timings_s")
     if timings:
@@ -241,6 +242,45 @@ def _sim_to_real_lines(check: dict) -> list[str]:
     lines.append("")
     lines += sim_to_real_summary_lines(check.get("summary", {}))
     return lines
+
+
+def wording_lines(check: dict, level: int = 2) -> list[str]:
+    """The held-out wordings check: per task, the share of trials with one answer for every wording and the score
+    with held-out wordings beside the training wording's, for the model asked directly and for `ask` / the chat."""
+    lines = ["", f"{'#' * level} Question wordings the model was not trained on", ""]
+    if not check:
+        return lines + ["Not run."]
+    if "skipped" in check:
+        return lines + [f"Skipped: {check['skipped']}."]
+    ways = [w for w in ("model", "ask") if w in check.get("overall", {})]
+    lines += ["Each test trial below was asked every held-out wording of its task's question "
+              f"(`{check.get('wordings_file', 'heldout_questions.tsv')}`, written apart from the training templates). "
+              "*model*: the wording goes straight to `model.answer`; *ask*: as `biomechgpt ask` and the chat page "
+              "do, the wording is routed to a task and the model is asked that task's training question. "
+              "*unchanged*: share of trials with the same answer for every wording (numbers within 2%). Score: "
+              "accuracy for closed-set tasks, mean absolute error for numbers.", ""]
+    header = "| task | trials × wordings | training wording |" + "".join(
+        f" {w}: unchanged | {w}: score |" for w in ways)
+    lines += [header, "| --- | ---: | ---: |" + " ---: | ---: |" * len(ways)]
+    for task, e in check.get("tasks", {}).items():
+        row = f"| {task} | {e['n_trials']} × {e['wordings']} | {_score_text(e['training_wording'])} |"
+        for w in ways:
+            row += f" {_fmt(e[w]['unchanged'], 2)} | {_score_text(e[w])} |"
+        lines.append(row)
+    lines.append("")
+    for w in ways:
+        o = check["overall"][w]
+        change = o.get("accuracy_change")
+        lines.append(f"- {w}: {_fmt(o['unchanged'], 3)} of trials unchanged across wordings; closed-set accuracy "
+                     f"{'–' if change is None else f'{100 * change:+.1f} points'} against the training wording.")
+    return lines
+
+
+def _score_text(score: dict) -> str:
+    if "accuracy" in score:
+        return _fmt(score["accuracy"], 3)
+    text = f"MAE {_fmt(score.get('mae'), 3)}"
+    return text + (f" ({_fmt(score['unparsed'], 2)} unparsed)" if score.get("unparsed") else "")
 
 
 def sim_to_real_summary_lines(summary: dict) -> list[str]:
