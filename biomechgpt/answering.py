@@ -28,7 +28,7 @@ TIMED_TASKS: dict[str, str] = {"tug_time": "timed_up_and_go", "fsst_time": "four
 SUMMARY_TASK = "summary"
 _SUMMARY_LABELS = ("activity", "impairment", "impairment_side", "diagnosis", "assistive_device", "fall_history")
 _ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence", "spread", "probabilities",
-                "recordings")
+                "recordings", "warning")
 
 
 def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks: Sequence[str | None] | None = None,
@@ -46,6 +46,8 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
     Returns:
         `list[dict]`, one per question: the keys of [`BiomechGPTAnswer`] plus `note` (why the answer is not the
         model's plain answer to the question, or which task an ambiguous question was taken as; else `None`).
+        `warning` (the recording is unlike the training data, see [`BiomechGPTAnswer`]) is the same on every answer
+        about the recording, refusals and composed summaries included, once the model was asked anything.
     """
     processor = processor if processor is not None else model.processor
     questions = list(questions)
@@ -84,6 +86,7 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
                                  max_new_tokens=max_new_tokens) if batch_tasks else []
     by_task = {t: _as_dict(r) for t, r in zip(batch_tasks, replies)}
     activity = by_task.get("activity", {}).get("label")
+    warning = next((r["warning"] for r in by_task.values() if r.get("warning")), None)
 
     out: list[dict[str, Any]] = []
     for k, (question, task) in enumerate(zip(questions, routed)):
@@ -99,6 +102,7 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
             missing = _not_measured(processor, task, activity)
             if missing is not None:
                 result = {**_blank(question, task, missing), "note": notes[k]}
+        result["warning"] = warning
         out.append(result)
     return out
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,9 @@ class BiomechGPTAnswer:
         probabilities (`dict[str, float]` or `None`): for closed-set answers, the probability of every label.
         recordings (`int`, defaults to 1): how many recordings the answer was drawn from (see
             [`~BiomechGPTForCausalLM.answer_participant`]).
+        warning (`str` or `None`): one sentence when the recording is unlike the training data (its MotionTokenizer
+            cannot reproduce some angle group, see `MotionTokenizer.check_motion`), so the answer may be unreliable;
+            `None` otherwise, for motion codes, and for a MotionTokenizer saved without the check's limits.
     """
 
     question: str
@@ -71,6 +75,7 @@ class BiomechGPTAnswer:
     spread: float | None = None
     probabilities: dict[str, float] | None = None
     recordings: int = 1
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,11 +96,14 @@ class MotionPrefix:
         cache (`transformers.Cache`): the wrapped model's KV cache of `input_ids`, batch size 1.
         fingerprint (`str`, *optional*): a digest of the motion's feature frames, for models that read them (their
             prefix ids are the same for every motion of a length).
+        warning (`str`, *optional*): the out-of-distribution warning of the motion (see [`BiomechGPTAnswer`]),
+            given to every answer about it.
     """
 
     input_ids: tuple[int, ...]
     cache: Any = field(repr=False)
     fingerprint: str | None = None
+    warning: str | None = None
 
     @property
     def key(self) -> tuple:
@@ -499,6 +507,14 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                                  "are for impairment, side, diagnosis, device and falls (ask about one recording)")
         flat = self.answer_batch([m for m in motions for _ in questions], questions * len(motions),
                                  tasks=tasks * len(motions), processor=processor)
+        # the recordings unlike the training data, named by their file when they have one
+        warnings = []
+        for r, motion in enumerate(motions):
+            text = flat[r * len(questions)].warning
+            if text:
+                source = motion.meta.get("source") if isinstance(getattr(motion, "meta", None), dict) else motion
+                name = os.path.basename(source) if isinstance(source, (str, os.PathLike)) else None
+                warnings.append(f"{name or f'recording {r + 1} of {len(motions)}'}: {text}")
         out = []
         for k, (q, t) in enumerate(zip(questions, tasks)):
             per_recording = flat[k::len(questions)]
@@ -506,7 +522,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             mean = {label: sum(a.probabilities[label] for a in per_recording) / len(per_recording) for label in labels}
             label = max(labels, key=lambda x: mean[x])
             out.append(BiomechGPTAnswer(question=q, task=t, answer=processor.candidate_text(t, label), label=label,
-                                        confidence=mean[label], probabilities=mean, recordings=len(motions)))
+                                        confidence=mean[label], probabilities=mean, recordings=len(motions),
+                                        warning=" ".join(warnings) or None))
         return out[0] if single else out
 
     @torch.no_grad()
@@ -589,7 +606,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 memo, missing = self._prefix_memo, []
                 for s in chunk_slots:
                     if memo is not None and not isinstance(slots[s], MotionPrefix) and slots[s].key == memo.key:
-                        slots[s] = memo
+                        # same prefix tokens; the warning is this motion's own (two recordings can share codes)
+                        slots[s] = replace(memo, warning=slots[s].warning)
                     elif not isinstance(slots[s], MotionPrefix):
                         missing.append(s)
                 for s, prefix in zip(missing, self._compute_prefixes([slots[s] for s in missing], processor)):
@@ -597,6 +615,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 for i, result in zip(chunk, self._answer_chunk(
                         processor, [slots[motion_index[i]] for i in chunk], [questions[i] for i in chunk],
                         [tasks[i] for i in chunk], max_new_tokens)):
+                    result.warning = getattr(slots[motion_index[i]], "warning", None)
                     results[i] = result
                 # The last motion of a chunk may go on in the next chunk or the next call (chat, ask): remember it.
                 last = chunk_slots[-1]
@@ -622,12 +641,20 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                              f"model has {expected})")
 
     def _prefix_request(self, processor: Any, motion: Any) -> _PrefixRequest:
-        """What computing a motion's prefix needs: its token ids and, for a model that reads feature frames, those."""
+        """What computing a motion's prefix needs: its token ids, for a model that reads feature frames those, and
+        the motion's out-of-distribution warning (a processor saved before the check has no `motion_warning`)."""
+        check = getattr(processor, "motion_warning", None)
         if self.config.reads_features:
             inputs = processor.motion_inputs(motion)
             codes = processor.encode_motion(inputs["motion"]) if self.config.reads_codes else []
-            return _PrefixRequest(tuple(processor.prefix_ids(codes)), inputs, inputs["fingerprint"])
-        return _PrefixRequest(tuple(processor.prefix_ids(processor.encode_motion(motion))))
+            warning = check(inputs["motion"]) if check is not None else None
+            return _PrefixRequest(tuple(processor.prefix_ids(codes)), inputs, inputs["fingerprint"], warning)
+        if check is None:
+            return _PrefixRequest(tuple(processor.prefix_ids(processor.encode_motion(motion))))
+        if isinstance(motion, (str, os.PathLike)) and getattr(processor, "motion_tokenizer", None) is not None:
+            motion = processor.feature_extractor.as_motion(motion)  # read the file once, for the codes and the check
+        warning = check(motion)
+        return _PrefixRequest(tuple(processor.prefix_ids(processor.encode_motion(motion))), warning=warning)
 
     @torch.no_grad()
     def _compute_prefixes(self, requests: list[_PrefixRequest], processor: Any) -> list[MotionPrefix]:
@@ -658,7 +685,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                     # a slice of a larger batch would keep the whole batch alive: copy it out
                     new.keys, new.values = (keys.clone(), values.clone()) if len(prefix_ids) > 1 else (keys, values)
                 own.layers.append(new)
-            prefixes.append(MotionPrefix(tuple(row_ids), own, request.fingerprint))
+            prefixes.append(MotionPrefix(tuple(row_ids), own, request.fingerprint, request.warning))
         return prefixes
 
     def _answer_chunk(self, processor: Any, prefixes: list[MotionPrefix], questions: list[str],
@@ -919,6 +946,7 @@ class _PrefixRequest:
     input_ids: tuple[int, ...]
     motion_inputs: dict | None = None
     fingerprint: str | None = None
+    warning: str | None = None
 
     @property
     def key(self) -> tuple:

@@ -387,6 +387,25 @@ class BiomechGPTProcessor(ProcessorMixin):
         return processor
 
     # -- motion ----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _is_codes(motion: Any) -> bool:
+        return isinstance(motion, torch.Tensor) or (isinstance(motion, np.ndarray) and motion.ndim < 2) or (
+            isinstance(motion, (list, tuple)) and all(isinstance(c, (int, np.integer)) for c in motion))
+
+    def check_motion(self, motion: Any) -> Any:
+        """The MotionTokenizer's out-of-distribution check of a `Motion` or motion file (`MotionDistributionCheck`:
+        its reconstruction error per angle group against the training data's), or `None` for motion codes, without a
+        MotionTokenizer, or for one saved without the check's limits."""
+        check = getattr(self.motion_tokenizer, "check_motion", None)
+        if check is None or self._is_codes(motion):
+            return None
+        return check(motion)
+
+    def motion_warning(self, motion: Any) -> str | None:
+        """One sentence for the user when a motion is unlike the training data (see `check_motion`), else `None`."""
+        result = self.check_motion(motion)
+        return None if result is None else result.warning
+
     def encode_motion(self, motion: Any) -> list[int]:
         """Motion codes for a `Motion`, a motion file path, or codes (list / 1-D array / tensor), cropped to the
         middle `max_motion_codes`."""

@@ -28,9 +28,10 @@ LABELS = {"impairment": "impaired", "impairment_side": "left", "diagnosis": "str
 class FakeModel:
     """Answers every task with a fixed answer; the activity is the one given."""
 
-    def __init__(self, processor, activity: str) -> None:
+    def __init__(self, processor, activity: str, warning: str | None = None) -> None:
         self.processor = processor
         self.activity = activity
+        self.warning = warning
         self.asked: list[tuple[str, str]] = []
 
     def answer_batch(self, motions, questions, *, tasks, processor=None, max_new_tokens=48):
@@ -45,6 +46,8 @@ class FakeModel:
             else:
                 label = self.activity if task == "activity" else LABELS[task]
                 out.append(BiomechGPTAnswer(question, task, f"{label}.", label=label, confidence=0.9))
+        for answer in out:
+            answer.warning = self.warning
         return out
 
 
@@ -115,3 +118,11 @@ def test_rewordings_of_one_question_get_the_same_answer(processor):
     assert [a["task"] for a in answers] == ["activity"] * 3 and [a["question"] for a in answers] == wordings
     assert len({question for question, _ in model.asked}) == 1
     assert model.asked[0][0] == processor.task_questions["activity"][0]
+
+
+def test_a_warning_about_the_recording_comes_with_every_answer(processor):
+    warning = "This recording is unlike the training data in its arm angles."
+    questions = ["What activity is this?", "Summarise this trial.", "What is the weather today?", "Cadence?"]
+    answers = answer_questions(FakeModel(processor, "squat", warning), "motion", questions)
+    assert [a["warning"] for a in answers] == [warning] * 4  # a refusal and a no-gait answer included
+    assert all(a["warning"] is None for a in answer_questions(FakeModel(processor, "walking"), "motion", questions))

@@ -38,7 +38,8 @@ def test_json_prints_one_object_per_question(model_dir, motion_file, capsys):
     assert status == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [set(line) for line in lines] == [{"question", "task", "answer", "label", "value", "unit",
-                                              "confidence", "spread", "probabilities", "recordings", "note"}] * 2
+                                              "confidence", "spread", "probabilities", "recordings", "note",
+                                              "warning"}] * 2
     activity, cadence = lines
     assert activity["task"] == "activity" and activity["label"] in ("walking", "running")
     assert 0.5 <= activity["confidence"] <= 1.0 and activity["value"] is None
@@ -64,6 +65,33 @@ def test_several_recordings_answer_a_participant_question(model_dir, motion_file
                  "--question", "What is the cadence?"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not a closed-set task" in err
+
+
+def test_a_recording_unlike_the_training_data_is_warned_about_once(tmp_path, capsys):
+    from test_modeling_biomechgpt import calibrated_motion_tokenizer, with_bent_elbows
+
+    model, processor = make_tiny_model_and_processor()
+    processor.motion_tokenizer = calibrated_motion_tokenizer()
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    usual = save_motion(make_motion(frames=120), tmp_path / "usual.mot")
+    unusual = save_motion(with_bent_elbows(make_motion(frames=120)), tmp_path / "bent_elbows.mot")
+    ask = ["ask", "--model", str(tmp_path / "model"), "--question", "What activity is the person performing?",
+           "--question", "What is the cadence?", "--max-new-tokens", "3"]
+    capsys.readouterr()
+    assert main([*ask, "--motion", str(usual)]) == 0
+    assert "Warning" not in capsys.readouterr().out
+    assert main([*ask, "--motion", str(unusual)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Warning: This recording is unlike the training data in its arm angles")
+    assert sum("unlike the training data" in line for line in lines) == 1 and lines[1].startswith("Q: ")
+    assert main([*ask, "--motion", str(unusual), "--json"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [a["warning"] for a in answers] == [lines[0].removeprefix("Warning: ")] * 2
+    # several recordings: the warning names the file it is about
+    assert main(["ask", "--model", str(tmp_path / "model"), "--motion", str(usual), "--motion", str(unusual),
+                 "--question", "What activity is the person performing?"]) == 0
+    assert capsys.readouterr().out.startswith("Warning: bent_elbows.mot: This recording is unlike the training data")
 
 
 def test_text_output_and_explicit_task(model_dir, motion_file, capsys):

@@ -231,3 +231,25 @@ def test_chat_command_rejects_bad_arguments(tmp_path, capsys):
     assert "--host" in capsys.readouterr().err
     assert main(["chat", "--model", str(tmp_path), "--dataset", str(tmp_path / "nope")]) == 2
     assert "--dataset" in capsys.readouterr().err
+
+
+def test_an_upload_unlike_the_training_data_is_warned_about_in_the_chat(tmp_path):
+    from biomechgpt.chat.session import ChatSession, ModelAnswerer
+    from test_modeling_biomechgpt import calibrated_motion_tokenizer, with_bent_elbows
+    from test_train_helpers import make_motion, make_tiny_model_and_processor
+
+    model, processor = make_tiny_model_and_processor(seed=0)
+    processor.motion_tokenizer = calibrated_motion_tokenizer()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    answerer = ModelAnswerer.from_pretrained(str(tmp_path))
+    session = ChatSession()
+    session.select(make_motion(frames=120), "upload:usual.mot")
+    assert session.ask(answerer, ACTIVITY_QUESTION)["warning"] is None
+    assert "⚠️" not in session.history[-1]["content"]
+    session.select(with_bent_elbows(make_motion(frames=120)), "upload:bent_elbows.mot")
+    for question in (ACTIVITY_QUESTION, "What is the cadence?"):
+        result = session.ask(answerer, question)
+        assert result["warning"].startswith("This recording is unlike the training data in its arm angles")
+        assert f"⚠️ **{result['warning']}**" in session.history[-1]["content"]
+    assert session.prefix_builds == 2  # the check runs with the prefix, once per selected motion

@@ -196,7 +196,8 @@ def test_answer_single_and_list_and_prefix_reuse(model_and_processor):
         model.answer(CODES_A, CLOSED_QUESTIONS[1], processor=processor)  # only the last motion is kept
         assert runs.count == 3
     assert one.to_dict().keys() == {"question", "task", "answer", "label", "value", "unit", "confidence", "spread",
-                                     "probabilities", "recordings"}
+                                     "probabilities", "recordings", "warning"}
+    assert one.warning is None  # motion codes: nothing to compare with the training data
     assert both[1] == one
     assert both[0].task == "activity" and both[0].label in ("walking", "running")
     with pytest.raises(ValueError, match="non-empty"):
@@ -422,3 +423,56 @@ def test_generation_never_emits_motion_or_marker_tokens(tmp_path):
     model.answer(prefix, "What is the cadence?", max_new_tokens=6)
     assert tokens and not set(tokens) & set(banned)
 
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# out-of-distribution warning
+
+
+def calibrated_motion_tokenizer():
+    """The test MotionTokenizer with out-of-distribution limits set from small random motions (as training does from
+    its validation trials)."""
+    from biomechgpt.training.motion_tokenizer import reconstruction_error_limits
+    from test_train_helpers import make_motion, make_motion_tokenizer
+
+    tokenizer = make_motion_tokenizer()
+    motions = [make_motion(frames=120, seed=seed) for seed in range(10)]
+    tokenizer.config.reconstruction_error_limits = reconstruction_error_limits(tokenizer, motions)
+    return tokenizer
+
+
+def with_bent_elbows(motion, degrees: float = 120.0):
+    """The motion with both elbows held at `degrees` of flexion (far outside the training motions)."""
+    import numpy as np
+
+    from biomechgpt import Motion
+
+    values = motion.values.copy()
+    for name in ("elbow_flex_r", "elbow_flex_l"):
+        values[:, motion.coordinates.index(name)] = np.radians(degrees)
+    return Motion(list(motion.coordinates), values, motion.frame_rate, motion.mask.copy(), dict(motion.meta))
+
+
+@pytest.mark.parametrize("motion_input", ["codes", "continuous"])
+def test_answers_about_a_recording_unlike_the_training_data_carry_a_warning(motion_input):
+    from test_train_helpers import make_motion
+
+    model, processor = make_tiny_model_and_processor(motion_input=motion_input)
+    model.eval()
+    processor.motion_tokenizer = calibrated_motion_tokenizer()
+    usual, unusual = make_motion(frames=120), with_bent_elbows(make_motion(frames=120))
+    question = "What activity is the person performing?"
+    assert model.answer(usual, question, processor=processor).warning is None
+    flagged = model.answer(unusual, [question, "What is the cadence?"], processor=processor, max_new_tokens=3)
+    warning = flagged[0].warning
+    assert warning.startswith("This recording is unlike the training data in its arm angles") and "leg" not in warning
+    assert flagged[1].warning == warning and flagged[0].to_dict()["warning"] == warning
+    # the warning is computed with the prefix and kept with it
+    prefix = model.encode_prefix(unusual, processor=processor)
+    assert prefix.warning == warning and model.answer(prefix, question, processor=processor).warning == warning
+    # several recordings of one person: the unusual one is named
+    joint = model.answer_participant([usual, unusual], question, processor=processor)
+    assert joint.warning == f"recording 2 of 2: {warning}"
+    # a MotionTokenizer saved before the check (no limits) answers as before, without a warning
+    processor.motion_tokenizer.config.reconstruction_error_limits = None
+    assert model.answer(unusual, question, processor=processor).warning is None

@@ -64,7 +64,7 @@ SUGGESTED_QUESTIONS: dict[str, str] = {
 # A question is one sentence; a cap keeps a pasted document from tying up the model.
 MAX_QUESTION_CHARS = 500
 
-_ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence", "spread", "note")
+_ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence", "spread", "note", "warning")
 
 
 @runtime_checkable
@@ -72,7 +72,7 @@ class Answerer(Protocol):
     """Anything that answers a question about a motion.
 
     `answer(motion, question)` returns a mapping with the keys `question`, `task`, `answer`, `label`, `value`,
-    `unit`, `confidence` and `spread` (missing keys count as `None`).
+    `unit`, `confidence`, `spread`, `note` and `warning` (missing keys count as `None`).
     """
 
     def answer(self, motion: Motion, question: str) -> Mapping[str, Any]: ...
@@ -231,7 +231,8 @@ class ChatSession:
 
 def format_answer(result: Mapping[str, Any]) -> str:
     """The chat text of one answer: the sentence, then task and confidence (or, for a number, the spread of the
-    model's belief) on a second line (Markdown)."""
+    model's belief) on a second line (Markdown); a warning that the recording is unlike the training data comes
+    right under the sentence."""
     text = str(result.get("answer") or "").strip() or "(no answer)"
     details = []
     task = result.get("task")
@@ -244,4 +245,5 @@ def format_answer(result: Mapping[str, Any]) -> str:
     else:
         details.append("confidence: n/a (generated answer)")
     note = f"\n\n{result['note']}" if result.get("note") and result.get("task") else ""
-    return f"{text}{note}\n\n*{' · '.join(details)}*"
+    warning = f"\n\n⚠️ **{result['warning']}**" if result.get("warning") else ""
+    return f"{text}{warning}{note}\n\n*{' · '.join(details)}*"

@@ -86,6 +86,9 @@ def _main(args: argparse.Namespace) -> int:
         from biomechgpt.answering import answer_questions
 
         answers = answer_questions(model, motions[0], questions, tasks=args.task, max_new_tokens=args.max_new_tokens)
+    if not args.json:  # once per recording, before its answers (each JSON object carries it as "warning")
+        for warning in dict.fromkeys(a["warning"] for a in answers if a.get("warning")):
+            print(f"Warning: {warning}")
     for answer in answers:
         if args.json:
             print(json.dumps(answer))
