@@ -456,6 +456,17 @@ def test_cli_trains_on_a_simulated_cohort(tmp_path, capsys):
     assert metrics["training"]["train_trials"] == int((trials["split"] == "train").sum())
     tok = MotionTokenizer.from_pretrained(out)
     assert tok.codebook_size == 16 and tok.codebook.shape == (16, 64)
+    # a tokenizer trained before the out-of-distribution limits gets them without training
+    limits = tok.config.reconstruction_error_limits
+    config = json.loads((out / "config.json").read_text())
+    del config["reconstruction_error_limits"]
+    (out / "config.json").write_text(json.dumps(config))
+    before = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["train-tokenizer", "--cohort", str(cohort), "--out", str(out), "--calibrate-only"]) == 0
+    assert "out-of-distribution limits" in capsys.readouterr().out
+    assert MotionTokenizer.from_pretrained(out).config.reconstruction_error_limits == pytest.approx(limits)
+    assert (out / "model.safetensors").read_bytes() == before
     assert main(argv[:-1] + ["--steps", "0"]) == 2  # bad argument: one line, status 2
     capsys.readouterr()
     assert main(argv[:-3] + ["--real-motion", str(tmp_path / "none"), "--no-resume"]) == 2

@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "simulated validation trials (default: $BIOMECHGPT_REFERENCE_MOTION, else "
                         "../shared/reference_motion/ beside a checkout, when it exists)")
     parser.add_argument("--no-real-motion", action="store_true", help="do not score the tokenizer on real recordings")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="do not train: give the trained tokenizer (or model folder) OUT the out-of-distribution "
+                        "limits from the cohort's validation trials (for tokenizers trained before they existed)")
     parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming a checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -45,6 +48,13 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.calibrate_only:
+        from biomechgpt.training.motion_tokenizer import calibrate_motion_tokenizer
+
+        limits = calibrate_motion_tokenizer(args.out, args.cohort, seed=args.seed)
+        print("out-of-distribution limits (99th percentile of the validation trials' reconstruction error): "
+              + ", ".join(f"{g} {v:.2f} deg" for g, v in limits.items()))
+        return 0
     config = {k: getattr(args, k) for k in ("codebook_size", "hidden_size") if getattr(args, k) is not None}
     training_args = MotionTokenizerTrainingArguments()
     if args.batch_size is not None:

@@ -35,6 +35,7 @@ __all__ = [
     "train_motion_tokenizer_on_motions",
     "reconstruction_metrics",
     "reconstruction_error_limits",
+    "calibrate_motion_tokenizer",
     "load_real_motions",
     "JOINT_ANGLE_COORDINATES",
 ]
@@ -643,3 +644,52 @@ def load_real_motions(folder: str | Path) -> tuple[list[Motion], dict]:
         raise MotionInputError(f"{folder}: no readable motion file ({', '.join(SUPPORTED_SUFFIXES)}) in it or its "
                                "subfolders")
     return motions, {"folder": str(folder), "files": files, "skipped": skipped}
+
+
+def calibrate_motion_tokenizer(folder: str | Path, cohort_dir: str | Path, *, max_trials: int = 300,
+                               seed: int = 0) -> dict[str, float]:
+    """Give a trained MotionTokenizer the out-of-distribution limits training now writes, without training it again.
+
+    The limits come from up to `max_trials` validation trials of the cohort it was trained on (as in training) and
+    are written to `config.json` (every other entry kept) and `metrics.json`.
+
+    Args:
+        folder: a MotionTokenizer folder, or a model folder holding one under `motion_tokenizer/`.
+        cohort_dir: the cohort the tokenizer was trained on.
+
+    Returns:
+        The limits, degrees per angle group.
+    """
+    from biomechgpt.cohort import load_cohort
+    from biomechgpt.processing.tokenization_motion import METRICS_NAME, MotionTokenizer
+
+    folder = Path(folder)
+    if (folder / "motion_tokenizer" / "config.json").is_file():
+        folder = folder / "motion_tokenizer"
+    config_path = folder / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        raise MotionInputError(f"{folder}: not a MotionTokenizer folder (no readable config.json)") from None
+    if config.get("model_type") != "biomechgpt_motion_tokenizer":
+        raise MotionInputError(f"{folder}: config.json is not a MotionTokenizer's ({config.get('model_type')!r})")
+    if not Path(cohort_dir).is_dir():
+        raise MotionInputError(f"{cohort_dir}: cohort folder not found")
+    cohort = load_cohort(cohort_dir)
+    trials = cohort.trials
+    ids = trials.loc[trials["split"] == "validation", "trial_id"].tolist()
+    if not ids:
+        raise MotionInputError(f"{cohort_dir}: the cohort has no validation trials")
+    ids = [ids[i] for i in sorted(np.random.default_rng([seed, 1]).permutation(len(ids))[:max_trials])]
+    tokenizer = MotionTokenizer.from_pretrained(folder)
+    percentile = float(config.get("reconstruction_error_percentile", 99.0))
+    limits = reconstruction_error_limits(tokenizer, [m for _, m in cohort.iter_motions(ids)], percentile)
+    config.update(reconstruction_error_limits=limits, reconstruction_error_percentile=percentile,
+                  out_of_distribution_factor=float(config.get("out_of_distribution_factor", 1.5)))
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    metrics_path = folder / METRICS_NAME
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics.setdefault("validation", {})["reconstruction_error_limits_deg"] = limits
+    metrics["validation"]["reconstruction_error_limits_trials"] = len(ids)
+    metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return limits
