@@ -302,12 +302,21 @@ def test_realism_report_writes_numbers_and_plots(reference_motion_dir, tmp_path,
     argv = ["simulate", "--report", str(tmp_path / "report"), "--reference", str(reference_motion_dir),
             "--participants", "3"]
     assert cli.main(argv) == 0
-    assert "knee_angle_r" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "knee_angle_r" in printed and "treadmill_walking cadence" in printed
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert {"walking", "crouch", "running", "walking_subject01"} <= set(report["comparisons"])
+    assert {"walking", "crouch", "running", "walking_subject01", "treadmill_walking"} <= set(report["comparisons"])
     knee = report["comparisons"]["running"]["knee_angle_r"]
     assert knee["rms_difference_deg"] < 8 and knee["rom_simulated_deg"] > 60
-    for name in ("report.json", "walking.png", "crouch.png", "running.png"):
+    # the real treadmill files: their conventions show as offsets (pelvis list, lumbar, elbows), their cadence is
+    # the knee period's (109-116 steps/min)
+    treadmill = report["comparisons"]["treadmill_walking"]
+    assert treadmill["pelvis_list"]["mean_reference_deg"] > 15
+    assert treadmill["elbow_flex_r"]["mean_reference_deg"] > 100
+    real = report["cadence"]["treadmill_walking"]["reference"]
+    assert real["n"] == 12 and 105 < real["p10"] <= real["median"] <= real["p90"] < 120
+    assert report["cadence"]["treadmill_walking"]["simulated"]["n"] == 3
+    for name in ("report.json", "walking.png", "crouch.png", "running.png", "treadmill_walking.png"):
         assert (tmp_path / "report" / name).stat().st_size > 1000
 
 

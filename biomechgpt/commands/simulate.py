@@ -66,13 +66,18 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise UsageError(str(err)) from None
         print(f"realism report written to {args.report}")
-        print(f"{'comparison':<10} {'coordinate':<16} {'RMS diff (deg)':>14} {'ROM sim':>8} {'ROM real':>8}")
+        print(f"{'comparison':<17} {'coordinate':<16} {'RMS diff (deg)':>14} {'ROM sim':>8} {'ROM real':>8}")
         for comparison, coords in summary["comparisons"].items():
             for name in ("hip_flexion_r", "knee_angle_r", "ankle_angle_r"):
                 if name in coords:
                     c = coords[name]
-                    print(f"{comparison:<10} {name:<16} {c['rms_difference_deg']:>14.1f} "
+                    print(f"{comparison:<17} {name:<16} {c['rms_difference_deg']:>14.1f} "
                           f"{c['rom_simulated_deg']:>8.1f} {c['rom_reference_deg']:>8.1f}")
+        for comparison, cadence in summary.get("cadence", {}).items():
+            sim, real = cadence["simulated"], cadence["reference"]
+            print(f"{comparison} cadence (steps/min, median [10-90%]): simulated {sim['median']} "
+                  f"[{sim['p10']}-{sim['p90']}] (n={sim['n']}), real {real['median']} [{real['p10']}-{real['p90']}] "
+                  f"(n={real['n']})")
         return 0
 
     if args.out is None:

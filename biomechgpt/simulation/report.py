@@ -4,7 +4,10 @@ Three comparisons, each a mean gait cycle per coordinate (right foot contact to 
 - `walking`: healthy participants' self-selected overground walking vs `normal.mot` (and `subject01_walk1_ik.mot`
   for the joints it has, as `walking_subject01`);
 - `crouch`: cerebral palsy with severe crouch vs the mean of `crouch1-4.mot`;
-- `running`: running trials vs the cycles of `subject02_running_ik.mot`.
+- `running`: running trials vs the cycles of `subject02_running_ik.mot`;
+- `treadmill_walking`: healthy participants' treadmill walking vs the 12 walking files of
+  `treadmill_walking_expert3/` (when that folder is there), arms and lumbar included, with the cadence of each side
+  (from the knee angles' period) beside the joint curves.
 Simulated and real cycles are cut by the same contact detector (`ground_truth.foot_contacts`), so the phase of the
 comparison does not depend on how either was made. Per coordinate: mean, range of motion (ROM), RMS difference of
 the mean cycles and their correlation, in degrees. Written as `report.json` plus one PNG per comparison.
@@ -30,6 +33,7 @@ REPORT_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "hip_flex
                       "hip_rotation_r", "knee_angle_r", "ankle_angle_r", "lumbar_extension", "arm_flex_r",
                       "elbow_flex_r")
 _POINTS = 101
+TREADMILL_FOLDER = "treadmill_walking_expert3"
 
 
 def default_reference_dir() -> Path | None:
@@ -101,6 +105,9 @@ def _simulated(kind: str, seed: int, n_participants: int) -> list[np.ndarray]:
             person.affected_side = "bilateral"
             person.assistive_device = "none"
             plan = TrialPlan("walking", "self_selected", protocol="overground", duration_s=12.0)
+        elif kind == "treadmill_walking":
+            person = draw_participant(index, seed, diagnosis="healthy", max_age=60)
+            plan = TrialPlan("walking", "self_selected", treadmill=True, protocol="treadmill", duration_s=20.0)
         else:
             person = draw_participant(index, seed, diagnosis="healthy", max_age=40)
             plan = TrialPlan("running", treadmill=True, protocol="treadmill", duration_s=10.0)
@@ -119,10 +126,25 @@ def _cohort_samples(cohort_dir: Path) -> dict[str, list[np.ndarray]]:
     crouch = trials[(trials.activity == "walking") & (trials.diagnosis == "cerebral_palsy")
                     & (trials.severity > 0.7) & (trials.n_frames > 90)]
     running = trials[trials.activity == "running"]
+    treadmill = trials[(trials.activity == "walking") & (trials.diagnosis == "healthy") & trials.treadmill]
     out = {}
-    for name, rows in (("walking", walking), ("crouch", crouch), ("running", running)):
+    for name, rows in (("walking", walking), ("crouch", crouch), ("running", running),
+                       ("treadmill_walking", treadmill)):
         out[name] = [m.values.astype(np.float64) for _, m in cohort.iter_motions(rows["trial_id"].head(200))]
     return out
+
+
+def _cadences(motions: list[np.ndarray]) -> dict[str, float | int | None]:
+    """Median and 10-90% range of the knee-period cadence (steps/min) over recordings of at least 3 s of gait."""
+    from biomechgpt.evaluation.evaluate import knee_period_cadence
+    from biomechgpt.processing.motion import Motion
+
+    found = [knee_period_cadence(Motion(list(CANONICAL_COORDINATES), v, CANONICAL_FRAME_RATE)) for v in motions]
+    found = [c for c in found if c is not None]
+    if not found:
+        return {"n": 0, "median": None, "p10": None, "p90": None}
+    return {"n": len(found), "median": round(float(np.median(found)), 1),
+            "p10": round(float(np.percentile(found, 10)), 1), "p90": round(float(np.percentile(found, 90)), 1)}
 
 
 def _compare(sim_mean: np.ndarray, sim_sd: np.ndarray, ref_mean: np.ndarray, coordinates) -> dict:
@@ -200,11 +222,18 @@ def realism_report(out: str | Path, reference_dir: str | Path | None = None, coh
     }
     ref_masks = {"walking": _reference(ref_dir, "normal.mot")[1], "crouch": _reference(ref_dir, "crouch1.mot")[1],
                  "running": _reference(ref_dir, "subject02_running_ik.mot")[1]}
+    labels = {"walking": "normal.mot", "crouch": "crouch1-4.mot (mean)", "running": "subject02_running_ik.mot"}
+    treadmill_files = sorted((ref_dir / TREADMILL_FOLDER).glob("S01DE5*.mot"))
+    treadmill_files = [f for f in treadmill_files if f.name != "S01DE503.mot"]  # holds other movements too
+    if treadmill_files:
+        loaded = [_reference(ref_dir / TREADMILL_FOLDER, f.name) for f in treadmill_files]
+        references["treadmill_walking"] = [values for values, _ in loaded]
+        ref_masks["treadmill_walking"] = loaded[0][1]
+        labels["treadmill_walking"] = f"{TREADMILL_FOLDER}/ ({len(loaded)} files)"
     if cohort_dir is not None:
         samples = _cohort_samples(Path(cohort_dir))
     else:
-        samples = {kind: _simulated(kind, seed, n_participants) for kind in ("walking", "crouch", "running")}
-    labels = {"walking": "normal.mot", "crouch": "crouch1-4.mot (mean)", "running": "subject02_running_ik.mot"}
+        samples = {kind: _simulated(kind, seed, n_participants) for kind in references}
 
     report: dict = {"reference_dir": str(ref_dir), "source": str(cohort_dir) if cohort_dir else
                     f"simulated sample, seed {seed}, {n_participants} participants per comparison",
@@ -217,10 +246,13 @@ def realism_report(out: str | Path, reference_dir: str | Path | None = None, coh
     }.items():
         sim_mean, sim_sd, n_sim = mean_cycle(samples[sim_kind])
         ref_mean, _, n_ref = mean_cycle(ref_values, allow_partial=True)
-        coordinates = [c for c in REPORT_COORDINATES if mask[_I[c]] and not (kind != "running" and c in (
-            "lumbar_extension", "arm_flex_r", "elbow_flex_r"))]
+        coordinates = [c for c in REPORT_COORDINATES if mask[_I[c]] and not (
+            kind not in ("running", "treadmill_walking") and c in ("lumbar_extension", "arm_flex_r", "elbow_flex_r"))]
         report["comparisons"][kind] = _compare(sim_mean, sim_sd, ref_mean, coordinates)
         report["cycles"][kind] = {"simulated": n_sim, "reference": n_ref}
+        if kind == "treadmill_walking":
+            report["cadence"] = {kind: {"simulated": _cadences(samples[sim_kind]),
+                                        "reference": _cadences(ref_values)}}
         _plot(out / f"{kind}.png", f"{kind}: simulated vs {label}", sim_mean, sim_sd, ref_mean, coordinates, n_sim,
               label)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
