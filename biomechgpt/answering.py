@@ -82,8 +82,8 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
     asked = list(dict.fromkeys(t for t in routed if t is not None and t != SUMMARY_TASK))
     batch_tasks = asked + sorted(context - set(asked), key=list(known).index)
     replies = model.answer_batch([motion] * len(batch_tasks), [_plain_question(processor, t) for t in batch_tasks],
-                                 tasks=batch_tasks, processor=processor,
-                                 max_new_tokens=max_new_tokens) if batch_tasks else []
+                                 tasks=batch_tasks, processor=processor, max_new_tokens=max_new_tokens,
+                                 check_motions=True) if batch_tasks else []
     by_task = {t: _as_dict(r) for t, r in zip(batch_tasks, replies)}
     activity = by_task.get("activity", {}).get("label")
     warning = next((r["warning"] for r in by_task.values() if r.get("warning")), None)

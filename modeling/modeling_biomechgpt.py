@@ -269,7 +269,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         config = self.config
         self.motion_encoder = BiomechGPTMotionEncoder(
             config.motion_feature_channels, config.motion_encoder_hidden_size, config.motion_encoder_layers,
-            config.num_motion_tokens)
+            config.num_motion_tokens, readout_sizes=config.motion_readout_sizes or (),
+            readout_tasks=config.motion_readout_tasks or ())
         self.multi_modal_projector = BiomechGPTMultiModalProjector(
             config.motion_encoder_hidden_size, config.get_text_config(decoder=True).hidden_size)
 
@@ -331,7 +332,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             motion_input (`str`, *optional*, defaults to `"codes"`): "codes", "continuous" or "both" (see
                 [`BiomechGPTConfig`]); the last two add the `<motion_features>` placeholder token and a motion encoder.
             motion_encoder (`dict`, *optional*): encoder fields of [`BiomechGPTConfig`] (`num_motion_tokens`,
-                `motion_feature_channels`, `motion_encoder_hidden_size`, `motion_encoder_layers`).
+                `motion_feature_channels`, `motion_encoder_hidden_size`, `motion_encoder_layers`,
+                `motion_readout_tasks`, `motion_readout_sizes`).
 
         Returns:
             [`BiomechGPTForCausalLM`] wrapping `language_model`.
@@ -436,7 +438,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         if isinstance(motion, MotionPrefix):
             return motion
         processor = processor if processor is not None else self.processor
-        return self._compute_prefixes([self._prefix_request(processor, motion)], processor)[0]
+        return self._compute_prefixes([self._prefix_request(processor, motion, check=True)], processor)[0]
 
     def answer(
         self,
@@ -464,7 +466,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         questions = [question] if single else list(question)
         tasks = task if isinstance(task, (list, tuple)) else [task] * len(questions)
         answers = self.answer_batch([motion] * len(questions), questions, tasks=tasks, processor=processor,
-                                    max_new_tokens=max_new_tokens)
+                                    check_motions=True, max_new_tokens=max_new_tokens)
         return answers[0] if single else answers
 
     @torch.no_grad()
@@ -506,7 +508,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 raise ValueError(f"question {q!r}: routed to {t!r}, not a closed-set task; participant-level answers "
                                  "are for impairment, side, diagnosis, device and falls (ask about one recording)")
         flat = self.answer_batch([m for m in motions for _ in questions], questions * len(motions),
-                                 tasks=tasks * len(motions), processor=processor)
+                                 tasks=tasks * len(motions), processor=processor, check_motions=True)
         # the recordings unlike the training data, named by their file when they have one
         warnings = []
         for r, motion in enumerate(motions):
@@ -536,6 +538,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         processor: Any = None,
         max_new_tokens: int = 48,
         batch_size: int = 64,
+        check_motions: bool = False,
     ) -> list[BiomechGPTAnswer]:
         """Answer `questions[i]` about `motions[i]` for every `i`, batched.
 
@@ -555,6 +558,10 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             processor ([`BiomechGPTProcessor`], *optional*): defaults to the one saved with the model.
             max_new_tokens (`int`, *optional*, defaults to 48): limit for generated answers.
             batch_size (`int`, *optional*, defaults to 64): questions per forward pass.
+            check_motions (`bool`, *optional*, defaults to `False`): compare each motion with the training data (one
+                MotionTokenizer pass per motion) and set the answers' `warning`; `answer`, `answer_participant` and
+                `encode_prefix` do. Off here so that scoring a test split costs nothing extra; a [`MotionPrefix`]
+                brings its own warning either way.
 
         Returns:
             `list[BiomechGPTAnswer]`, in the order of `questions`.
@@ -590,7 +597,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 key = id(motion)
             if key not in slot_of:
                 slot_of[key] = len(slots)
-                slots.append(motion if isinstance(motion, MotionPrefix) else self._prefix_request(processor, motion))
+                slots.append(motion if isinstance(motion, MotionPrefix) else
+                             self._prefix_request(processor, motion, check=check_motions))
             motion_index.append(slot_of[key])
 
         was_training = self.training
@@ -640,10 +648,11 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             raise ValueError(f"prefix: a MotionPrefix from another model ({len(layers or [])} cache layers, this "
                              f"model has {expected})")
 
-    def _prefix_request(self, processor: Any, motion: Any) -> _PrefixRequest:
+    def _prefix_request(self, processor: Any, motion: Any, check: bool = False) -> _PrefixRequest:
         """What computing a motion's prefix needs: its token ids, for a model that reads feature frames those, and
-        the motion's out-of-distribution warning (a processor saved before the check has no `motion_warning`)."""
-        check = getattr(processor, "motion_warning", None)
+        with `check` the motion's out-of-distribution warning (a processor saved before the check has no
+        `motion_warning`)."""
+        check = getattr(processor, "motion_warning", None) if check else None
         if self.config.reads_features:
             inputs = processor.motion_inputs(motion)
             codes = processor.encode_motion(inputs["motion"]) if self.config.reads_codes else []

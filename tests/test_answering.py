@@ -34,7 +34,8 @@ class FakeModel:
         self.warning = warning
         self.asked: list[tuple[str, str]] = []
 
-    def answer_batch(self, motions, questions, *, tasks, processor=None, max_new_tokens=48):
+    def answer_batch(self, motions, questions, *, tasks, processor=None, max_new_tokens=48, check_motions=False):
+        self.checked = check_motions
         out = []
         for question, task in zip(questions, tasks):
             self.asked.append((question, task))
@@ -47,7 +48,7 @@ class FakeModel:
                 label = self.activity if task == "activity" else LABELS[task]
                 out.append(BiomechGPTAnswer(question, task, f"{label}.", label=label, confidence=0.9))
         for answer in out:
-            answer.warning = self.warning
+            answer.warning = self.warning if check_motions else None
         return out
 
 

@@ -473,6 +473,10 @@ def test_answers_about_a_recording_unlike_the_training_data_carry_a_warning(moti
     # several recordings of one person: the unusual one is named
     joint = model.answer_participant([usual, unusual], question, processor=processor)
     assert joint.warning == f"recording 2 of 2: {warning}"
+    # answer_batch checks only when asked to (scoring a test split pays nothing for it)
+    assert model.answer_batch([unusual], [question], processor=processor)[0].warning is None
+    assert model.answer_batch([unusual], [question], processor=processor, check_motions=True)[0].warning == warning
+    assert model.answer_batch([prefix], [question], processor=processor)[0].warning == warning
     # a MotionTokenizer saved before the check (no limits) answers as before, without a warning
     processor.motion_tokenizer.config.reconstruction_error_limits = None
     assert model.answer(unusual, question, processor=processor).warning is None
