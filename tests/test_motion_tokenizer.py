@@ -463,8 +463,10 @@ def test_cli_trains_on_a_simulated_cohort(tmp_path, capsys):
     (out / "config.json").write_text(json.dumps(config))
     before = (out / "model.safetensors").read_bytes()
     capsys.readouterr()
-    assert main(["train-tokenizer", "--cohort", str(cohort), "--out", str(out), "--calibrate-only"]) == 0
-    assert "out-of-distribution limits" in capsys.readouterr().out
+    assert main(["train-tokenizer", "--cohort", str(cohort), "--out", str(out), "--calibrate-only",
+                 "--real-motion", str(real)]) == 0
+    printed = capsys.readouterr().out
+    assert "out-of-distribution limits" in printed and f"1 in {real}" in printed
     assert MotionTokenizer.from_pretrained(out).config.reconstruction_error_limits == pytest.approx(limits)
     assert (out / "model.safetensors").read_bytes() == before
     assert main(argv[:-1] + ["--steps", "0"]) == 2  # bad argument: one line, status 2

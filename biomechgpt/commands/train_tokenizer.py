@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-real-motion", action="store_true", help="do not score the tokenizer on real recordings")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="do not train: give the trained tokenizer (or model folder) OUT the out-of-distribution "
-                        "limits from the cohort's validation trials (for tokenizers trained before they existed)")
+                        "limits from the cohort's validation trials and score it on the real recordings (for "
+                        "tokenizers trained before these existed)")
     parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming a checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -48,19 +49,6 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    if args.calibrate_only:
-        from biomechgpt.training.motion_tokenizer import calibrate_motion_tokenizer
-
-        limits = calibrate_motion_tokenizer(args.out, args.cohort, seed=args.seed)
-        print("out-of-distribution limits (99th percentile of the validation trials' reconstruction error): "
-              + ", ".join(f"{g} {v:.2f} deg" for g, v in limits.items()))
-        return 0
-    config = {k: getattr(args, k) for k in ("codebook_size", "hidden_size") if getattr(args, k) is not None}
-    training_args = MotionTokenizerTrainingArguments()
-    if args.batch_size is not None:
-        training_args = replace(training_args, batch_size=args.batch_size)
-    if args.threads is not None:
-        training_args = replace(training_args, num_threads=args.threads)
     if args.real_motion is not None and args.no_real_motion:
         raise UsageError("--real-motion and --no-real-motion: give one or the other")
     real_motion_dir = None
@@ -73,6 +61,25 @@ def run(args: argparse.Namespace) -> int:
 
         found = default_reference_dir()
         real_motion_dir = found if found is not None and found.is_dir() else None
+    if args.calibrate_only:
+        from biomechgpt.training.motion_tokenizer import calibrate_motion_tokenizer
+
+        limits = calibrate_motion_tokenizer(args.out, args.cohort, seed=args.seed, real_motion_dir=real_motion_dir)
+        print("out-of-distribution limits (99th percentile of the validation trials' reconstruction error): "
+              + ", ".join(f"{g} {v:.2f} deg" for g, v in limits.items()))
+        if real_motion_dir is not None:
+            import json
+
+            folder = Path(args.out)
+            folder = folder / "motion_tokenizer" if (folder / "motion_tokenizer" / "config.json").is_file() else folder
+            print(_table(_real_rows(json.loads((folder / "metrics.json").read_text()))))
+        return 0
+    config = {k: getattr(args, k) for k in ("codebook_size", "hidden_size") if getattr(args, k) is not None}
+    training_args = MotionTokenizerTrainingArguments()
+    if args.batch_size is not None:
+        training_args = replace(training_args, batch_size=args.batch_size)
+    if args.threads is not None:
+        training_args = replace(training_args, num_threads=args.threads)
     out = train_motion_tokenizer(
         args.cohort,
         args.out,
@@ -111,11 +118,19 @@ def format_metrics(metrics: dict) -> str:
             ("codebook usage", f"{100 * val['codebook_usage']:.1f} % of codes"),
         ]
         rows += _group_rows("  ", val)
+    return _table(rows + _real_rows(metrics))
+
+
+def _real_rows(metrics: dict) -> list[tuple[str, str]]:
     real = metrics.get("real")
-    if real:
-        rows += [("real recordings", f"{real['n_trials']} in {real.get('folder', '?')}"),
-                 ("joint-angle error", f"{real['joint_angle_mae_deg']:.2f} deg (mean absolute)")]
-        rows += _group_rows("  ", real)
+    if not real:
+        return []
+    rows = [("real recordings", f"{real['n_trials']} in {real.get('folder', '?')}"),
+            ("joint-angle error", f"{real['joint_angle_mae_deg']:.2f} deg (mean absolute)")]
+    return rows + _group_rows("  ", real)
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -647,7 +647,7 @@ def load_real_motions(folder: str | Path) -> tuple[list[Motion], dict]:
 
 
 def calibrate_motion_tokenizer(folder: str | Path, cohort_dir: str | Path, *, max_trials: int = 300,
-                               seed: int = 0) -> dict[str, float]:
+                               seed: int = 0, real_motion_dir: str | Path | None = None) -> dict[str, float]:
     """Give a trained MotionTokenizer the out-of-distribution limits training now writes, without training it again.
 
     The limits come from up to `max_trials` validation trials of the cohort it was trained on (as in training) and
@@ -656,6 +656,7 @@ def calibrate_motion_tokenizer(folder: str | Path, cohort_dir: str | Path, *, ma
     Args:
         folder: a MotionTokenizer folder, or a model folder holding one under `motion_tokenizer/`.
         cohort_dir: the cohort the tokenizer was trained on.
+        real_motion_dir: a folder of real recordings to score as training does (`metrics.json` `"real"`).
 
     Returns:
         The limits, degrees per angle group.
@@ -680,6 +681,7 @@ def calibrate_motion_tokenizer(folder: str | Path, cohort_dir: str | Path, *, ma
     ids = trials.loc[trials["split"] == "validation", "trial_id"].tolist()
     if not ids:
         raise MotionInputError(f"{cohort_dir}: the cohort has no validation trials")
+    real_motions, real_info = load_real_motions(real_motion_dir) if real_motion_dir is not None else ([], None)
     ids = [ids[i] for i in sorted(np.random.default_rng([seed, 1]).permutation(len(ids))[:max_trials])]
     tokenizer = MotionTokenizer.from_pretrained(folder)
     percentile = float(config.get("reconstruction_error_percentile", 99.0))
@@ -691,5 +693,7 @@ def calibrate_motion_tokenizer(folder: str | Path, cohort_dir: str | Path, *, ma
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     metrics.setdefault("validation", {})["reconstruction_error_limits_deg"] = limits
     metrics["validation"]["reconstruction_error_limits_trials"] = len(ids)
+    if real_motions:
+        metrics["real"] = {**real_info, **reconstruction_metrics(tokenizer, real_motions)}
     metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return limits
