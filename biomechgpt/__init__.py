@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "MotionTokenizerConfig": "biomechgpt.processing.configuration_motion_tokenizer",
     "MotionTokenizerModel": "biomechgpt.processing.modeling_motion_tokenizer",
     "MotionTokenizer": "biomechgpt.processing.tokenization_motion",
+    "MotionDistributionCheck": "biomechgpt.processing.tokenization_motion",
     "train_motion_tokenizer": "biomechgpt.training.motion_tokenizer",
     "build_dataset": "biomechgpt.dataset_builder",
     "parse_answer": "biomechgpt.dataset_builder",
