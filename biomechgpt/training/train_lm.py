@@ -87,6 +87,9 @@ class BiomechGPTTrainingArguments:
             lowers the diagnosis (0.47 -> 0.27): see the README's results.
         freeze_motion_encoder (`bool`, defaults to `True`): keep the stage-1 encoder fixed in stage 2 (its soft
             tokens are then computed once per trial), training the projector and the language model.
+        motion_readout (`bool`, defaults to `True`): for models that read features and run stage 1, one readout
+            token per closed-set and numeric task beside the `num_motion_tokens` query tokens: stage 1's head for
+            the task, kept in the encoder (see `BiomechGPTMotionEncoder`).
         gradient_checkpointing (`bool`, defaults to `False`): recompute activations in the backward pass (less
             memory for a large base, ~30% more time).
         save_dtype (`str`, *optional*): dtype of the saved weights ("float32", "bfloat16" or "float16"); defaults to
@@ -125,6 +128,7 @@ class BiomechGPTTrainingArguments:
     encoder_batch_size: int = 32
     alignment_epochs: float = 4.0
     freeze_motion_encoder: bool = True
+    motion_readout: bool = True
     gradient_checkpointing: bool = False
     save_dtype: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -500,8 +504,24 @@ def _load_base(base_model: str, mode: str, texts: list[str], args: BiomechGPTTra
     return model, tokenizer
 
 
+def _encoder_fields(frame, metadata: dict, args: BiomechGPTTrainingArguments) -> dict[str, Any]:
+    """The encoder fields of the model's config: the arguments' shape, plus one readout token per closed-set and
+    numeric task of the corpus (`motion_readout`, when stage 1 runs: it trains their heads)."""
+    fields: dict[str, Any] = dict(args.motion_encoder)
+    if args.motion_input == "codes" or not args.motion_readout or args.encoder_epochs <= 0:
+        return fields
+    from biomechgpt.training.pretrain_encoder import encoder_targets
+
+    targets = encoder_targets(frame, metadata["task_kinds"], metadata["task_units"])
+    sizes = {**{task: len(classes) for task, classes in targets.classes.items()}, **dict.fromkeys(targets.values, 1)}
+    fields["num_motion_tokens"] = args.num_motion_tokens + len(sizes)
+    fields["motion_readout_tasks"] = list(sizes)
+    fields["motion_readout_sizes"] = list(sizes.values())
+    return fields
+
+
 def _build_model(base_model: str, mode: str, texts: list[str], motion_tokenizer: Any, codebook_size: int,
-                 args: BiomechGPTTrainingArguments):
+                 args: BiomechGPTTrainingArguments, encoder_fields: dict[str, Any] | None = None):
     from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
 
     language_model, tokenizer = _load_base(base_model, mode, texts, args)
@@ -510,7 +530,7 @@ def _build_model(base_model: str, mode: str, texts: list[str], motion_tokenizer:
         language_model, tokenizer, codebook_size=codebook_size,
         codebook=_codebook(motion_tokenizer, codebook_size) if motion_tokenizer is not None else None,
         motion_tokenizer_config=motion_config, seed=args.seed, motion_input=args.motion_input,
-        motion_encoder=args.motion_encoder)
+        motion_encoder=encoder_fields if encoder_fields is not None else args.motion_encoder)
     return model, tokenizer
 
 
@@ -534,16 +554,36 @@ def _lora_config(model, args: BiomechGPTTrainingArguments):
 def _wrap_for_mode(model, mode: str, args: BiomechGPTTrainingArguments):
     if mode == "full":
         return model
+    import warnings
+
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if mode == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         _disable_bnb_cpu_repacking(model)
-    return get_peft_model(model, _lora_config(model, args))
+    with warnings.catch_warnings():
+        # peft 0.21 reads `is_gradient_checkpointing`, which transformers 5.24 deprecates: noise in every run
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, _lora_config(model, args))
+
+
+class _NoOptionalKernelAdvice(logging.Filter):
+    """Drops bitsandbytes' advice to install the optional `kernels` package (a faster 4-bit CPU matmul, fetched from
+    the Hub): training works without it, and the line came with every run on an AVX512-BF16 CPU."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pip install kernels" not in str(record.msg)
+
+
+def quiet_optional_kernel_advice() -> None:
+    """Install `_NoOptionalKernelAdvice` on bitsandbytes' CPU backend logger (before bitsandbytes is imported)."""
+    bnb_logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _NoOptionalKernelAdvice) for f in bnb_logger.filters):
+        bnb_logger.addFilter(_NoOptionalKernelAdvice())
 
 
 def _merged_model(trained, mode: str, base_model: str, texts: list[str], motion_tokenizer: Any, codebook_size: int,
-                  args: BiomechGPTTrainingArguments):
+                  args: BiomechGPTTrainingArguments, encoder_fields: dict[str, Any] | None = None):
     """A plain `BiomechGPTForCausalLM` with the adapters merged into full-precision weights."""
     if mode == "full":
         return trained
@@ -553,7 +593,7 @@ def _merged_model(trained, mode: str, base_model: str, texts: list[str], motion_
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     state = get_peft_model_state_dict(trained)
-    model, _ = _build_model(base_model, "lora", texts, motion_tokenizer, codebook_size, args)
+    model, _ = _build_model(base_model, "lora", texts, motion_tokenizer, codebook_size, args, encoder_fields)
     if model.config.reads_features:  # the stage-1 encoder (frozen, so not in the adapter's state)
         model.motion_encoder.load_state_dict(trained.get_base_model().motion_encoder.state_dict())
     peft_model = get_peft_model(model, _lora_config(model, args))
@@ -600,6 +640,7 @@ def train_model(
     Returns:
         `Path` of the model folder.
     """
+    quiet_optional_kernel_advice()  # before transformers' Trainer imports peft, which imports bitsandbytes
     import torch
     from transformers import Trainer, TrainingArguments, set_seed
 
@@ -625,12 +666,13 @@ def train_model(
                    | ({CAPTION_QUESTION} if aligns else set()))
 
     set_seed(args.seed)
-    model, tokenizer = _build_model(base_model, mode, texts, motion_tokenizer, codebook_size, args)
     metadata = corpus_task_metadata(frame)
+    encoder_fields = _encoder_fields(frame, metadata, args)
+    model, tokenizer = _build_model(base_model, mode, texts, motion_tokenizer, codebook_size, args, encoder_fields)
     processor = BiomechGPTProcessor(
         tokenizer, motion_tokenizer, motion_token_offset=model.config.motion_token_offset,
         codebook_size=codebook_size, max_motion_codes=args.max_motion_codes, motion_input=args.motion_input,
-        num_motion_tokens=args.num_motion_tokens, **metadata)
+        num_motion_tokens=encoder_fields["num_motion_tokens"], **metadata)
     examples = build_conversations(frame, processor, max_turns=args.max_turns, seed=args.seed,
                                    progress=args.progress, motion_loss=args.motion_loss)
     motion_features = motion_inputs = encoder_summary = None
@@ -642,6 +684,9 @@ def train_model(
     bf16 = args.bf16 if args.bf16 is not None else (is_tiny(base_model) and mode == "full" and fast_bf16())
     learning_rate = args.learning_rate or (2e-3 if is_tiny(base_model) else 5e-4 if mode != "full" else 5e-5)
     checkpoints = out_dir / CHECKPOINTS
+    last = _last_checkpoint(checkpoints) if resume else None
+    captions = build_captions(frame, processor, metadata["task_kinds"]) if aligns and last is None else None
+    estimate = _announce_estimate(trainable, mode, examples, captions, args, bf16)
 
     def stage_arguments(output_dir: Path, epochs: float, max_steps: int) -> TrainingArguments:
         return TrainingArguments(
@@ -673,11 +718,9 @@ def train_model(
         )
 
     collator = _Collator(processor.pad_token_id, motion_features, motion_inputs)
-    last = _last_checkpoint(checkpoints) if resume else None
     alignment = None
-    if aligns and last is None:
+    if captions is not None:
         # A QA checkpoint already holds the aligned weights: stage 2a only runs (or resumes) before the first one.
-        captions = build_captions(frame, processor, metadata["task_kinds"])
         aligner = Trainer(model=trainable, args=stage_arguments(checkpoints / "alignment", args.alignment_epochs, -1),
                           train_dataset=captions, data_collator=collator, callbacks=callbacks)
         last_alignment = _last_checkpoint(checkpoints / "alignment") if resume else None
@@ -696,7 +739,7 @@ def train_model(
         if mode != "full":  # the PEFT adapter itself, before merging changes the layers it lives in
             trainable.save_pretrained(out_dir / "adapter")
         final = _merged_model(trainer.model if mode == "full" else trainable, mode, base_model, texts,
-                              motion_tokenizer, codebook_size, args)
+                              motion_tokenizer, codebook_size, args, encoder_fields)
         final = getattr(final, "module", final)
         final.config.use_cache = True
         save_dtype = args.save_dtype or _stored_dtype(base_model)
@@ -722,6 +765,7 @@ def train_model(
             "loss_curve": [{"step": e["step"], "loss": e["loss"]} for e in history],
             "motion_encoder": encoder_summary,
             "alignment": alignment,
+            "estimate": estimate.to_dict(),
         }
         (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _write_model_card(out_dir, summary)
@@ -729,6 +773,32 @@ def train_model(
             shutil.rmtree(checkpoints, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return out_dir
+
+
+def _announce_estimate(model, mode: str, examples: list[dict], captions: list[dict] | None,
+                       args: BiomechGPTTrainingArguments, bf16: bool):
+    """Estimate the run's time and peak memory before its first step (see `biomechgpt.training.estimate`); print it
+    with the progress bar, and a warning line whatever the settings when the run will take hours or more memory
+    than the machine has."""
+    import sys
+
+    from biomechgpt.training.estimate import estimate_training
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    common = dict(mode=mode, batch_size=args.batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
+                  gradient_checkpointing=args.gradient_checkpointing, bf16=bf16, world_size=world_size)
+    estimate = estimate_training(model, [len(e["input_ids"]) for e in examples], epochs=args.epochs,
+                                 max_steps=args.max_steps, **common)
+    if captions:
+        estimate = estimate_training(model, [len(e["input_ids"]) for e in captions], epochs=args.alignment_epochs,
+                                     matmul_flops=estimate.matmul_flops,
+                                     memory_budget_bytes=estimate.memory_budget_bytes, **common).then(estimate)
+    if int(os.environ.get("RANK", "0")) == 0:
+        if args.progress:
+            sys.stderr.write(estimate.describe() + "\n")
+        for line in estimate.warnings():
+            sys.stderr.write(f"warning: {line}\n")
+    return estimate
 
 
 def _prepare_motion_encoder(model, processor, frame, metadata: dict, dataset_dir: Path, cohort_dir: Any,
