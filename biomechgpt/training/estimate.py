@@ -11,11 +11,12 @@ token counts, priced with a matrix-multiply rate measured here in a fraction of 
 - **memory**: the weights as loaded, gradients and two Adam moments of the trainable weights, the activations the
   backward pass keeps for the longest batch (`ACTIVATION_FLOATS` per token and layer; one layer's worth plus the
   layer inputs with gradient checkpointing), the logits over the vocabulary (three float32 copies: logits,
-  log-softmax and its gradient), and `OVERHEAD` for the allocator and the rest.
+  log-softmax and its gradient), `OVERHEAD` for the allocator and the rest, and `RUNTIME_BYTES` for the libraries.
 
 Calibrated on the project's 2-core machines (see FACTS.md): SmolLM2-135M LoRA at batch 8 x ~600 tokens peaked at
-15.6 GB (this model: 15.2 GB); the tiny Llama trains at ~0.6 and SmolLM2-135M LoRA at ~0.1-0.7 of the measured fp32
-matmul rate depending on sequence length and on whether the cores are shared. An order of magnitude, not a promise.
+15.6 GB (this model: 15.7 GB), and at batch 2 x 256 tokens 2.42 GB (2.64 GB); a training step achieves 75-79% of the
+measured matmul rate for `tiny` and SmolLM2-135M LoRA on short batches (bench/bench_base_model.py), ~5% for SmolLM2
+LoRA at batch 8 x ~600 tokens on two busy cores (issue 15). An order of magnitude, not a promise.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ EFFICIENCY = 0.35  # share of the measured matmul rate a training step achieves 
 QLORA_SLOWDOWN = 1.3  # 4-bit weights are dequantised at every matmul (~14 against ~18 tokens/s measured for 135M)
 ACTIVATION_FLOATS = (12, 6)  # floats kept per token and layer: 12 x hidden + 6 x intermediate (Llama-style block)
 OVERHEAD = 1.2
+RUNTIME_BYTES = 512 * 1024 ** 2  # torch, transformers and peft themselves in memory (~0.4-0.5 GB RSS measured)
 LONG_RUN_SECONDS = 3600.0  # warn when a run will take longer
 MEMORY_SHARE = 0.9  # warn when the peak needs more than this share of the memory the machine has for it
 _GIB = 1024 ** 3
@@ -243,7 +245,7 @@ def estimate_training(
     else:
         activations = batch_tokens * layers * per_layer
     logits = batch_tokens * vocab * 4 * 3
-    peak = int(OVERHEAD * (weight_bytes + state_bytes + activations + logits))
+    peak = int(OVERHEAD * (weight_bytes + state_bytes + activations + logits) + RUNTIME_BYTES)
     if memory_budget_bytes == -1:
         memory_budget_bytes = available_memory_bytes(device)
 
