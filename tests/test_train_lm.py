@@ -116,6 +116,17 @@ def test_a_bfloat16_base_is_saved_in_bfloat16(corpus, tmp_path):
     assert load_file(forced / "model.safetensors")["language_model.lm_head.weight"].dtype == torch.float32
 
 
+def test_qlora_with_gradient_checkpointing_trains_every_layer(corpus, hub_llama, tmp_path):
+    """The GPU recipe's settings (README): QLoRA with activations recomputed in the backward pass still gives every
+    adapted layer a gradient (a checkpointed segment whose inputs need no gradient would give none)."""
+    out = train_model(corpus, str(hub_llama), tmp_path / "model", codebook_size=CODEBOOK, mode="qlora", max_steps=2,
+                      gradient_checkpointing=True, learning_rate=1e-2, **QUICK)
+    assert _summary(out)["arguments"]["gradient_checkpointing"] is True
+    factors = {k: v for k, v in load_file(out / "adapter" / "adapter_model.safetensors").items() if "lora_B" in k}
+    # 7 projections x 2 layers (the first step's learning rate is 0: warm-up)
+    assert len(factors) == 14 and all(bool(v.any()) for v in factors.values())
+
+
 def test_qlora_still_trains_after_an_evaluation_pass(hub_llama):
     """bitsandbytes repacks 4-bit weights on a no-grad CPU forward unless told not to (FACTS.md)."""
     from peft import PeftModel

@@ -108,9 +108,10 @@ def test_train_warns_before_the_first_step_even_without_progress(inputs, tmp_pat
     assert len(warnings) == 1 and "this configuration will take about" in warnings[0]
 
 
-def test_lora_training_is_quiet_about_deprecations_and_optional_kernels(inputs, tmp_path, capsys, recwarn):
+@pytest.mark.parametrize("mode", ["--lora", "--qlora"])
+def test_lora_training_is_quiet_about_deprecations_and_optional_kernels(inputs, tmp_path, capsys, recwarn, mode):
     _, _, hub_llama = inputs
-    assert _train(inputs, tmp_path / "model", "--base-model", str(hub_llama), "--lora", "--no-progress") == 0
+    assert _train(inputs, tmp_path / "model", "--base-model", str(hub_llama), mode, "--no-progress") == 0
     messages = [str(w.message) for w in recwarn] + capsys.readouterr().err.splitlines()
     assert not [m for m in messages if "is_gradient_checkpointing" in m or "kernels" in m]
     # bitsandbytes' advice to install `kernels` (logged on AVX512-BF16 CPUs) never reaches a handler

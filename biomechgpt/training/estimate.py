@@ -252,7 +252,8 @@ def estimate_training(
     assumptions = (f"{EFFICIENCY:.0%} of the {matmul_flops / 1e9:,.0f} GFLOP/s "
                    f"{'bf16' if bf16 else 'fp32'} matmul rate {'measured' if measured else 'given'} on {device}"
                    f"{', 4-bit weights ' + str(QLORA_SLOWDOWN) + 'x slower' if mode == 'qlora' else ''}, "
-                   f"{flops_per_token / 1e6:,.3g} MFLOP per token")
+                   + (f"{flops_per_token / 1e9:,.3g} GFLOP per token" if flops_per_token >= 1e9
+                      else f"{flops_per_token / 1e6:,.3g} MFLOP per token"))
     return TrainingEstimate(
         parameters=int(parameters), trainable_parameters=int(trainable), steps=int(steps), tokens=tokens,
         batch_size=batch_size, longest_sequence=int(longest), flops_per_token=float(flops_per_token),

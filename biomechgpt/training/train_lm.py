@@ -20,6 +20,7 @@ sequence stays under ~600 tokens and the default corpus is ~2 M tokens per epoch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -554,17 +555,23 @@ def _lora_config(model, args: BiomechGPTTrainingArguments):
 def _wrap_for_mode(model, mode: str, args: BiomechGPTTrainingArguments):
     if mode == "full":
         return model
-    import warnings
-
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    if mode == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        _disable_bnb_cpu_repacking(model)
-    with warnings.catch_warnings():
-        # peft 0.21 reads `is_gradient_checkpointing`, which transformers 5.24 deprecates: noise in every run
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with _quiet_peft():
+        if mode == "qlora":
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            _disable_bnb_cpu_repacking(model)
         return get_peft_model(model, _lora_config(model, args))
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """peft 0.21 reads `is_gradient_checkpointing`, which transformers 5.24 deprecates: a FutureWarning each run."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 class _NoOptionalKernelAdvice(logging.Filter):
@@ -596,7 +603,8 @@ def _merged_model(trained, mode: str, base_model: str, texts: list[str], motion_
     model, _ = _build_model(base_model, "lora", texts, motion_tokenizer, codebook_size, args, encoder_fields)
     if model.config.reads_features:  # the stage-1 encoder (frozen, so not in the adapter's state)
         model.motion_encoder.load_state_dict(trained.get_base_model().motion_encoder.state_dict())
-    peft_model = get_peft_model(model, _lora_config(model, args))
+    with _quiet_peft():
+        peft_model = get_peft_model(model, _lora_config(model, args))
     set_peft_model_state_dict(peft_model, state)
     return peft_model.merge_and_unload()
 
