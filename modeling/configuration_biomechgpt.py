@@ -62,6 +62,11 @@ class BiomechGPTConfig(PretrainedConfig):
             Channels of the motion encoder.
         motion_encoder_layers (`int`, *optional*, defaults to 3):
             Residual blocks per resolution of the motion encoder.
+        motion_readout_tasks (`list[str]`, *optional*):
+            Tasks with a readout token (see [`BiomechGPTMotionEncoder`]); the last of the `num_motion_tokens` soft
+            tokens, in this order. Empty: every soft token is a query token.
+        motion_readout_sizes (`list[int]`, *optional*):
+            Outputs of each readout head: the task's number of classes, or 1 for a numeric task.
 
     Example:
 
@@ -96,6 +101,8 @@ class BiomechGPTConfig(PretrainedConfig):
     motion_feature_channels: int = 33
     motion_encoder_hidden_size: int = 64
     motion_encoder_layers: int = 3
+    motion_readout_tasks: list[str] | None = None
+    motion_readout_sizes: list[int] | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -120,6 +127,16 @@ class BiomechGPTConfig(PretrainedConfig):
                      "motion_encoder_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        self.motion_readout_tasks = [str(t) for t in (self.motion_readout_tasks or [])]
+        self.motion_readout_sizes = [int(n) for n in (self.motion_readout_sizes or [])]
+        if len(self.motion_readout_tasks) != len(self.motion_readout_sizes):
+            raise ValueError(f"motion_readout_tasks ({len(self.motion_readout_tasks)}) and motion_readout_sizes "
+                             f"({len(self.motion_readout_sizes)}) must have one entry per readout task")
+        if any(n < 1 for n in self.motion_readout_sizes):
+            raise ValueError(f"motion_readout_sizes must be at least 1 each, got {self.motion_readout_sizes}")
+        if len(self.motion_readout_tasks) >= self.num_motion_tokens:
+            raise ValueError(f"num_motion_tokens {self.num_motion_tokens} must exceed the "
+                             f"{len(self.motion_readout_tasks)} readout tokens (at least one query token)")
         for name in ("motion_start_token_id", "motion_end_token_id", "motion_feature_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.motion_token_offset:

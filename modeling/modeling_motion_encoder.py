@@ -48,19 +48,40 @@ class BiomechGPTMotionEncoder(nn.Module):
     queries attend over the frames (padding masked): each query can specialise (a cycle's shape, a side's asymmetry,
     the overall tempo).
 
+    With `readout_sizes`, the last `len(readout_sizes)` soft tokens are readout tokens: one linear head per task on
+    all the query tokens (stage 1 trains them on the task's targets: class logits, or a standardised value), whose
+    log-probabilities (or value) a linear map and a layer norm turn into a token. A small language model struggles
+    to gather a participant-level answer (a diagnosis, a device) from many soft tokens through attention; a token
+    that already holds the encoder's reading of the task leaves it the easier job of putting that into words. The
+    heads read the encoder's own features only, like the queries, so what the model answers is still read from the
+    motion.
+
     Args:
         num_channels (`int`): feature channels (canonical coordinates).
         hidden_size (`int`): conv channels and token size.
         num_layers (`int`): residual blocks per resolution (dilations 1, 3, 9, ...).
-        num_tokens (`int`): soft tokens per motion.
+        num_tokens (`int`): soft tokens per motion (queries plus readout tokens).
         num_heads (`int`, *optional*, defaults to 4): heads of the pooling attention.
+        readout_sizes (`list[int]`, *optional*): outputs of each readout head (classes, or 1 for a number).
+        readout_tasks (`list[str]`, *optional*): the task of each readout head (names only, for training).
     """
 
-    def __init__(self, num_channels: int, hidden_size: int, num_layers: int, num_tokens: int, num_heads: int = 4
+    def __init__(self, num_channels: int, hidden_size: int, num_layers: int, num_tokens: int, num_heads: int = 4,
+                 readout_sizes: tuple[int, ...] | list[int] = (), readout_tasks: tuple[str, ...] | list[str] = ()
                  ) -> None:
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"motion encoder hidden size {hidden_size} is not a multiple of {num_heads} heads")
+        self.readout_sizes = tuple(int(n) for n in readout_sizes)
+        self.readout_tasks = tuple(str(t) for t in readout_tasks)
+        if self.readout_tasks and len(self.readout_tasks) != len(self.readout_sizes):
+            raise ValueError(f"{len(self.readout_tasks)} readout tasks for {len(self.readout_sizes)} readout sizes")
+        if any(n < 1 for n in self.readout_sizes):
+            raise ValueError(f"readout sizes must be at least 1, got {list(self.readout_sizes)}")
+        self.num_queries = num_tokens - len(self.readout_sizes)
+        if self.num_queries < 1:
+            raise ValueError(f"{num_tokens} soft tokens leave no query token beside {len(self.readout_sizes)} "
+                             f"readout tokens")
         self.num_channels = num_channels
         self.num_tokens = num_tokens
         self.register_buffer("feature_mean", torch.zeros(num_channels))
@@ -71,9 +92,14 @@ class BiomechGPTMotionEncoder(nn.Module):
         self.blocks_high = nn.ModuleList(_ResidualBlock(hidden_size, d) for d in dilations)
         self.down = nn.Conv1d(hidden_size, hidden_size, 4, stride=2, padding=1)
         self.blocks_low = nn.ModuleList(_ResidualBlock(hidden_size, d) for d in dilations)
-        self.queries = nn.Parameter(torch.randn(num_tokens, hidden_size) / math.sqrt(hidden_size))
+        self.queries = nn.Parameter(torch.randn(self.num_queries, hidden_size) / math.sqrt(hidden_size))
         self.pool = nn.MultiheadAttention(hidden_size, num_heads, batch_first=True)
         self.norm = nn.LayerNorm(hidden_size)
+        if self.readout_sizes:
+            width = self.num_queries * hidden_size
+            self.readout_heads = nn.ModuleList(nn.Linear(width, n) for n in self.readout_sizes)
+            self.readout_embed = nn.ModuleList(nn.Linear(n, hidden_size) for n in self.readout_sizes)
+            self.readout_norm = nn.LayerNorm(hidden_size)
 
     @torch.no_grad()
     def set_feature_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -96,8 +122,31 @@ class BiomechGPTMotionEncoder(nn.Module):
             motion_durations (`torch.FloatTensor` of shape `(batch,)`): length of the whole recording in seconds.
 
         Returns:
-            `torch.FloatTensor` of shape `(batch, num_tokens, hidden)`.
+            `torch.FloatTensor` of shape `(batch, num_tokens, hidden)`: the query tokens, then the readout tokens.
         """
+        queries = self.encode(motion_values, motion_mask, coordinate_mask, motion_durations)
+        if not self.readout_sizes:
+            return queries
+        tokens = []
+        for size, embed, output in zip(self.readout_sizes, self.readout_embed, self.readout(queries)):
+            reading = torch.log_softmax(output.float(), -1) if size > 1 else output.float()
+            tokens.append(embed(reading.to(embed.weight.dtype)))
+        readouts = self.readout_norm(torch.stack(tokens, 1).to(self.readout_norm.weight.dtype))
+        return torch.cat([queries, readouts.to(queries.dtype)], 1)
+
+    def readout(self, queries: torch.Tensor) -> list[torch.Tensor]:
+        """Each readout head's output `(batch, size)` on the query tokens `(batch, num_queries, hidden)`."""
+        flat = queries.flatten(1)
+        return [head(flat.to(head.weight.dtype)) for head in self.readout_heads]
+
+    def encode(
+        self,
+        motion_values: torch.Tensor,
+        motion_mask: torch.Tensor,
+        coordinate_mask: torch.Tensor,
+        motion_durations: torch.Tensor,
+    ) -> torch.Tensor:
+        """The query tokens `(batch, num_queries, hidden)` (the arguments as in `forward`)."""
         dtype = self.stem.weight.dtype
         frames = motion_values.shape[1]
         if frames % MOTION_FRAME_MULTIPLE:
@@ -119,7 +168,7 @@ class BiomechGPTMotionEncoder(nn.Module):
         keys = x.transpose(1, 2)  # (batch, frames / 4, hidden)
         queries = self.queries.to(dtype)[None].expand(keys.shape[0], -1, -1)
         pooled, _ = self.pool(queries, keys, keys, key_padding_mask=~mask[:, 0].bool(), need_weights=False)
-        return self.norm(pooled + queries)  # (batch, num_tokens, hidden)
+        return self.norm(pooled + queries)  # (batch, num_queries, hidden)
 
 
 class BiomechGPTMultiModalProjector(nn.Module):

@@ -57,9 +57,13 @@ def test_build_dataset_command_on_a_real_cohort(tmp_path, real_inputs, capsys):
 
     # the codes are the tokenizer's codes for the stored motion
     tokenizer = tokenization.MotionTokenizer.from_pretrained(tokenizer_dir)
+    # (the builder encodes trials in batches; a batch's other lengths change the float rounding of the convolutions,
+    # which can flip a near-tie between two codes of this untrained tokenizer: 1 code in 143 was seen to differ)
     for trial_id in list(cohort.trials.trial_id[:3]):
-        codes = rows[rows.trial_id == trial_id].motion_codes.iloc[0]
-        assert list(codes) == tokenizer.encode(cohort.motion(trial_id))
+        codes = list(rows[rows.trial_id == trial_id].motion_codes.iloc[0])
+        alone = tokenizer.encode(cohort.motion(trial_id))
+        assert len(codes) == len(alone)
+        assert sum(a != b for a, b in zip(codes, alone)) <= max(1, len(codes) // 100)
 
     # every timed test and every gait trial with ground truth got its measurement question
     measured = cohort.trials[cohort.trials.cadence_steps_per_min.notna()]
@@ -109,7 +113,11 @@ def test_training_a_model_that_reads_motion_on_a_real_cohort(tmp_path, real_inpu
     alignment = summary["alignment"]  # stage 2a: one caption per training trial, one epoch
     assert alignment["conversations"] == encoder["trials"] and alignment["steps"] == -(-encoder["trials"] // 4)
     model = BiomechGPTForCausalLM.from_pretrained(out).eval()
-    assert model.config.motion_input == "continuous" and model.config.num_motion_tokens == 4
+    # 4 query tokens, then one readout token per closed-set and numeric task of the corpus (stage 1's heads)
+    readout = model.config.motion_readout_tasks
+    assert model.config.motion_input == "continuous" and model.config.num_motion_tokens == 4 + len(readout)
+    assert {"activity", "diagnosis", "cadence"} <= set(readout) and "summary" not in readout
+    assert model.motion_encoder.num_queries == 4 and len(model.motion_encoder.readout_heads) == len(readout)
     cohort = load_cohort(run / "cohort")
     trial = cohort.trials.trial_id.iloc[0]
     answer = model.answer(cohort.motion(trial), "What activity is the person performing?")

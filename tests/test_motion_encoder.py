@@ -19,12 +19,13 @@ from biomechgpt.modeling.modeling_motion_encoder import BiomechGPTMotionEncoder
 from test_train_helpers import make_motion, make_tiny_model_and_processor
 
 QUESTIONS = ["What activity is the person performing?", "What is the cadence?"]
-READS_MOTION = ["continuous", "both"]
+READS_MOTION = ["continuous", "both", "continuous+readout"]
 
 
 @pytest.fixture(scope="module", params=READS_MOTION)
 def model_and_processor(request):
-    model, processor = make_tiny_model_and_processor(motion_input=request.param)
+    motion_input, _, readout = request.param.partition("+")
+    model, processor = make_tiny_model_and_processor(motion_input=motion_input, readout=bool(readout))
     model.eval()
     model.processor = processor
     return model, processor
@@ -110,7 +111,9 @@ def test_save_and_load_round_trip_is_exact(tmp_path, model_and_processor):
     from transformers import AutoProcessor
 
     reloaded_processor = AutoProcessor.from_pretrained(tmp_path)
-    assert (reloaded_processor.motion_input, reloaded_processor.num_motion_tokens) == (processor.motion_input, 4)
+    assert (reloaded_processor.motion_input, reloaded_processor.num_motion_tokens) == (
+        processor.motion_input, model.config.num_motion_tokens)
+    assert config.get("motion_readout_sizes", []) == model.config.motion_readout_sizes
     motion = make_motion(90)
     mine = model.answer(motion, QUESTIONS[0], processor=processor)
     theirs = loaded.answer(motion, QUESTIONS[0], processor=reloaded_processor)
@@ -189,6 +192,61 @@ def test_stage_one_encoder_training_learns_to_read_motion():
     assert best["validation_scores"]["activity"] == 1.0
     assert best["validation_scores"]["cadence"] > 0.9
     assert float(encoder.feature_std[10]) > 0.5 > float(encoder.feature_std[20])  # from the training frames
+
+
+def test_stage_one_trains_the_readout_heads_the_encoder_keeps():
+    """With readout tokens, stage 1's heads are the encoder's own: after training, the activity readout token
+    separates the two activities (its head reads them right), and the token is what the language model receives."""
+    from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+    from biomechgpt.training.pretrain_encoder import encoder_targets, pretrain_motion_encoder
+
+    kinds, units = {"activity": "closed", "cadence": "numeric"}, {"cadence": "steps/min"}
+    train_features, train_rows = _synthetic_trials(160, seed=0)
+    val_features, val_rows = _synthetic_trials(40, seed=1)
+    targets = encoder_targets(train_rows, kinds, units)
+    val_targets = encoder_targets(val_rows, kinds, units, classes=targets.classes)
+    torch.manual_seed(0)
+    encoder = BiomechGPTMotionEncoder(33, 16, 2, 4, readout_sizes=[2, 1], readout_tasks=["activity", "cadence"])
+    assert encoder.num_queries == 2
+    before = [h.weight.detach().clone() for h in encoder.readout_heads]
+    summary = pretrain_motion_encoder(encoder, train_features, targets, validation_features=val_features,
+                                      validation_targets=val_targets, epochs=12, batch_size=16,
+                                      learning_rate=3e-3, progress=False)
+    assert summary["curve"][summary["selected_epoch"] - 1]["validation_scores"]["activity"] == 1.0
+    assert all(not torch.equal(b, h.weight) for b, h in zip(before, encoder.readout_heads))  # trained in place
+    encoder.eval()
+    ids = sorted(val_features)
+    with torch.no_grad():
+        inputs = BiomechGPTProcessor.collate_motion_inputs(
+            [{**val_features[t], "motion_values": BiomechGPTProcessor.crop_frames(
+                val_features[t]["motion_values"], 1024)} for t in ids])
+        tokens = encoder(**inputs)
+        logits = encoder.readout(encoder.encode(**inputs))[0]
+    assert tokens.shape == (len(ids), 4, 16)
+    labels = val_targets.labels["activity"][[val_targets.trial_ids.index(t) for t in ids]]
+    assert (logits.argmax(1).numpy() == labels).all()
+    # the activity readout token differs between the two activities far more than within one
+    token = tokens[:, 2]
+    centroids = [token[torch.as_tensor(labels == k)].mean(0) for k in (0, 1)]
+    spread = max(float((token[torch.as_tensor(labels == k)] - centroids[k]).norm(dim=1).mean()) for k in (0, 1))
+    assert float((centroids[0] - centroids[1]).norm()) > 2 * spread
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"motion_readout_tasks": ["activity"], "motion_readout_sizes": [2, 1]}, "one entry per readout task"),
+    ({"motion_readout_tasks": ["activity"], "motion_readout_sizes": [0]}, "at least 1"),
+    ({"motion_readout_tasks": list("abcd"), "motion_readout_sizes": [2] * 4}, "must exceed the 4 readout tokens"),
+])
+def test_bad_readout_settings_are_refused_in_one_line(fields, message):
+    from transformers import LlamaConfig
+
+    from biomechgpt.modeling.configuration_biomechgpt import BiomechGPTConfig
+
+    text = LlamaConfig(vocab_size=316, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=4, num_key_value_heads=4)
+    with pytest.raises(ValueError, match=message):
+        BiomechGPTConfig(text_config=text, codebook_size=16, motion_input="continuous", motion_feature_token_id=297,
+                         num_motion_tokens=4, **fields)
 
 
 def test_participant_answer_averages_the_recordings_label_probabilities(model_and_processor):

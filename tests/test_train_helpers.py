@@ -72,10 +72,11 @@ def make_hub_llama(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
-def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_input: str = "codes"):
+def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_input: str = "codes",
+                                  readout: bool = False):
     """An untrained `BiomechGPTForCausalLM` (hidden 32, 2 layers) and its processor with activity / cadence /
     summary task metadata; with `motion_input` "continuous" or "both", a motion encoder (hidden 16, 4 soft tokens)
-    and a MotionTokenizer in the processor."""
+    and a MotionTokenizer in the processor; with `readout`, two more soft tokens: readouts of activity and cadence."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -90,13 +91,16 @@ def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_inp
                          tie_word_embeddings=tie, pad_token_id=0, eos_token_id=1, bos_token_id=None)
     torch.manual_seed(seed)
     encoder = {"num_motion_tokens": 4, "motion_encoder_hidden_size": 16, "motion_encoder_layers": 1}
+    if readout:
+        encoder |= {"num_motion_tokens": 6, "motion_readout_tasks": ["activity", "cadence"],
+                    "motion_readout_sizes": [2, 1]}
     model = BiomechGPTForCausalLM.from_language_model(LlamaForCausalLM(config), tokenizer, codebook_size=CODEBOOK,
                                                       codebook=torch.randn(CODEBOOK, 8), seed=seed,
                                                       motion_input=motion_input, motion_encoder=encoder)
     processor = BiomechGPTProcessor(
         tokenizer, make_motion_tokenizer(seed) if motion_input != "codes" else None,
         motion_token_offset=model.config.motion_token_offset, codebook_size=CODEBOOK,
-        motion_input=motion_input, num_motion_tokens=4,
+        motion_input=motion_input, num_motion_tokens=encoder["num_motion_tokens"],
         task_kinds={"activity": "closed", "cadence": "numeric", "summary": "free"},
         answer_candidates={"activity": {"walking": "Walking.", "running": "Running."}},
         answer_log_priors={"activity": {"walking": -0.69, "running": -0.69}},

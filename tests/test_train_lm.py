@@ -284,3 +284,24 @@ def test_captions_carry_each_labelled_answer_of_a_trial_once(corpus):
         assert text.strip() == expected  # first answer of each labelled task, in task order; no summary
         assert CAPTION_QUESTION in tokenizer.decode(caption["input_ids"], skip_special_tokens=True)
         assert caption["input_ids"].count(processor.motion_feature_token_id) == processor.num_motion_tokens
+
+
+def test_readout_tokens_one_per_closed_set_and_numeric_task_unless_switched_off():
+    import pandas as pd
+
+    from biomechgpt.training.train_lm import BiomechGPTTrainingArguments, _encoder_fields
+
+    frame = pd.DataFrame([
+        {"trial_id": "a", "task": "activity", "target_label": "walking", "target_value": None, "target_unit": None},
+        {"trial_id": "b", "task": "activity", "target_label": "squat", "target_value": None, "target_unit": None},
+        {"trial_id": "a", "task": "cadence", "target_label": None, "target_value": 100.0, "target_unit": "steps/min"},
+        {"trial_id": "a", "task": "summary", "target_label": None, "target_value": None, "target_unit": None},
+    ])
+    metadata = {"task_kinds": {"activity": "closed", "cadence": "numeric", "summary": "free"},
+                "task_units": {"cadence": "steps/min"}}
+    fields = _encoder_fields(frame, metadata, BiomechGPTTrainingArguments(num_motion_tokens=8))
+    assert fields["motion_readout_tasks"] == ["activity", "cadence"] and fields["motion_readout_sizes"] == [2, 1]
+    assert fields["num_motion_tokens"] == 10  # 8 query tokens + 2 readout tokens
+    for args in (BiomechGPTTrainingArguments(motion_readout=False), BiomechGPTTrainingArguments(encoder_epochs=0),
+                 BiomechGPTTrainingArguments(motion_input="codes")):
+        assert _encoder_fields(frame, metadata, args) == args.motion_encoder  # no stage-1 heads, no readout

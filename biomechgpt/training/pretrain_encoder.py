@@ -5,8 +5,9 @@ A language model that must discover, from a few answer words per trial, which mo
 cheaply (no language model in the loop), on every task's trial-level target at once: one linear head per task on its
 soft tokens, cross-entropy for closed-set tasks and mean squared error on standardised values for numeric ones,
 each task's loss averaged over the trials that carry it and the tasks weighted equally (a task asked of few trials,
-like the TUG time, counts as much as the activity). The heads are then dropped: stage 2 trains the projector and the
-language model to put what the soft tokens hold into words. The encoder reads the feature frames only (no
+like the TUG time, counts as much as the activity). An encoder with readout tokens keeps its heads (they feed those
+tokens); otherwise the heads are dropped. Stage 2 trains the projector and the language model to put what the soft
+tokens hold into words. The encoder reads the feature frames only (no
 handcrafted gait features); the targets are the corpus's own answers.
 
 Selection is on the validation split: the epoch with the lowest validation loss is kept.
@@ -144,11 +145,9 @@ def pretrain_motion_encoder(
 
     value_stats = {task: (float(np.nanmean(v)), float(np.nanstd(v)) or 1.0)
                    for task, v in train_targets.values.items()}
-    width = encoder.num_tokens * encoder.norm.normalized_shape[0]
-    heads = nn.ModuleDict({task: nn.Linear(width, len(classes)) for task, classes in train_targets.classes.items()})
-    heads.update({task: nn.Linear(width, 1) for task in train_targets.values})
+    heads = _task_heads(encoder, train_targets)
     dropout = nn.Dropout(0.1)
-    parameters = list(encoder.parameters()) + list(heads.parameters())
+    parameters = list({id(p): p for p in [*encoder.parameters(), *heads.parameters()]}.values())
     optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
     steps_per_epoch = max(1, math.ceil(len(trials) / batch_size))
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
@@ -203,7 +202,7 @@ def pretrain_motion_encoder(
                 ids = val_ids[start:start + 64]
                 rows = np.array([val_row[t] for t in ids])
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    tokens = encoder(**batch_inputs(features, ids, False))
+                    tokens = encoder.encode(**batch_inputs(features, ids, False))
                 flat = tokens.flatten(1).float()
                 for task, loss in task_losses(tokens, targets, rows).items():
                     sums[task] = sums.get(task, 0.0) + float(loss) * len(ids)
@@ -242,7 +241,7 @@ def pretrain_motion_encoder(
                 break
             rows = np.array([row_of[t] for t in ids])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                tokens = encoder(**batch_inputs(train_features, ids, True))
+                tokens = encoder.encode(**batch_inputs(train_features, ids, True))
             losses = task_losses(tokens, train_targets, rows)
             loss = sum(losses.values()) / len(losses)  # every task counts the same
             optimiser.zero_grad(set_to_none=True)
@@ -272,6 +271,24 @@ def pretrain_motion_encoder(
         summary["report_loss"], summary["report_scores"] = evaluate(report_features, report_targets)
     encoder.eval()
     return summary
+
+
+def _task_heads(encoder: Any, targets: EncoderTargets):
+    """One linear head per task on the flattened query tokens: the encoder's own readout heads where it has them
+    (they stay in the model and feed its readout tokens), else fresh heads that are dropped after this stage."""
+    from torch import nn
+
+    sizes = {**{task: len(classes) for task, classes in targets.classes.items()},
+             **dict.fromkeys(targets.values, 1)}
+    readout = dict(zip(getattr(encoder, "readout_tasks", ()), getattr(encoder, "readout_heads", ())))
+    if readout:
+        wrong = {task: (head.out_features, sizes.get(task)) for task, head in readout.items()
+                 if sizes.get(task) != head.out_features}
+        if wrong:
+            raise ValueError(f"readout heads do not fit the targets (outputs, classes): {wrong}")
+        return nn.ModuleDict(readout)
+    width = encoder.num_queries * encoder.norm.normalized_shape[0]
+    return nn.ModuleDict({task: nn.Linear(width, size) for task, size in sizes.items()})
 
 
 def _length_grouped_batches(trials: list[str], lengths: dict[str, int], batch_size: int, generator) -> list[list[str]]:
