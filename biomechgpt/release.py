@@ -411,8 +411,12 @@ def _rebuild_base(model_dir: Path, summary: dict, adapter_config: dict):
         mode="lora", seed=int(summary.get("seed", 0)), motion_input=config.get("motion_input", "codes"),
         **{k: run[k] for k in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers")
            if k in run})
+    # the saved config's encoder shape, readout tokens included
+    fields = {k: config[k] for k in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers",
+                                     "motion_readout_tasks", "motion_readout_sizes") if config.get(k) is not None}
     try:
-        model, _ = _build_model(str(base_model), "lora", [], motion_tokenizer, config["codebook_size"], args)
+        model, _ = _build_model(str(base_model), "lora", [], motion_tokenizer, config["codebook_size"], args,
+                                {**args.motion_encoder, **fields})
     except OSError as err:
         raise ReleaseError(f"base model {base_model}: cannot be loaded to build the adapter's base "
                            f"({' '.join(str(err).split())[:200]})") from None
@@ -746,7 +750,11 @@ def _local_load(folder: Path, base: Path | None = None):
         else:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder).merge_and_unload()
+            from biomechgpt.training.train_lm import _quiet_peft
+
+            with _quiet_peft():
+                model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder)
+            model = model.merge_and_unload()
         processor = AutoProcessor.from_pretrained(folder)
     except (OSError, ValueError, KeyError) as err:
         raise ReleaseError(f"{folder}: does not load with the Auto classes ({' '.join(str(err).split())[:300]})"

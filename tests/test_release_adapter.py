@@ -169,3 +169,40 @@ def test_adapter_of_a_model_not_trained_with_that_adapter_is_refused(adapter_rel
                                            r"\(language_model.model.norm.weight\)"):
         prepare_release(tampered, tmp_path / "stage", repo_id="lab/bgpt", adapter=True, metrics=METRICS,
                         remote_code=False)
+
+
+def test_adapter_release_of_a_bfloat16_base_that_reads_motion(tmp_path):
+    """The GPU recipe's case: a QLoRA run of a model that reads the motion frames (its stage-1 motion encoder is not
+    in the adapter: the base carries it) from a base stored in bfloat16 (the merged weights are saved in bfloat16).
+    Base + adapter reproduce the merged model within bfloat16 rounding and answer alike, also as remote code."""
+    from transformers import AutoModelForCausalLM
+
+    from biomechgpt.cli import main
+    from biomechgpt.processing.configuration_motion_tokenizer import MotionTokenizerConfig
+    from biomechgpt.processing.modeling_motion_tokenizer import MotionTokenizerModel
+    from biomechgpt.processing.tokenization_motion import MotionTokenizer
+    from biomechgpt.simulation import simulate_cohort
+
+    simulate_cohort(tmp_path / "cohort", n_participants=4, seed=1, workers=1)
+    torch.manual_seed(0)
+    config = MotionTokenizerConfig(hidden_size=16, num_residual_blocks=1, codebook_size=16, codebook_dim=8)
+    MotionTokenizer(MotionTokenizerModel(config)).save_pretrained(tmp_path / "tokenizer")
+    assert main(["build-dataset", "--cohort", str(tmp_path / "cohort"), "--tokenizer", str(tmp_path / "tokenizer"),
+                 "--out", str(tmp_path / "dataset")]) == 0
+    base = make_hub_llama(tmp_path / "base")
+    AutoModelForCausalLM.from_pretrained(base).to(torch.bfloat16).save_pretrained(base)
+    model = train_model(tmp_path / "dataset", str(base), tmp_path / "model", mode="qlora", max_steps=2,
+                        encoder_epochs=1, alignment_epochs=0, progress=False, learning_rate=1e-2, batch_size=4)
+    assert json.loads((model / "config.json").read_text())["motion_input"] == "continuous"
+    (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
+    release = prepare_release(model, tmp_path / "stage", repo_id="lab/bgpt", adapter=True)
+    check = release.checks["adapter"]
+    assert check["max_weight_difference"] == 0.0  # within two bfloat16 units in the last place
+    from safetensors.torch import load_file
+
+    staged = load_file(str(release.folder("base").path / "model.safetensors"))
+    trained = load_file(str(model / "model.safetensors"))
+    assert {t.dtype for t in staged.values() if t.is_floating_point()} == {torch.bfloat16}
+    encoder = [name for name in trained if name.startswith("motion_encoder.")]
+    assert encoder and all(torch.equal(staged[name], trained[name]) for name in encoder)  # the stage-1 encoder
+    assert check["remote_answers"]["model_module"].startswith("transformers_modules")
