@@ -181,6 +181,42 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(corpus, tmp_path
         torch.testing.assert_close(first[name], second[name], atol=1e-6, rtol=1e-5)
 
 
+def test_a_resumed_run_reads_its_tokenized_conversations_back(corpus, tmp_path, monkeypatch):
+    import shutil
+
+    from transformers import TrainerCallback
+
+    from biomechgpt.training import train_lm
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    data = tmp_path / "corpus"
+    shutil.copytree(corpus, data)
+    common = dict(codebook_size=CODEBOOK, max_steps=4, save_steps=2, **QUICK)
+    for name in ("same", "changed"):
+        with pytest.raises(KeyboardInterrupt):
+            train_model(data, "tiny-s", tmp_path / name, callbacks=[Interrupt()], **common)
+        assert len(list((tmp_path / name / "checkpoints").glob("conversations-*.parquet"))) == 1
+
+    def tokenize_again(*args, **kwargs):
+        raise AssertionError("the corpus was tokenized again")
+
+    monkeypatch.setattr(train_lm, "build_conversations", tokenize_again)
+    resumed = train_model(data, "tiny-s", tmp_path / "same", **common)
+    summary = _summary(resumed)
+    assert summary["steps"] == 4 and summary["train_conversations"] == 24
+    assert summary["estimate"]["steps"] == 2  # what was left after checkpoint-2
+    assert not (resumed / "checkpoints").exists()
+    # a corpus that changed since is tokenized again
+    shard = next((data / "data").glob("train-*.parquet"))
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10 ** 9))
+    with pytest.raises(AssertionError, match="tokenized again"):
+        train_model(data, "tiny-s", tmp_path / "changed", **common)
+
+
 def test_train_command_saves_the_motion_tokenizer(corpus, tmp_path, capsys):
     tokenizer_dir = tmp_path / "tokenizer"
     make_motion_tokenizer().save_pretrained(tokenizer_dir)

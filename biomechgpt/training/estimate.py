@@ -185,6 +185,7 @@ def estimate_training(
     device: str | None = None,
     matmul_flops: float | None = None,
     memory_budget_bytes: int | None = -1,
+    completed_steps: int = 0,
 ) -> TrainingEstimate:
     """Expected time and peak memory of training `model` on sequences of `lengths` tokens (see the module docstring).
 
@@ -198,6 +199,8 @@ def estimate_training(
         device (`str`, *optional*): defaults to "cuda" when a GPU is there, else "cpu".
         matmul_flops (`float`, *optional*): the matmul rate to assume; measured here when omitted.
         memory_budget_bytes (`int`, *optional*): the memory there is; measured here when -1, unknown when `None`.
+        completed_steps (`int`, *optional*, defaults to 0): steps a checkpoint being resumed already did; only the
+            rest is counted.
 
     Returns:
         [`TrainingEstimate`].
@@ -217,6 +220,7 @@ def estimate_training(
 
     per_step = batch_size * gradient_accumulation_steps * max(1, world_size)
     steps = max_steps if max_steps > 0 else max(1, math.ceil(math.ceil(len(lengths) / per_step) * epochs))
+    steps = max(0, steps - completed_steps)
     mean_length = sum(lengths) / len(lengths)
     tokens = int(steps * per_step * mean_length)
     longest = max(lengths)

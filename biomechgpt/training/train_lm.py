@@ -318,6 +318,51 @@ def build_conversations(frame, processor, *, max_turns: int, seed: int, progress
     return examples
 
 
+def _conversations_key(dataset_dir: Path, processor, args: BiomechGPTTrainingArguments) -> str:
+    """What the tokenized conversations depend on, hashed: the training shards (name, size, modification time), the
+    text tokenizer and chat template, the processor's settings, and the conversation settings."""
+    import hashlib
+
+    tokenizer = processor.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocabulary = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    shards = [(f.name, f.stat().st_size, f.stat().st_mtime_ns)
+              for f in sorted((dataset_dir / "data").glob("train-*.parquet"))]
+    settings = {"shards": shards, "processor": processor.to_json_string(), "max_turns": args.max_turns,
+                "seed": args.seed, "motion_loss": args.motion_loss,
+                "chat_template": str(getattr(processor, "chat_template", None) or tokenizer.chat_template)}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    digest.update(vocabulary.encode())
+    return digest.hexdigest()[:16]
+
+
+def _tokenized_conversations(frame, processor, dataset_dir: Path, checkpoints: Path,
+                             args: BiomechGPTTrainingArguments) -> list[dict]:
+    """`build_conversations`, once per run: the result is kept beside the checkpoints
+    (`OUT/checkpoints/conversations-KEY.parquet`) and a rerun that resumes there reads it back instead of tokenizing
+    the corpus again, as long as the corpus, the tokenizer and the settings are the same (`_conversations_key`)."""
+    import pandas as pd
+
+    path = checkpoints / f"conversations-{_conversations_key(dataset_dir, processor, args)}.parquet"
+    if path.is_file():
+        try:
+            table = pd.read_parquet(path)
+            return [{"input_ids": [int(t) for t in ids], "labels": [int(t) for t in labels], "trial_id": str(trial)}
+                    for ids, labels, trial in zip(table["input_ids"], table["labels"], table["trial_id"])]
+        except (OSError, ValueError, KeyError):  # a damaged cache: tokenize again
+            pass
+    examples = build_conversations(frame, processor, max_turns=args.max_turns, seed=args.seed,
+                                   progress=args.progress, motion_loss=args.motion_loss)
+    if int(os.environ.get("RANK", "0")) == 0:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        for stale in checkpoints.glob("conversations-*.parquet"):
+            stale.unlink(missing_ok=True)
+        partial = path.with_suffix(".partial")
+        pd.DataFrame(examples, columns=["input_ids", "labels", "trial_id"]).to_parquet(partial)
+        os.replace(partial, path)  # a rerun never reads a half-written file
+    return examples
+
+
 CAPTION_QUESTION = "Describe everything you can tell about this recording."
 
 
@@ -681,8 +726,8 @@ def train_model(
         tokenizer, motion_tokenizer, motion_token_offset=model.config.motion_token_offset,
         codebook_size=codebook_size, max_motion_codes=args.max_motion_codes, motion_input=args.motion_input,
         num_motion_tokens=encoder_fields["num_motion_tokens"], **metadata)
-    examples = build_conversations(frame, processor, max_turns=args.max_turns, seed=args.seed,
-                                   progress=args.progress, motion_loss=args.motion_loss)
+    checkpoints = out_dir / CHECKPOINTS
+    examples = _tokenized_conversations(frame, processor, dataset_dir, checkpoints, args)
     motion_features = motion_inputs = encoder_summary = None
     if model.config.reads_features:
         motion_features, motion_inputs, encoder_summary = _prepare_motion_encoder(
@@ -691,10 +736,9 @@ def train_model(
 
     bf16 = args.bf16 if args.bf16 is not None else (is_tiny(base_model) and mode == "full" and fast_bf16())
     learning_rate = args.learning_rate or (2e-3 if is_tiny(base_model) else 5e-4 if mode != "full" else 5e-5)
-    checkpoints = out_dir / CHECKPOINTS
     last = _last_checkpoint(checkpoints) if resume else None
     captions = build_captions(frame, processor, metadata["task_kinds"]) if aligns and last is None else None
-    estimate = _announce_estimate(trainable, mode, examples, captions, args, bf16)
+    estimate = _announce_estimate(trainable, mode, examples, captions, args, bf16, last)
 
     def stage_arguments(output_dir: Path, epochs: float, max_steps: int) -> TrainingArguments:
         return TrainingArguments(
@@ -784,19 +828,25 @@ def train_model(
 
 
 def _announce_estimate(model, mode: str, examples: list[dict], captions: list[dict] | None,
-                       args: BiomechGPTTrainingArguments, bf16: bool):
-    """Estimate the run's time and peak memory before its first step (see `biomechgpt.training.estimate`); print it
-    with the progress bar, and a warning line whatever the settings when the run will take hours or more memory
-    than the machine has."""
+                       args: BiomechGPTTrainingArguments, bf16: bool, last: Path | None):
+    """Estimate the run's time and peak memory before its first step (see `biomechgpt.training.estimate`), or what
+    is left of it when resuming from the checkpoint `last`; print it with the progress bar, and a warning line
+    whatever the settings when the run will take hours or more memory than the machine has."""
     import sys
 
     from biomechgpt.training.estimate import estimate_training
 
+    done = 0
+    if last is not None:
+        try:
+            done = int(json.loads((last / "trainer_state.json").read_text())["global_step"])
+        except (OSError, ValueError, KeyError):
+            done = 0
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     common = dict(mode=mode, batch_size=args.batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
                   gradient_checkpointing=args.gradient_checkpointing, bf16=bf16, world_size=world_size)
     estimate = estimate_training(model, [len(e["input_ids"]) for e in examples], epochs=args.epochs,
-                                 max_steps=args.max_steps, **common)
+                                 max_steps=args.max_steps, completed_steps=done, **common)
     if captions:
         estimate = estimate_training(model, [len(e["input_ids"]) for e in captions], epochs=args.alignment_epochs,
                                      matmul_flops=estimate.matmul_flops,
