@@ -82,7 +82,7 @@ def test_predictions_report_figures_and_card_are_written(evaluated):
     for figure in ("figures/confusion_activity.png", "figures/scatter_cadence.png",
                    "figures/scatter_walking_speed.png"):
         assert figure in report and (out / figure).stat().st_size > 1000
-    assert "| activity |" in report and "Skipped:" in report
+    assert "| Activity recognition |" in report and "Skipped:" in report
     card = (out / "model_card.md").read_text()
     assert card.startswith("---\n") and "model-index:" in card and "not a medical device" in card.lower()
 
@@ -344,7 +344,8 @@ def test_experiments_tables_report_each_trained_models_own_scores(corpus_and_mot
 
     card = render_model_card({"tasks": {}, "experiments": results, "sim_to_real": {}})
     assert "### Experiments" in card and "#### transfer" in card and "#### size" in card
-    assert "| model | train_s | activity | cadence |" in card and "| tiny-l |" in card
+    assert "| model | training time (s) | Activity recognition | Cadence (steps/min) |" in card
+    assert "| tiny-l |" in card
     assert f"In short: {results['size']['summary']}" in card
     with pytest.raises(UsageError, match="unknown experiment"):
         run_experiments(["ablation"], folder, tmp_path)

@@ -1,7 +1,11 @@
 """`report.md` and its figures from a `metrics.json` payload and the per-question predictions.
 
-Figures follow the paper's: confusion matrices for the closed-set tasks (BiomechGPT next to the baseline) and
-predicted-versus-true scatter plots for the numeric ones. Rendered with matplotlib's Agg backend (no display).
+Figures follow the paper's: confusion matrices for the closed-set tasks (BiomechGPT next to the baseline), in
+percentages of each true class, and predicted-versus-true scatter plots for the numeric ones. Rendered with
+matplotlib's Agg backend (no display).
+
+Written for a clinical reader: tasks, metrics and labels appear in words (`TASK_NAMES`, `METRIC_NAMES`), and every
+abbreviation is defined once in a glossary before the tables (`GLOSSARY`); `metrics.json` keeps the machine keys.
 """
 
 from __future__ import annotations
@@ -14,11 +18,126 @@ import pandas as pd
 
 from biomechgpt.metrics import HEADLINE_METRIC, METRICS_BY_TASK
 
-__all__ = ["write_report", "render_report", "CONFUSION_TASKS", "SCATTER_TASKS"]
+__all__ = [
+    "write_report",
+    "render_report",
+    "CONFUSION_TASKS",
+    "SCATTER_TASKS",
+    "TASK_NAMES",
+    "METRIC_NAMES",
+    "GLOSSARY",
+    "glossary_lines",
+    "task_name",
+    "metric_name",
+    "label_text",
+    "row_percentages",
+]
 
 CONFUSION_TASKS: tuple[str, ...] = ("activity", "impairment", "diagnosis", "assistive_device", "fall_history")
 SCATTER_TASKS: tuple[str, ...] = ("cadence", "walking_speed", "stride_length", "tug_time", "fsst_time")
 _UNITS = {"cadence": "steps/min", "walking_speed": "m/s", "stride_length": "m", "tug_time": "s", "fsst_time": "s"}
+
+# How the report and the model card name each task (also the model-index task names on the Hub).
+TASK_NAMES: dict[str, str] = {
+    "activity": "Activity recognition",
+    "impairment": "Impairment detection",
+    "impairment_side": "Affected side",
+    "diagnosis": "Diagnosis",
+    "assistive_device": "Assistive device",
+    "fall_history": "Fall history",
+    "cadence": "Cadence (steps/min)",
+    "walking_speed": "Walking speed (m/s)",
+    "stride_length": "Stride length (m)",
+    "tug_time": "Timed Up and Go time (s)",
+    "fsst_time": "Four Square Step Test time (s)",
+    "summary": "Trial summary",
+}
+# How tables name the metrics of `metrics.json` (whose keys stay as they are).
+METRIC_NAMES: dict[str, str] = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_f1": "macro-F1",
+    "ece": "ECE",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "pearson_r": "Pearson r",
+    "bias": "bias",
+    "loa_lower": "lower limit of agreement",
+    "loa_upper": "upper limit of agreement",
+    "token_f1": "word-overlap F1",
+}
+# Every term or abbreviation the report and the card use, defined once for a reader who is not an ML engineer.
+GLOSSARY: dict[str, str] = {
+    "BiomechGPT": "the language model evaluated here; its answers in words are read back (parsed) into a label or a "
+                  "number and scored against the simulator's truth.",
+    "baseline": "a conventional machine-learning model without a language model, trained for each task on the same "
+                "training trials; two kinds (gbt and cnn) are trained and the one that scored better on the "
+                "validation participants (never the test ones) is the task's baseline.",
+    "gbt": "gradient-boosted trees (many small decision trees added together) on standard gait features: cadence, "
+           "walking speed, step-time and range-of-motion asymmetry, joint ranges of motion.",
+    "cnn": "a small 1-D convolutional neural network that reads the joint angles over time (with pelvis height and "
+           "speed).",
+    "n": "number of test questions scored (one per test trial for most tasks).",
+    "unparsed": "answers that could not be read as any label or number; counted as wrong for closed-set tasks and "
+                "left out of the numeric metrics.",
+    "accuracy": "share of answers that are right (0 to 1).",
+    "balanced accuracy": "share right within each true class, averaged over the classes, so a rare class counts as "
+                         "much as a common one.",
+    "macro-F1": "for each class, the F1 score (the balance of precision, how many answers of that class are right, "
+                "and recall, how many of the class's cases are found), averaged over the classes with equal weight; "
+                "0 to 1, 1 is perfect.",
+    "ECE": "expected calibration error: how far the stated confidence is from the observed accuracy (answers given "
+           "with 80% confidence should be right 80% of the time), averaged over ten confidence bins weighted by their "
+           "number of answers; 0 is perfect.",
+    "MAE": "mean absolute error: the average size of the error, in the task's unit.",
+    "RMSE": "root-mean-square error: like MAE, but large errors weigh more; in the task's unit.",
+    "Pearson r": "correlation between predicted and true values, from −1 to 1; 1 means they rise and fall together "
+                 "perfectly (a constant offset does not lower it).",
+    "bias": "mean of predicted minus true value, in the task's unit (positive: the system overestimates).",
+    "95% limits of agreement": "Bland–Altman limits, bias ± 1.96 standard deviations of the differences: about 95% "
+                               "of predictions lie within this range of the true value.",
+    "word-overlap F1": "for the free-text summary, the share of words the generated and the reference summary have "
+                       "in common (F1 of shared words; 1 means the same words).",
+}
+
+
+def task_name(task: str) -> str:
+    """The reader's name of `task` ("Affected side" for `impairment_side`)."""
+    return TASK_NAMES.get(task, label_text(task))
+
+
+def metric_name(metric: str) -> str:
+    """The reader's name of a `metrics.json` metric key ("macro-F1" for `macro_f1`)."""
+    return METRIC_NAMES.get(metric, label_text(metric))
+
+
+# Labels whose words need more than spaces for underscores.
+_LABEL_WORDS = {"parkinsons_disease": "Parkinson's disease", "incomplete_sci": "incomplete spinal cord injury",
+                "lower_limb_amputation": "lower-limb amputation", "ankle_foot_orthosis": "ankle-foot orthosis",
+                "sit_to_stand": "sit-to-stand", "self_selected": "self-selected"}
+
+
+def label_text(label: Any) -> str:
+    """A class label in words (`timed_up_and_go` -> "timed up and go", `parkinsons_disease` -> "Parkinson's
+    disease")."""
+    return _LABEL_WORDS.get(str(label), str(label).replace("_", " "))
+
+
+def glossary_lines(terms: tuple[str, ...] | None = None, *, level: int = 2, title: str = "Terms") -> list[str]:
+    """A heading of `level` and one bullet per glossary term (all of `GLOSSARY` when `terms` is None)."""
+    terms = tuple(GLOSSARY) if terms is None else terms
+    return ["", f"{'#' * level} {title}", ""] + [f"- **{t}**: {GLOSSARY[t]}" for t in terms]
+
+
+def row_percentages(counts) -> np.ndarray:
+    """Each row of a confusion matrix of counts as percentages of its row total (a row of zeros stays zeros)."""
+    counts = np.asarray(counts, dtype=float)  # (true classes, predicted classes)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(100 * counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def _percent_text(value: float) -> str:
+    return "<1%" if 0 < value < 0.5 else f"{value:.0f}%"
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -45,20 +164,21 @@ def _confusion_figure(task: str, entry: dict, path: Path) -> bool:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 + 0.55 * size) * np.array([len(panels), 0.9]),
                              squeeze=False)
     for ax, (name, cm) in zip(axes[0], panels):
-        counts = np.asarray(cm["counts"], dtype=float)
-        rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # row-normalised: recall per true class
-        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        counts = np.asarray(cm["counts"], dtype=float)  # (true classes, predicted classes)
+        percent = row_percentages(counts)  # so classes of different size compare
+        ax.imshow(percent, cmap="Blues", vmin=0, vmax=100)
         for (i, j), c in np.ndenumerate(counts):
             if c:
-                ax.text(j, i, f"{int(c)}", ha="center", va="center", fontsize=7,
-                        color="white" if rates[i, j] > 0.6 else "black")
-        ax.set_xticks(range(len(cm["predicted_labels"])), [s.replace("_", " ") for s in cm["predicted_labels"]],
+                ax.text(j, i, _percent_text(percent[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if percent[i, j] > 60 else "black")
+        ax.set_xticks(range(len(cm["predicted_labels"])), [label_text(s) for s in cm["predicted_labels"]],
                       rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(cm["labels"])), [s.replace("_", " ") for s in cm["labels"]], fontsize=7)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        ax.set_yticks(range(len(cm["labels"])),
+                      [f"{label_text(s)} (n={int(n)})" for s, n in zip(cm["labels"], counts.sum(axis=1))], fontsize=7)
+        ax.set_xlabel("answered as")
+        ax.set_ylabel("true class")
         ax.set_title(name, fontsize=9)
-    fig.suptitle(task.replace("_", " "))
+    fig.suptitle(f"{task_name(task)}: % of each true class (rows sum to 100%)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -96,7 +216,7 @@ def _scatter_figure(task: str, rows: pd.DataFrame, entry: dict, path: Path) -> b
     unit = _UNITS.get(task, "")
     ax.set_xlabel(f"true ({unit})")
     ax.set_ylabel(f"predicted ({unit})")
-    ax.set_title(task.replace("_", " "))
+    ax.set_title(task_name(task))
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -113,11 +233,13 @@ def render_report(metrics: dict, figures: dict[str, str] | None = None) -> str:
     if info:
         lines += [f"Model `{info.get('model')}`, QA corpus `{info.get('dataset')}`, split `{info.get('split')}`; "
                   f"baseline trained on the {info.get('baseline_input', 'motion')}. Seed {info.get('seed')}.", ""]
+    lines += glossary_lines(level=2, title="How to read this report")[1:] + [""]
     lines += ["## Per task", "",
-              "Headline metric: macro-F1 for closed-set tasks, Pearson r for numeric ones (higher is better). "
-              "`baseline` is the better family on the validation split; both families are listed. Unparsed answers "
-              "count as wrong for closed-set tasks; numeric metrics use the parsed answers.", "",
-              "| task | n | metric | BiomechGPT | baseline | GBT | CNN | BiomechGPT unparsed |",
+              "Headline metric: macro-F1 for closed-set tasks (the answer is one of a fixed set of classes), Pearson "
+              "r for numeric ones (higher is better for both). The baseline column names the kind chosen for the "
+              "task; both kinds are listed. Unparsed answers count as wrong for closed-set tasks; numeric metrics use "
+              "the parsed answers.", "",
+              "| task | n | metric | BiomechGPT | baseline | baseline: gbt | baseline: cnn | BiomechGPT unparsed |",
               "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for task, entry in tasks.items():
         kind = METRICS_BY_TASK.get(task, "text")
@@ -125,7 +247,7 @@ def render_report(metrics: dict, figures: dict[str, str] | None = None) -> str:
         ours, base = entry.get("biomechgpt", {}), entry.get("baseline", {})
         families = entry.get("baseline_families", {})
         family = f" ({base['family']})" if base.get("family") else ""
-        lines.append(f"| {task} | {entry.get('n')} | {metric} | {_fmt(ours.get(metric))} | "
+        lines.append(f"| {task_name(task)} | {entry.get('n')} | {metric_name(metric)} | {_fmt(ours.get(metric))} | "
                      f"{_fmt(base.get(metric))}{family} | {_fmt(families.get('gbt', {}).get(metric))} | "
                      f"{_fmt(families.get('cnn', {}).get(metric))} | {ours.get('n_unparsed', 0)} |")
 
@@ -136,7 +258,8 @@ def render_report(metrics: dict, figures: dict[str, str] | None = None) -> str:
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         for task in classification:
             for name, m in _systems(tasks[task]):
-                lines.append(f"| {task} | {name} | {_fmt(m.get('accuracy'))} | {_fmt(m.get('balanced_accuracy'))} | "
+                lines.append(f"| {task_name(task)} | {name} | {_fmt(m.get('accuracy'))} | "
+                             f"{_fmt(m.get('balanced_accuracy'))} | "
                              f"{_fmt(m.get('macro_f1'))} | {_fmt(m.get('ece'))} | {m.get('n_unparsed', 0)} |")
     numeric = [t for t in tasks if METRICS_BY_TASK.get(t) == "regression"]
     if numeric:
@@ -147,13 +270,14 @@ def render_report(metrics: dict, figures: dict[str, str] | None = None) -> str:
             for name, m in _systems(tasks[task]):
                 loa = (f"{_fmt(m.get('loa_lower'))} to {_fmt(m.get('loa_upper'))}"
                        if m.get("loa_lower") is not None else "–")
-                lines.append(f"| {task} ({_UNITS.get(task, '')}) | {name} | {_fmt(m.get('mae'))} | "
+                lines.append(f"| {task_name(task)} | {name} | {_fmt(m.get('mae'))} | "
                              f"{_fmt(m.get('rmse'))} | {_fmt(m.get('pearson_r'))} | {_fmt(m.get('bias'))} | {loa} | "
                              f"{m.get('n_unparsed', 0)} |")
     notes = [(task, name, key, why) for task in tasks for name, m in _systems(tasks[task])
              for key, why in m.get("notes", {}).items()]
     if notes:
-        lines += ["", "Undefined metrics: " + "; ".join(f"{t} / {n} / {k}: {w}" for t, n, k, w in notes) + "."]
+        lines += ["", "Undefined metrics: " + "; ".join(f"{task_name(t)} / {n} / {metric_name(k)}: {w}"
+                                                       for t, n, k, w in notes) + "."]
 
     lines += participant_lines(tasks)
     ceiling = tasks.get("fall_history", {}).get("ceiling")
@@ -171,17 +295,26 @@ def render_report(metrics: dict, figures: dict[str, str] | None = None) -> str:
                   f"| BiomechGPT | {_fmt(ours)} |", f"| baseline | {_fmt(base)} |"]
 
     if figures:
-        lines += ["", "## Figures", ""]
+        lines += ["", "## Figures", "",
+                  "Confusion matrices (closed-set tasks): one row per true class, with its number of test questions "
+                  "n; each cell is the percentage of that class's questions answered as the column's class, so each "
+                  "row sums to 100% and the diagonal is the share of the class found. Scatter plots (numeric tasks): "
+                  "each test question's predicted against true value; the dashed line is perfect agreement.", ""]
         for task, rel in figures.items():
-            lines += [f"![{task}]({rel})", ""]
+            lines += [f"![{task_name(task)}]({rel})", ""]
 
     lines += _sim_to_real_lines(metrics.get("sim_to_real", {}))
     lines += wording_lines(metrics.get("wordings", {}))
     lines += experiment_lines(metrics.get("experiments", {}))
     timings = info.get("timings_s")
     if timings:
-        lines += ["", "Wall time (s): " + ", ".join(f"{k.removesuffix('_s')} {v}" for k, v in timings.items()) + "."]
+        lines += ["", "Wall time (s): " + ", ".join(f"{_TIMING_NAMES.get(k, label_text(k.removesuffix('_s')))} {v}"
+                                                    for k, v in timings.items()) + "."]
     return "\n".join(lines).rstrip() + "\n"
+
+
+_TIMING_NAMES = {"biomechgpt_s": "BiomechGPT answers", "baseline_s": "baseline training and answers",
+                 "wordings_s": "wordings check", "experiments_s": "experiments", "total_s": "total"}
 
 
 def participant_lines(tasks: dict, level: int = 3) -> list[str]:
@@ -194,7 +327,7 @@ def participant_lines(tasks: dict, level: int = 3) -> list[str]:
              "frequent label over that person's test trials (one vote per trial).", "",
              "| task | participants | BiomechGPT macro-F1 | baseline macro-F1 |", "| --- | ---: | ---: | ---: |"]
     for task, entry in rows:
-        lines.append(f"| {task} | {entry.get('n_participants')} | "
+        lines.append(f"| {task_name(task)} | {entry.get('n_participants')} | "
                      f"{_fmt(entry.get('biomechgpt', {}).get('macro_f1'))} | "
                      f"{_fmt(entry.get('baseline', {}).get('macro_f1'))} |")
     return lines
@@ -203,7 +336,7 @@ def participant_lines(tasks: dict, level: int = 3) -> list[str]:
 def _systems(entry: dict) -> list[tuple[str, dict]]:
     found = [("BiomechGPT", entry.get("biomechgpt", {}))]
     for family, m in entry.get("baseline_families", {}).items():
-        found.append((f"baseline {family}", m))
+        found.append((f"baseline: {family}", m))
     return found
 
 
@@ -230,12 +363,14 @@ def _sim_to_real_lines(check: dict) -> list[str]:
             r = record[task]
             if task == "cadence":
                 got = r.get("biomechgpt")
-                lines.append(f"| {record['file']} | cadence (steps/min) | {_fmt(r['expected'], 1)} | "
+                lines.append(f"| {record['file']} | {task_name(task)} | {_fmt(r['expected'], 1)} | "
                              f"{'unparsed' if got is None and 'biomechgpt_answer' in r else _fmt(got, 1)} | | "
                              f"{_fmt(r.get('baseline'), 1) if 'baseline' in r else '–'} |")
             else:
-                lines.append(f"| {record['file']} | {task} | {r['expected']} | {r.get('biomechgpt') or 'unparsed'} "
-                             f"| {_fmt(r.get('confidence'), 2)} | {r.get('baseline', '–')} |")
+                got, base = r.get("biomechgpt"), r.get("baseline")
+                lines.append(f"| {record['file']} | {task_name(task)} | {label_text(r['expected'])} | "
+                             f"{label_text(got) if got else 'unparsed'} | {_fmt(r.get('confidence'), 2)} | "
+                             f"{label_text(base) if base is not None else '–'} |")
     errors = sorted({r["biomechgpt_error"] for r in check.get("recordings", []) if "biomechgpt_error" in r})
     if errors:
         lines.append(f"\nBiomechGPT could not read the recordings: {'; '.join(errors)}.")
@@ -263,7 +398,7 @@ def wording_lines(check: dict, level: int = 2) -> list[str]:
         f" {w}: unchanged | {w}: score |" for w in ways)
     lines += [header, "| --- | ---: | ---: |" + " ---: | ---: |" * len(ways)]
     for task, e in check.get("tasks", {}).items():
-        row = f"| {task} | {e['n_trials']} × {e['wordings']} | {_score_text(e['training_wording'])} |"
+        row = f"| {task_name(task)} | {e['n_trials']} × {e['wordings']} | {_score_text(e['training_wording'])} |"
         for w in ways:
             row += f" {_fmt(e[w]['unchanged'], 2)} | {_score_text(e[w])} |"
         lines.append(row)
@@ -288,15 +423,18 @@ def sim_to_real_summary_lines(summary: dict) -> list[str]:
     lines = []
     for task, s in summary.items():
         if task == "cadence":
-            lines.append(f"- cadence: BiomechGPT within {_fmt(s['tolerance'], 0)} steps/min of the knee-angle period "
+            lines.append(f"- Cadence: BiomechGPT within {_fmt(s['tolerance'], 0)} steps/min of the knee-angle period "
                          f"for {_fmt(s.get('biomechgpt_within_tolerance'), 2)} of recordings (mean absolute error "
                          f"{_fmt(s.get('biomechgpt_mae'), 1)} steps/min), baseline "
                          f"{_fmt(s.get('baseline_within_tolerance'), 2)} (error {_fmt(s.get('baseline_mae'), 1)}) "
                          f"(n = {s['n']}).")
         else:
-            lines.append(f"- {task}: BiomechGPT {_fmt(s['biomechgpt_accuracy'], 2)} correct, baseline "
+            lines.append(f"- {task_name(task)}: BiomechGPT {_fmt(s['biomechgpt_accuracy'], 2)} correct, baseline "
                          f"{_fmt(s.get('baseline_accuracy'), 2)} (n = {s['n']}).")
     return lines
+
+
+_COLUMN_NAMES = {"train_s": "training time (s)"}
 
 
 def experiment_lines(experiments: dict, level: int = 2) -> list[str]:
@@ -314,7 +452,8 @@ def experiment_lines(experiments: dict, level: int = 2) -> list[str]:
             continue
         columns = [c for c in rows[0] if c != "metrics"]
         metric_tasks = list(rows[0].get("metrics", {}))
-        lines.append("| " + " | ".join(columns + metric_tasks) + " |")
+        lines.append("| " + " | ".join([_COLUMN_NAMES.get(c, label_text(c)) for c in columns]
+                                       + [task_name(t) for t in metric_tasks]) + " |")
         lines.append("| " + " | ".join(["---"] * (len(columns) + len(metric_tasks))) + " |")
         for row in rows:
             cells = [_fmt(row[c]) for c in columns] + [_fmt(row.get("metrics", {}).get(t)) for t in metric_tasks]
