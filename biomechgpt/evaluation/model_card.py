@@ -12,8 +12,11 @@ from typing import Any
 
 from biomechgpt.evaluation.report import (
     experiment_lines,
+    glossary_lines,
+    metric_name,
     participant_lines,
     sim_to_real_summary_lines,
+    task_name,
     wording_lines,
 )
 from biomechgpt.metrics import METRICS_BY_TASK
@@ -28,23 +31,11 @@ CITATION = """@article{yang2025biomechgpt,
   year    = {2025}
 }"""
 
-_TASK_NAMES = {
-    "activity": "Activity recognition",
-    "impairment": "Impairment detection",
-    "impairment_side": "Affected side",
-    "diagnosis": "Diagnosis",
-    "assistive_device": "Assistive device",
-    "fall_history": "Fall history",
-    "cadence": "Cadence (steps/min)",
-    "walking_speed": "Walking speed (m/s)",
-    "stride_length": "Stride length (m)",
-    "tug_time": "Timed Up and Go time (s)",
-    "fsst_time": "Four Square Step Test time (s)",
-    "summary": "Trial summary",
-}
 # metrics that go into model-index per kind of task
 _INDEX_METRICS = {"classification": ("accuracy", "macro_f1"), "regression": ("pearson_r", "mae"),
                   "text": ("token_f1",)}
+# glossary terms the card's tables use, defined under "Evaluation" before them
+_CARD_TERMS = ("n", "unparsed", "accuracy", "macro-F1", "Pearson r", "MAE", "word-overlap F1")
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -63,7 +54,7 @@ def _card_data(metrics: dict, model_name: str, dataset_name: str, base_model: st
                 continue
             results.append(EvalResult(
                 task_type="text-generation",
-                task_name=_TASK_NAMES.get(task, task),
+                task_name=task_name(task),
                 dataset_type=dataset_name,
                 dataset_name=f"{dataset_name} (simulated, participant-disjoint test split)",
                 dataset_split="test",
@@ -71,7 +62,7 @@ def _card_data(metrics: dict, model_name: str, dataset_name: str, base_model: st
                 # under the first task's name.
                 dataset_config=task,
                 metric_type=metric,
-                metric_name=f"{_TASK_NAMES.get(task, task)} {metric.replace('_', ' ')}",
+                metric_name=f"{task_name(task)} {metric.replace('_', ' ')}",
                 metric_value=round(float(value), 4),
             ))
     return ModelCardData(
@@ -162,8 +153,10 @@ def render_model_card(
         "task, split by participant (train / validation / test).", "",
         "## Evaluation", "",
         "On the simulated, participant-disjoint test split, against a non-language-model baseline trained on the "
-        "same rows (per task, the better of gradient-boosted trees on gait features and a temporal CNN, chosen on "
-        "the validation split). Unparsed answers count as wrong for closed-set tasks.", "",
+        "same rows (per task, the better, on the validation participants, of gradient-boosted trees on standard gait "
+        "features and a small 1-D convolutional network on the joint angles). Closed-set tasks (the answer is one of "
+        "a fixed set of classes) are scored by accuracy and macro-F1, numeric ones by Pearson r and MAE.",
+        *glossary_lines(_CARD_TERMS, level=3), "",
         "| task | n | metric | BiomechGPT | baseline |", "| --- | ---: | --- | ---: | ---: |",
     ]
     for task, entry in tasks.items():
@@ -171,7 +164,7 @@ def render_model_card(
         for metric in _INDEX_METRICS[kind]:
             ours = entry.get("biomechgpt", {}).get(metric)
             base = entry.get("baseline", {}).get(metric)
-            lines.append(f"| {_TASK_NAMES.get(task, task)} | {entry.get('n')} | {metric} | {_fmt(ours)} | "
+            lines.append(f"| {task_name(task)} | {entry.get('n')} | {metric_name(metric)} | {_fmt(ours)} | "
                          f"{_fmt(base)} |")
     ceiling = tasks.get("fall_history", {}).get("ceiling", {})
     if ceiling.get("accuracy") is not None:
