@@ -11,7 +11,8 @@ corpus text, weights from scratch) and any Hub id or local folder (pretrained we
 
 The rows of one trial become one multi-turn conversation with the motion once (at most `max_turns` questions each, in
 a seeded random order); the loss covers answer tokens only. Checkpoints go to `OUT/checkpoints/` and a rerun resumes
-from the newest; the final model folder holds merged weights, the processor, the MotionTokenizer and a model card.
+from the newest (reading back the tokenized conversations kept there); the final model folder holds merged weights,
+the processor, the MotionTokenizer, a model card and, for LoRA / QLoRA, the PEFT adapter as trained (`OUT/adapter/`).
 
 Token budget of the default run: motion codes are cropped to their middle `max_motion_codes` (256 codes = 34 s at
 7.5 codes/s, longer than every simulated gait trial and clinical test), conversations hold at most 8 questions, so a
