@@ -2,7 +2,8 @@
 
 A pretrained base on a small machine can take days or exhaust the memory on its first (longest) batch; the user should
 learn that in the first seconds, not after an hour. The estimate is arithmetic on the model's shape and the corpus's
-token counts, priced with a matrix-multiply rate measured here in a fraction of a second:
+token counts, priced with a matrix-multiply rate measured here in a fraction of a second. It covers the language-model
+stages (the captions of stage 2a and the QA conversations); stage 1, the small motion encoder alone, takes minutes.
 
 - **time**: floating-point operations per token (6 x parameters for full training; 4 x for LoRA / QLoRA, whose frozen
   weights need input gradients but no weight gradients; + 2 x with gradient checkpointing; + the attention over the
