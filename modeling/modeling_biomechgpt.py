@@ -188,6 +188,12 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             LM to wrap instead of building a fresh one from `config.text_config`.
     """
 
+    # The wrapper ties nothing itself: its language model ties its own output embedding to its input embedding. An
+    # empty mapping (not None) makes peft look for tied weights in the submodules, so a LoRA adapter's trained rows of
+    # the motion vocabulary (`trainable_token_indices`) reach the tied output rows too: the model trains and loads
+    # unmerged as it runs merged.
+    _tied_weights_keys: dict[str, str] = {}
+
     def __init__(self, config: BiomechGPTConfig, language_model: PreTrainedModel | None = None) -> None:
         super().__init__(config)
         self.language_model = language_model or AutoModelForCausalLM.from_config(config.text_config)

@@ -206,3 +206,29 @@ def test_adapter_release_of_a_bfloat16_base_that_reads_motion(tmp_path):
     encoder = [name for name in trained if name.startswith("motion_encoder.")]
     assert encoder and all(torch.equal(staged[name], trained[name]) for name in encoder)  # the stage-1 encoder
     assert check["remote_answers"]["model_module"].startswith("transformers_modules")
+
+
+def test_adapter_release_of_a_tied_embedding_base(inputs, tmp_path):
+    """SmolLM2, Gemma, small Qwen and Llama 3.2 tie their input and output embeddings: the motion rows the adapter
+    trains are output rows too. Base + adapter reproduce the merged model exactly, logits included."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    corpus, untied, tokenizer = inputs
+    source = LlamaForCausalLM.from_pretrained(untied)
+    source.config.tie_word_embeddings = True
+    tied = LlamaForCausalLM(source.config)
+    tied.load_state_dict({k: v for k, v in source.state_dict().items() if k != "lm_head.weight"}, strict=False)
+    tied.tie_weights()
+    tied.save_pretrained(tmp_path / "base")
+    AutoTokenizer.from_pretrained(untied).save_pretrained(tmp_path / "base")
+    model = train_model(corpus, str(tmp_path / "base"), tmp_path / "model", motion_tokenizer=str(tokenizer),
+                        mode="lora", **QUICK)
+    assert json.loads((model / "config.json").read_text())["tie_word_embeddings"]
+    (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
+    release = prepare_release(model, tmp_path / "stage", repo_id="lab/bgpt", adapter=True, remote_code=False)
+    assert release.checks["adapter"]["max_weight_difference"] == 0.0
+    adapter = _with_local_base(release.folder("adapter").path, release.folder("base").path, tmp_path / "adapter")
+    offset = json.loads((model / "config.json").read_text())["motion_token_offset"]
+    ids = [[5, 6, offset, offset + 3, 7]]  # text and motion tokens
+    torch.testing.assert_close(_logits(AutoModelForCausalLM.from_pretrained(adapter), ids),
+                               _logits(AutoModelForCausalLM.from_pretrained(model), ids), atol=1e-5, rtol=1e-5)
