@@ -526,7 +526,9 @@ def heldout_questions(path: str | Path = HELDOUT_QUESTIONS_FILE) -> dict[str, li
     return out
 
 
-def _same_answers(kind: str, values: list[Any]) -> bool:
+def _same_answers(kind: str, values: list[Any], texts: list[Any]) -> bool:
+    if all(t == texts[0] for t in texts):  # the same sentence, a number or not (e.g. "it has no gait")
+        return True
     if kind == "classification":
         return values[0] is not None and all(v == values[0] for v in values)
     if any(v is None for v in values):
@@ -573,8 +575,9 @@ def _wording_check(model: Any, test: pd.DataFrame, predictions: pd.DataFrame, mo
                                  "training_wording": _wording_score(kind, list(own.prediction), list(own.reference))}
         for way, frame in ways.items():
             mine = frame[frame.task == task]
-            by_trial = mine.groupby("id", sort=False)["prediction"].apply(list)
-            entry[way] = {"unchanged": float(np.mean([_same_answers(kind, v) for v in by_trial])),
+            by_trial = mine.groupby("id", sort=False)
+            same = [_same_answers(kind, list(rows.prediction), list(rows.answer)) for _, rows in by_trial]
+            entry[way] = {"unchanged": float(np.mean(same)),
                           **_wording_score(kind, list(mine.prediction), list(mine.reference))}
         tasks[task] = entry
     overall = {}
