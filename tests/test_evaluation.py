@@ -403,8 +403,8 @@ def test_experiment_budget_options_reach_the_experiments(monkeypatch, capsys):
     assert (settings.max_steps, settings.transfer_tasks, settings.seed) == (2044, ("activity", "cadence"), 3)
     assert main(["evaluate", "--model", "m", "--dataset", "d", "--out", "o"]) == 0
     assert seen["experiment_options"] is None
-    for bad, message in ((["--experiment-steps", "0"], "must be a positive integer"),
-                         (["--experiment-steps", "many"], "must be a positive integer, got 'many'"),
+    for bad, message in ((["--experiment-steps", "0"], "must be at least 1"),
+                         (["--experiment-steps", "many"], "expected a whole number, got 'many'"),
                          (["--transfer-tasks", "activity,gait"], "unknown task(s) gait")):
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_info:

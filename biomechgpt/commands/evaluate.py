@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from biomechgpt.commands import non_negative_int, positive_int
+
 __all__ = ["register", "run"]
 
 
@@ -30,26 +32,6 @@ def _task_list(text: str) -> tuple[str, ...]:
     return names
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
-    return value
-
-
 def _folder(text: str) -> str:
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text}: not a folder")
@@ -72,14 +54,14 @@ def register(subparsers) -> None:
     parser.add_argument("--experiments", type=_experiment_list, default=[], metavar="LIST",
                         help="comma-separated experiments to run as well: transfer,size")
     parser.add_argument("--quick", action="store_true", help="small baseline and experiment budgets (smoke tests)")
-    parser.add_argument("--experiment-steps", type=_positive, metavar="N",
+    parser.add_argument("--experiment-steps", type=positive_int, metavar="N",
                         help="optimiser steps of every experiment model (default 1000; the default run trains 2044)")
     parser.add_argument("--transfer-tasks", type=_task_list, metavar="LIST",
                         help="tasks of the transfer experiment (default: activity,impairment,diagnosis,cadence,"
                         "walking_speed)")
-    parser.add_argument("--max-rows-per-task", type=_positive, metavar="N",
+    parser.add_argument("--max-rows-per-task", type=positive_int, metavar="N",
                         help="score only the first N test questions of each task")
-    parser.add_argument("--batch-size", type=_positive, default=64, help="questions per forward pass (default 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="questions per forward pass (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baseline and experiments (default 0)")
     parser.add_argument("--reference-motion", type=_folder, metavar="DIR",
                         help="folder of real recordings for the sim-to-real check (default: "
@@ -87,7 +69,7 @@ def register(subparsers) -> None:
                         "checkout)")
     parser.add_argument("--no-sim-to-real", action="store_true",
                         help="skip the sim-to-real check (metrics.json records that it was skipped)")
-    parser.add_argument("--wording-trials", type=_count, metavar="N",
+    parser.add_argument("--wording-trials", type=non_negative_int, metavar="N",
                         help="test trials per task asked every held-out wording of their question (default 20, 5 "
                         "with --quick; 0 skips the wording check)")
     parser.add_argument("--no-model-card", action="store_true",

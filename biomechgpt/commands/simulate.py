@@ -6,27 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
+from biomechgpt.commands import non_negative_int, positive_int
+
 __all__ = ["register", "run"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -36,11 +18,11 @@ def register(subparsers) -> None:
         description="Simulate a clinical cohort into --out, or write a realism report (--report) comparing simulated "
                     "normal walking, crouch gait and running with the real reference recordings.",
     )
-    parser.add_argument("--participants", type=_positive_int, default=None,
+    parser.add_argument("--participants", type=positive_int, default=None,
                         help="number of participants (500; with --report, the sample per comparison, 30)")
-    parser.add_argument("--seed", type=_non_negative_int, default=0, help="random seed; same seed, same bytes (0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed; same seed, same bytes (0)")
     parser.add_argument("--out", type=Path, help="cohort folder to create")
-    parser.add_argument("--workers", type=_positive_int, default=None, help="processes (default: all CPU cores)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="processes (default: all CPU cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing cohort folder")
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="write the realism report (report.json + PNG plots) to DIR instead of a cohort")
