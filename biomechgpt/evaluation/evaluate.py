@@ -381,9 +381,12 @@ def knee_period_cadence(motion: Motion) -> float | None:
         if present and np.ptp(x) > np.radians(10):
             x = x - x.mean()
             n = len(x)
-            full = np.correlate(x, x, "full")[n - 1:n + hi + 1]
-            curves.append(full / (np.arange(n, n - len(full), -1) * x.var()))
-    if not curves or hi + 1 >= motion.n_frames:
+            if hi + 2 >= n:
+                return None
+            # only the lags searched: O(frames x lags), not the O(frames^2) of a full correlation
+            lags = np.array([np.dot(x[:n - k], x[k:]) / (n - k) for k in range(hi + 2)])
+            curves.append(lags / x.var())
+    if not curves:
         return None
     ac = np.mean(curves, axis=0)
     window = ac[lo:hi + 1]
