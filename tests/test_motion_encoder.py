@@ -174,14 +174,21 @@ def _synthetic_trials(n: int, seed: int) -> tuple[dict, pd.DataFrame]:
     return features, pd.DataFrame(rows)
 
 
-def test_stage_one_encoder_training_learns_to_read_motion():
-    from biomechgpt.training.pretrain_encoder import encoder_targets, pretrain_motion_encoder
+def _stage_one_inputs():
+    """Features and targets (activity, cadence) of 160 synthetic training and 40 validation trials."""
+    from biomechgpt.training.pretrain_encoder import encoder_targets
 
     kinds, units = {"activity": "closed", "cadence": "numeric"}, {"cadence": "steps/min"}
     train_features, train_rows = _synthetic_trials(160, seed=0)
     val_features, val_rows = _synthetic_trials(40, seed=1)
     targets = encoder_targets(train_rows, kinds, units)
-    val_targets = encoder_targets(val_rows, kinds, units, classes=targets.classes)
+    return train_features, targets, val_features, encoder_targets(val_rows, kinds, units, classes=targets.classes)
+
+
+def test_stage_one_encoder_training_learns_to_read_motion():
+    from biomechgpt.training.pretrain_encoder import pretrain_motion_encoder
+
+    train_features, targets, val_features, val_targets = _stage_one_inputs()
     torch.manual_seed(0)
     encoder = BiomechGPTMotionEncoder(33, 16, 2, 2)
     summary = pretrain_motion_encoder(encoder, train_features, targets, validation_features=val_features,
@@ -198,13 +205,9 @@ def test_stage_one_trains_the_readout_heads_the_encoder_keeps():
     """With readout tokens, stage 1's heads are the encoder's own: after training, the activity readout token
     separates the two activities (its head reads them right), and the token is what the language model receives."""
     from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
-    from biomechgpt.training.pretrain_encoder import encoder_targets, pretrain_motion_encoder
+    from biomechgpt.training.pretrain_encoder import pretrain_motion_encoder
 
-    kinds, units = {"activity": "closed", "cadence": "numeric"}, {"cadence": "steps/min"}
-    train_features, train_rows = _synthetic_trials(160, seed=0)
-    val_features, val_rows = _synthetic_trials(40, seed=1)
-    targets = encoder_targets(train_rows, kinds, units)
-    val_targets = encoder_targets(val_rows, kinds, units, classes=targets.classes)
+    train_features, targets, val_features, val_targets = _stage_one_inputs()
     torch.manual_seed(0)
     encoder = BiomechGPTMotionEncoder(33, 16, 2, 4, readout_sizes=[2, 1], readout_tasks=["activity", "cadence"])
     assert encoder.num_queries == 2
