@@ -411,9 +411,10 @@ def _rebuild_base(model_dir: Path, summary: dict, adapter_config: dict):
         mode="lora", seed=int(summary.get("seed", 0)), motion_input=config.get("motion_input", "codes"),
         **{k: run[k] for k in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers")
            if k in run})
-    # the saved config's encoder shape, readout tokens included
+    # the saved config's encoder shape, readout tokens and their calibration included
     fields = {k: config[k] for k in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers",
-                                     "motion_readout_tasks", "motion_readout_sizes") if config.get(k) is not None}
+                                     "motion_readout_tasks", "motion_readout_sizes", "motion_readout_labels",
+                                     "motion_readout_scales", "readout_answer_weight") if config.get(k) is not None}
     try:
         model, _ = _build_model(str(base_model), "lora", [], motion_tokenizer, config["codebook_size"], args,
                                 {**args.motion_encoder, **fields})

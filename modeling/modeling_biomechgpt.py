@@ -3,7 +3,8 @@
 `BiomechGPTForCausalLM` wraps any Hugging Face causal LM (built from `config.text_config`) whose vocabulary is
 extended by one token per MotionTokenizer code. It answers questions with `answer(...)`: closed-set questions rank
 their candidate answers by likelihood in one batched pass, numeric questions answer with the mean of the model's
-belief over a grid of values (scored as a trie), free questions decode greedily. The KV cache of
+belief over a grid of values (scored as a trie), free questions decode greedily. A model whose motion encoder has
+calibrated readout heads weighs their reading into both beliefs (`config.readout_answer_weight`). The KV cache of
 a motion's prefix (the tokens up to `</motion>`) is computed once and shared by every question about that motion:
 within a call, with the previous call (the model remembers the last motion's prefix), and explicitly across calls
 with `prefix = model.encode_prefix(motion)`, then `model.answer(prefix, question)` (one per chat session).
@@ -98,12 +99,15 @@ class MotionPrefix:
             prefix ids are the same for every motion of a length).
         warning (`str`, *optional*): the out-of-distribution warning of the motion (see [`BiomechGPTAnswer`]),
             given to every answer about it.
+        readout (`dict[str, torch.Tensor]`, *optional*): for a model with readout heads, each head's output for the
+            motion (class logits, or a standardised value), which answers weigh with `config.readout_answer_weight`.
     """
 
     input_ids: tuple[int, ...]
     cache: Any = field(repr=False)
     fingerprint: str | None = None
     warning: str | None = None
+    readout: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def key(self) -> tuple:
@@ -554,7 +558,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         in one forward pass over the prefix caches; the confidence is the softmax of the candidates' total
         log-likelihoods. Numeric questions of tasks with a value grid (`processor.numeric_answers`) score every value
         in one pass too and answer with the mean and spread of that belief; other numeric and free questions decode
-        greedily together.
+        greedily together. A model with calibrated readout heads and `config.readout_answer_weight > 0` multiplies
+        both beliefs by its heads' (see [`BiomechGPTConfig`]).
 
         Args:
             motions (`list`): one motion per question (`Motion`, path, codes or [`MotionPrefix`]); repeat an object to
@@ -681,10 +686,12 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         self.eval()
         try:
             ids, mask = _right_pad(prefix_ids, processor.pad_token_id, self.device)
-            embeds = None
+            embeds, outputs = None, []
             if self.config.reads_features:
                 batch = processor.collate_motion_inputs([r.motion_inputs for r in requests])
-                embeds = self.embed_inputs(ids, **{k: v.to(self.device) for k, v in batch.items()})
+                features, outputs = self.motion_encoder(**{k: v.to(self.device) for k, v in batch.items()},
+                                                        return_readout=True)
+                embeds = self.embed_inputs(ids, motion_features=features)
             cache = self._extend(None, ids, mask, mask.sum(1) * 0, logits=False, inputs_embeds=embeds)[1]
         finally:
             self.train(was_training)
@@ -700,8 +707,40 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                     # a slice of a larger batch would keep the whole batch alive: copy it out
                     new.keys, new.values = (keys.clone(), values.clone()) if len(prefix_ids) > 1 else (keys, values)
                 own.layers.append(new)
-            prefixes.append(MotionPrefix(tuple(row_ids), own, request.fingerprint, request.warning))
+            readout = ({task: output[row].detach().float() for task, output in
+                        zip(self.config.motion_readout_tasks, outputs)} if outputs else None)
+            prefixes.append(MotionPrefix(tuple(row_ids), own, request.fingerprint, request.warning, readout))
         return prefixes
+
+    def _readout_label_logprobs(self, prefix: MotionPrefix, task: str | None, labels: list[str]
+                                ) -> torch.Tensor | None:
+        """`readout_answer_weight` times the log-probability of each of `labels` under `task`'s readout head; `None`
+        when the heads do not count or do not know exactly these labels."""
+        calibration = self._readout_calibration(prefix, task)
+        if calibration is None or sorted(calibration[0]) != sorted(labels):
+            return None
+        logprobs = torch.log_softmax(prefix.readout[task], -1)  # type: ignore[index]
+        return self.config.readout_answer_weight * logprobs[[calibration[0].index(label) for label in labels]]
+
+    def _readout_value_logprobs(self, prefix: MotionPrefix, task: str | None, values: torch.Tensor
+                                ) -> torch.Tensor | None:
+        """`readout_answer_weight` times the log-density of each of `values` (the task's unit) under a normal
+        distribution at the readout head's value with its validation error as the spread; `None` when the heads do
+        not count for `task`."""
+        calibration = self._readout_calibration(prefix, task)
+        if calibration is None or len(calibration[1]) != 3:
+            return None
+        mean, std, error = calibration[1]
+        centre = float(prefix.readout[task][0]) * std + mean  # type: ignore[index]
+        return -self.config.readout_answer_weight * (values - centre) ** 2 / (2 * error ** 2)
+
+    def _readout_calibration(self, prefix: MotionPrefix, task: str | None) -> tuple[list[str], list[float]] | None:
+        config = self.config
+        if (config.readout_answer_weight <= 0 or prefix.readout is None or task not in prefix.readout
+                or not config.motion_readout_labels or not config.motion_readout_scales):
+            return None
+        k = config.motion_readout_tasks.index(task)
+        return config.motion_readout_labels[k], config.motion_readout_scales[k]
 
     def _answer_chunk(self, processor: Any, prefixes: list[MotionPrefix], questions: list[str],
                       tasks: list[str | None], max_new_tokens: int) -> list[BiomechGPTAnswer]:
@@ -787,7 +826,9 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                                         for o, label in zip(owners, labels)], device=device)
         for i in items:
             picks = [j for j, o in enumerate(owners) if o == i]
-            probs = torch.softmax(scores[picks], 0)
+            logits = torch.log_softmax(scores[picks], 0)
+            head = self._readout_label_logprobs(prefixes[i], tasks[i], [labels[j] for j in picks])
+            probs = torch.softmax(logits if head is None else logits + head.to(device), 0)
             best = int(probs.argmax())
             label = labels[picks[best]]
             answers[i] = BiomechGPTAnswer(question=questions[i], task=tasks[i],
@@ -835,7 +876,9 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 token_logprobs = logprobs[node_of_target, target]
                 values = torch.tensor(processor.numeric_candidates(tasks[i])[0], dtype=torch.float64, device=device)
                 scores = torch.zeros(len(values), dtype=torch.float64, device=device)
-                probs = torch.softmax(scores.index_add_(0, candidate, token_logprobs.double()), 0)
+                scores.index_add_(0, candidate, token_logprobs.double())
+                head = self._readout_value_logprobs(prefixes[i], tasks[i], values)
+                probs = torch.softmax(scores if head is None else scores + head, 0)
                 mean = float((probs * values).sum())
                 spread = float((probs * (values - mean) ** 2).sum().sqrt())
                 decimals = processor.numeric_answers[tasks[i]][0]["decimals"]

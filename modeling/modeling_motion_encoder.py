@@ -113,26 +113,32 @@ class BiomechGPTMotionEncoder(nn.Module):
         motion_mask: torch.Tensor,
         coordinate_mask: torch.Tensor,
         motion_durations: torch.Tensor,
-    ) -> torch.Tensor:
+        return_readout: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         r"""
         Args:
             motion_values (`torch.FloatTensor` of shape `(batch, frames, channels)`): features, frames a multiple of 4.
             motion_mask (`torch.BoolTensor` of shape `(batch, frames)`): real frames (padding after them).
             coordinate_mask (`torch.BoolTensor` of shape `(batch, channels)`): channels present in the recording.
             motion_durations (`torch.FloatTensor` of shape `(batch,)`): length of the whole recording in seconds.
+            return_readout (`bool`, *optional*, defaults to `False`): also return each readout head's output.
 
         Returns:
-            `torch.FloatTensor` of shape `(batch, num_tokens, hidden)`: the query tokens, then the readout tokens.
+            `torch.FloatTensor` of shape `(batch, num_tokens, hidden)`: the query tokens, then the readout tokens;
+            with `return_readout`, a tuple of those and the list of head outputs `(batch, size)` (empty without
+            readout heads).
         """
         queries = self.encode(motion_values, motion_mask, coordinate_mask, motion_durations)
         if not self.readout_sizes:
-            return queries
+            return (queries, []) if return_readout else queries
         tokens = []
-        for size, embed, output in zip(self.readout_sizes, self.readout_embed, self.readout(queries)):
+        outputs = self.readout(queries)
+        for size, embed, output in zip(self.readout_sizes, self.readout_embed, outputs):
             reading = torch.log_softmax(output.float(), -1) if size > 1 else output.float()
             tokens.append(embed(reading.to(embed.weight.dtype)))
         readouts = self.readout_norm(torch.stack(tokens, 1).to(self.readout_norm.weight.dtype))
-        return torch.cat([queries, readouts.to(queries.dtype)], 1)
+        tokens = torch.cat([queries, readouts.to(queries.dtype)], 1)
+        return (tokens, outputs) if return_readout else tokens
 
     def readout(self, queries: torch.Tensor) -> list[torch.Tensor]:
         """Each readout head's output `(batch, size)` on the query tokens `(batch, num_queries, hidden)`."""

@@ -118,6 +118,15 @@ def test_training_a_model_that_reads_motion_on_a_real_cohort(tmp_path, real_inpu
     assert model.config.motion_input == "continuous" and model.config.num_motion_tokens == 4 + len(readout)
     assert {"activity", "diagnosis", "cadence"} <= set(readout) and "summary" not in readout
     assert model.motion_encoder.num_queries == 4 and len(model.motion_encoder.readout_heads) == len(readout)
+    # the heads' calibration, so that answers weigh them in: every closed-set head knows exactly its task's answer
+    # labels (else its reading could not count), every numeric head its scale and a held-out error
+    processor = model.processor
+    assert model.config.readout_answer_weight == 1.0
+    for task, labels, scale in zip(readout, model.config.motion_readout_labels, model.config.motion_readout_scales):
+        if processor.task_kinds[task] == "closed":
+            assert sorted(labels) == sorted(processor.answer_candidates[task]) and scale == []
+        else:
+            assert labels == [] and len(scale) == 3 and scale[1] > 0 and scale[2] > 0
     cohort = load_cohort(run / "cohort")
     trial = cohort.trials.trial_id.iloc[0]
     answer = model.answer(cohort.motion(trial), "What activity is the person performing?")

@@ -19,13 +19,15 @@ from biomechgpt.modeling.modeling_motion_encoder import BiomechGPTMotionEncoder
 from test_train_helpers import make_motion, make_tiny_model_and_processor
 
 QUESTIONS = ["What activity is the person performing?", "What is the cadence?"]
-READS_MOTION = ["continuous", "both", "continuous+readout"]
+# "+readout": readout tokens; "+fused": readout tokens whose calibrated heads also weigh into the answers
+READS_MOTION = ["continuous", "both", "continuous+readout", "continuous+fused"]
 
 
 @pytest.fixture(scope="module", params=READS_MOTION)
 def model_and_processor(request):
     motion_input, _, readout = request.param.partition("+")
-    model, processor = make_tiny_model_and_processor(motion_input=motion_input, readout=bool(readout))
+    model, processor = make_tiny_model_and_processor(motion_input=motion_input, readout=bool(readout),
+                                                     readout_weight=1.0 if readout == "fused" else 0.0)
     model.eval()
     model.processor = processor
     return model, processor
@@ -114,10 +116,13 @@ def test_save_and_load_round_trip_is_exact(tmp_path, model_and_processor):
     assert (reloaded_processor.motion_input, reloaded_processor.num_motion_tokens) == (
         processor.motion_input, model.config.num_motion_tokens)
     assert config.get("motion_readout_sizes", []) == model.config.motion_readout_sizes
+    for name in ("motion_readout_labels", "motion_readout_scales", "readout_answer_weight"):
+        assert getattr(loaded.config, name) == getattr(model.config, name)
     motion = make_motion(90)
-    mine = model.answer(motion, QUESTIONS[0], processor=processor)
-    theirs = loaded.answer(motion, QUESTIONS[0], processor=reloaded_processor)
-    assert (theirs.label, theirs.confidence) == (mine.label, mine.confidence)
+    mine = model.answer(motion, QUESTIONS, processor=processor)
+    theirs = loaded.answer(motion, QUESTIONS, processor=reloaded_processor)
+    assert (theirs[0].label, theirs[0].confidence) == (mine[0].label, mine[0].confidence)
+    assert (theirs[1].answer, theirs[1].value, theirs[1].spread) == (mine[1].answer, mine[1].value, mine[1].spread)
 
 
 REMOTE_SCRIPT = textwrap.dedent("""
@@ -128,8 +133,9 @@ REMOTE_SCRIPT = textwrap.dedent("""
     folder, values = sys.argv[1], np.load(sys.argv[2])
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    answer = model.answer(values, "What activity is the person performing?")
-    print(json.dumps({"model": type(model).__module__, "label": answer.label, "confidence": answer.confidence}))
+    answer, number = model.answer(values, ["What activity is the person performing?", "What is the cadence?"])
+    print(json.dumps({"model": type(model).__module__, "label": answer.label, "confidence": answer.confidence,
+                      "value": number.value, "spread": number.spread}))
 """)
 
 
@@ -147,8 +153,9 @@ def test_remote_code_answers_like_the_package(tmp_path, model_and_processor):
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads(done.stdout.strip().splitlines()[-1])
     assert not info["model"].startswith("biomechgpt")
-    local = model.answer(motion.values, QUESTIONS[0], processor=processor)
+    local, number = model.answer(motion.values, QUESTIONS, processor=processor)
     assert info["label"] == local.label and info["confidence"] == pytest.approx(local.confidence, abs=1e-6)
+    assert info["value"] == number.value and info["spread"] == pytest.approx(number.spread, abs=1e-6)
 
 
 def _synthetic_trials(n: int, seed: int) -> tuple[dict, pd.DataFrame]:
@@ -235,8 +242,98 @@ def test_stage_one_trains_the_readout_heads_the_encoder_keeps():
     assert float((centroids[0] - centroids[1]).norm()) > 2 * spread
 
 
+def test_calibrated_readout_heads_weigh_into_closed_and_numeric_answers():
+    """Closed set: the answer's probabilities are the language model's times the head's, renormalised. Numbers: the
+    head's normal belief (its value, its validation error) pulls the language model's grid belief towards the head's
+    value; with a large weight the answer is the head's value."""
+    model, processor = make_tiny_model_and_processor(motion_input="continuous", readout=True, readout_weight=1.0)
+    model.eval()
+    motion = make_motion(90)
+    prefix = model.encode_prefix(motion, processor=processor)
+    assert set(prefix.readout) == {"activity", "cadence"} and prefix.readout["activity"].shape == (2,)
+    fused = model.answer(prefix, QUESTIONS, processor=processor)
+    model.config.readout_answer_weight = 0.0
+    try:
+        alone = model.answer(prefix, QUESTIONS, processor=processor)
+    finally:
+        model.config.readout_answer_weight = 1.0
+    head = dict(zip(["running", "walking"], torch.log_softmax(prefix.readout["activity"], -1).tolist()))
+    joint = {label: np.log(p) + head[label] for label, p in alone[0].probabilities.items()}
+    total = np.logaddexp.reduce(list(joint.values()))
+    for label, probability in fused[0].probabilities.items():
+        assert probability == pytest.approx(float(np.exp(joint[label] - total)), abs=1e-5)
+    assert abs(fused[0].confidence - alone[0].confidence) > 1e-4  # the head moved the answer
+
+    centre = float(prefix.readout["cadence"][0]) * 5.0 + 110.0
+    assert abs(fused[1].value - centre) < abs(alone[1].value - centre)
+    model.config.readout_answer_weight = 1000.0
+    try:
+        sure = model.answer(prefix, QUESTIONS[1], processor=processor)
+    finally:
+        model.config.readout_answer_weight = 1.0
+    assert sure.value == pytest.approx(min(max(centre, 95), 125), abs=0.6) and sure.spread < 0.5
+
+
+def test_stage_one_returns_the_heads_calibration():
+    from biomechgpt.training.pretrain_encoder import pretrain_motion_encoder
+
+    train_features, targets, val_features, val_targets = _stage_one_inputs()
+    torch.manual_seed(0)
+    encoder = BiomechGPTMotionEncoder(33, 16, 2, 4, readout_sizes=[2, 1], readout_tasks=["activity", "cadence"])
+    summary = pretrain_motion_encoder(encoder, train_features, targets, validation_features=val_features,
+                                      validation_targets=val_targets, epochs=4, batch_size=16,
+                                      learning_rate=3e-3, progress=False)
+    calibration = summary["readout_calibration"]
+    assert calibration["labels"] == {"activity": ["running", "walking"]}
+    mean, std, error = calibration["scales"]["cadence"]
+    cadences = targets.values["cadence"]
+    assert (mean, std) == pytest.approx((np.nanmean(cadences), np.nanstd(cadences)))
+    selected = summary["curve"][summary["selected_epoch"] - 1]
+    assert error == pytest.approx(selected["validation_errors"]["cadence"], rel=1e-4) and 0 < error < std
+    assert set(calibration["scales"]) == {"cadence"}
+
+
+def test_training_stores_the_calibration_only_where_the_heads_keep_their_meaning():
+    from transformers import LlamaConfig
+
+    from biomechgpt.modeling.configuration_biomechgpt import BiomechGPTConfig
+    from biomechgpt.training.train_lm import BiomechGPTTrainingArguments, _calibrate_readout
+
+    calibration = {"labels": {"activity": ["running", "walking"]},
+                   "scales": {"cadence": [110.0, 5.0, 4.0]}}
+    text = LlamaConfig(vocab_size=316, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=4, num_key_value_heads=4)
+
+    def config():
+        return BiomechGPTConfig(text_config=text, codebook_size=16, motion_input="continuous",
+                                motion_feature_token_id=297, num_motion_tokens=4,
+                                motion_readout_tasks=["activity", "cadence"], motion_readout_sizes=[2, 1])
+
+    calibrated = config()
+    _calibrate_readout(calibrated, calibration, BiomechGPTTrainingArguments())
+    assert calibrated.motion_readout_labels == [["running", "walking"], []]
+    assert calibrated.motion_readout_scales == [[], [110.0, 5.0, 4.0]] and calibrated.readout_answer_weight == 1.0
+    for args in (BiomechGPTTrainingArguments(readout_answer_weight=0.0),
+                 BiomechGPTTrainingArguments(freeze_motion_encoder=False)):  # stage 2 retrains the heads
+        untouched = config()
+        _calibrate_readout(untouched, calibration, args)
+        assert untouched.readout_answer_weight == 0.0 and untouched.motion_readout_labels is None
+    with pytest.raises(ValueError, match="readout_answer_weight must be a finite number >= 0"):
+        BiomechGPTTrainingArguments(readout_answer_weight=-1.0)
+
+
 @pytest.mark.parametrize(("fields", "message"), [
     ({"motion_readout_tasks": ["activity"], "motion_readout_sizes": [2, 1]}, "one entry per readout task"),
+    ({"motion_readout_labels": [["a", "b"]], "motion_readout_scales": [[]]}, "one entry per readout task"),
+    ({"motion_readout_labels": [["a"], []], "motion_readout_scales": [[], [1.0, 1.0, 1.0]]},
+     "1 labels for 2 outputs"),
+    ({"motion_readout_labels": [["a", "b"], []]}, "come together"),
+    ({"motion_readout_labels": [["a", "b"], []], "motion_readout_scales": [[], [1.0, 0.0, 1.0]]},
+     "std and error above 0"),
+    ({"motion_readout_labels": [["a", "b"], []], "motion_readout_scales": [[1.0], [1.0, 1.0, 1.0]]},
+     "a closed-set head has no scale"),
+    ({"readout_answer_weight": 1.0}, "needs motion_readout_labels and motion_readout_scales"),
+    ({"readout_answer_weight": float("nan")}, "finite number >= 0"),
     ({"motion_readout_tasks": ["activity"], "motion_readout_sizes": [0]}, "at least 1"),
     ({"motion_readout_tasks": list("abcd"), "motion_readout_sizes": [2] * 4}, "must exceed the 4 readout tokens"),
 ])
@@ -249,7 +346,8 @@ def test_bad_readout_settings_are_refused_in_one_line(fields, message):
                        num_attention_heads=4, num_key_value_heads=4)
     with pytest.raises(ValueError, match=message):
         BiomechGPTConfig(text_config=text, codebook_size=16, motion_input="continuous", motion_feature_token_id=297,
-                         num_motion_tokens=4, **fields)
+                         num_motion_tokens=4, **{"motion_readout_tasks": ["activity", "cadence"],
+                                                 "motion_readout_sizes": [2, 1], **fields})
 
 
 def test_participant_answer_averages_the_recordings_label_probabilities(model_and_processor):

@@ -55,14 +55,15 @@ def routing_scores(processor, rows) -> tuple[float, float, list[str]]:
     return right / len(rows), refused / off_topic, misses
 
 
-@pytest.mark.parametrize("name, floor", [("routing_questions.tsv", 0.95), ("routing_questions_unseen.tsv", 0.85)])
+@pytest.mark.parametrize("name, floor", [("routing_questions.tsv", 0.95), ("routing_questions_unseen.tsv", 0.85),
+                                         ("routing_questions_unseen2.tsv", 0.95)])
 def test_natural_questions_are_routed_and_off_topic_ones_refused(processor, name, floor):
     rows = read_questions(name)
     right, refused, misses = routing_scores(processor, rows)
     print(f"\n{name}: {len(rows)} questions, {right:.1%} routed right, {refused:.0%} of off-topic refused; "
           f"misses: {misses}")
     assert right >= floor, misses
-    if name == "routing_questions.tsv":
+    if name != "routing_questions_unseen.tsv":  # that one holds a trap ("How fast can a cheetah run?")
         assert refused == 1.0, misses
 
 

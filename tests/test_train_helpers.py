@@ -73,10 +73,12 @@ def make_hub_llama(folder: Path, *, seed: int = 0) -> Path:
 
 
 def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_input: str = "codes",
-                                  readout: bool = False):
+                                  readout: bool = False, readout_weight: float = 0.0):
     """An untrained `BiomechGPTForCausalLM` (hidden 32, 2 layers) and its processor with activity / cadence /
     summary task metadata; with `motion_input` "continuous" or "both", a motion encoder (hidden 16, 4 soft tokens)
-    and a MotionTokenizer in the processor; with `readout`, two more soft tokens: readouts of activity and cadence."""
+    and a MotionTokenizer in the processor; with `readout`, two more soft tokens: readouts of activity and cadence.
+    A `readout_weight` above 0 calibrates the heads (cadence head: mean 110, std 5, error 4 steps/min) and gives
+    cadence a value grid (95-125), so that both kinds of answer weigh the heads in."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -94,6 +96,9 @@ def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_inp
     if readout:
         encoder |= {"num_motion_tokens": 6, "motion_readout_tasks": ["activity", "cadence"],
                     "motion_readout_sizes": [2, 1]}
+    if readout_weight:
+        encoder |= {"motion_readout_labels": [["running", "walking"], []],
+                    "motion_readout_scales": [[], [110.0, 5.0, 4.0]], "readout_answer_weight": readout_weight}
     model = BiomechGPTForCausalLM.from_language_model(LlamaForCausalLM(config), tokenizer, codebook_size=CODEBOOK,
                                                       codebook=torch.randn(CODEBOOK, 8), seed=seed,
                                                       motion_input=motion_input, motion_encoder=encoder)
@@ -107,6 +112,8 @@ def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_inp
         task_units={"cadence": "steps/min"},
         task_questions={"activity": list(_ACTIVITY_QUESTIONS), "cadence": list(_CADENCE_QUESTIONS),
                         "summary": ["Describe this trial."]},
+        numeric_answers={"cadence": [{"template": "The cadence is about {} steps/min.", "decimals": 0, "low": 95,
+                                      "high": 125, "step": 1, "scale": 1.0}]} if readout_weight else None,
     )
     return model, processor
 

@@ -232,7 +232,8 @@ def test_train_command_saves_the_motion_tokenizer(corpus, tmp_path, capsys):
     (["--dataset", "/nonexistent"], "--dataset /nonexistent: folder not found"),
     (["--base-model", "tiny", "--lora"], "starts from random weights"),
     (["--base-model", "nonsense"], "not a folder, a Hub id"),
-    (["--alignment-epochs", "-1"], "alignment_epochs must be >= 0, got -1.0"),
+    (["--alignment-epochs", "-1"], "alignment_epochs must be a finite number >= 0, got -1.0"),
+    (["--readout-answer-weight", "nan"], "readout_answer_weight must be a finite number >= 0, got nan"),
 ])
 def test_train_command_bad_input_is_one_line(corpus, tmp_path, capsys, argv, message):
     base = ["train", "--dataset", str(corpus), "--out", str(tmp_path / "m"), "--tokenizer", str(tmp_path),

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-motion-readout", action="store_true",
                         help="no readout tokens: the language model reads only the encoder's query tokens (default: "
                         "one readout token per task, stage 1's head for it)")
+    parser.add_argument("--readout-answer-weight", type=float, default=1.0, metavar="W",
+                        help="how much the readout heads count in closed-set and numeric answers beside the language "
+                        "model (default: 1, equal; 0: the language model alone)")
     parser.add_argument("--train-motion-encoder", action="store_true",
                         help="keep training the motion encoder in stage 2 (default: frozen after stage 1)")
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
@@ -86,7 +89,8 @@ def _main(args: argparse.Namespace) -> int:
                           lora_r=args.lora_r, progress=not args.no_progress, motion_input=args.motion_input,
                           cohort_dir=args.cohort, freeze_motion_encoder=not args.train_motion_encoder, bf16=args.bf16,
                           gradient_checkpointing=args.gradient_checkpointing, logging_steps=args.logging_steps,
-                          save_dtype=args.save_dtype, motion_readout=not args.no_motion_readout, **encoder)
+                          save_dtype=args.save_dtype, motion_readout=not args.no_motion_readout,
+                          readout_answer_weight=args.readout_answer_weight, **encoder)
     except ValueError as err:  # bad hyperparameters are usage errors
         raise UsageError(str(err)) from None
     print(f"model saved to {out}")

@@ -92,6 +92,10 @@ class BiomechGPTTrainingArguments:
         motion_readout (`bool`, defaults to `True`): for models that read features and run stage 1, one readout
             token per closed-set and numeric task beside the `num_motion_tokens` query tokens: stage 1's head for
             the task, kept in the encoder (see `BiomechGPTMotionEncoder`).
+        readout_answer_weight (`float`, defaults to 1.0): with readout heads and a frozen encoder, how much the
+            heads count in closed-set and numeric answers beside the language model (`BiomechGPTConfig`); 0 answers
+            from the language model alone (the heads still feed it their readout tokens). On the default run's test
+            split they lift TUG r from 0.71 to 0.96 and diagnosis macro-F1 from 0.47 to 0.59 (see the README).
         gradient_checkpointing (`bool`, defaults to `False`): recompute activations in the backward pass (less
             memory for a large base, ~30% more time).
         save_dtype (`str`, *optional*): dtype of the saved weights ("float32", "bfloat16" or "float16"); defaults to
@@ -131,6 +135,7 @@ class BiomechGPTTrainingArguments:
     alignment_epochs: float = 4.0
     freeze_motion_encoder: bool = True
     motion_readout: bool = True
+    readout_answer_weight: float = 1.0
     gradient_checkpointing: bool = False
     save_dtype: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -154,9 +159,9 @@ class BiomechGPTTrainingArguments:
             raise ValueError(f"save_dtype must be one of {SAVE_DTYPES}, got {self.save_dtype!r}")
         if self.logging_steps < 1:
             raise ValueError(f"logging_steps must be at least 1, got {self.logging_steps}")
-        for name in ("encoder_epochs", "alignment_epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("encoder_epochs", "alignment_epochs", "readout_answer_weight"):
+            if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
 
     @property
     def motion_encoder(self) -> dict[str, int]:
@@ -884,11 +889,23 @@ def _prepare_motion_encoder(model, processor, frame, metadata: dict, dataset_dir
             validation_targets=val_targets, epochs=args.encoder_epochs, batch_size=args.encoder_batch_size,
             learning_rate=args.encoder_learning_rate, window=processor.frame_window, seed=args.seed,
             progress=args.progress)
+        _calibrate_readout(model.config, summary["readout_calibration"], args)
     windows = {t: _middle_window(item, processor) for t, item in features.items()}
     if args.freeze_motion_encoder:
         model.motion_encoder.requires_grad_(False)
         return _encode_trials(model.motion_encoder, windows), None, summary
     return None, windows, summary
+
+
+def _calibrate_readout(config, calibration: dict, args: BiomechGPTTrainingArguments) -> None:
+    """Store what answers need to read the stage-1 readout heads, and how much they count. An encoder that keeps
+    training in stage 2 changes its heads for the language model's loss: their outputs no longer mean a class or a
+    value, so they do not count then."""
+    if not config.motion_readout_tasks or not args.freeze_motion_encoder or args.readout_answer_weight <= 0:
+        return
+    config.motion_readout_labels = [calibration["labels"].get(task, []) for task in config.motion_readout_tasks]
+    config.motion_readout_scales = [calibration["scales"].get(task, []) for task in config.motion_readout_tasks]
+    config.readout_answer_weight = float(args.readout_answer_weight)
 
 
 def _optional_split(dataset_dir: Path, split: str):
