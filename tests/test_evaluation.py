@@ -97,6 +97,10 @@ def test_model_card_yaml_holds_the_metrics(evaluated):
     accuracy = next(r for r in results if r.metric_type == "accuracy")
     assert accuracy.metric_value == pytest.approx(metrics["tasks"]["activity"]["biomechgpt"]["accuracy"], abs=1e-4)
     assert "trust_remote_code=True" in card.text and "Yang" in card.text and "me/biomechgpt" in card.text
+    # how the answers are formed: a model whose task heads count says so, with their weight; one without does not
+    assert "readout token" not in card.text
+    fused = render_model_card(metrics, readout_answer_weight=1.0)
+    assert "the motion encoder's own head for the task" in fused and "at weight 1 against" in fused
 
 
 def test_fall_history_ceiling_by_hand():

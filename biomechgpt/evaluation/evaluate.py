@@ -650,6 +650,11 @@ def _card_options(model_dir: Path) -> dict:
         if not embedded:
             options["base_model"] = base
     options["motion_input"] = summary.get("arguments", {}).get("motion_input", "codes")
+    try:
+        weight = json.loads((model_dir / "config.json").read_text()).get("readout_answer_weight") or 0.0
+        options["readout_answer_weight"] = float(weight)
+    except (OSError, ValueError, TypeError):
+        pass
     return options
 
 

@@ -86,10 +86,12 @@ def render_model_card(
     base_model: str | None = None,
     model_description: str | None = None,
     motion_input: str = "continuous",
+    readout_answer_weight: float = 0.0,
 ) -> str:
     """The model card's Markdown text (YAML front matter included) from a `metrics.json` payload.
 
-    `motion_input` is the model's `config.motion_input` ("codes", "continuous" or "both")."""
+    `motion_input` is the model's `config.motion_input` ("codes", "continuous" or "both"), `readout_answer_weight` its
+    `config.readout_answer_weight` (how much the encoder's task heads count in its answers)."""
     data = _card_data(metrics, model_name, dataset_name, base_model)
     where = repo_id or "path/to/model"
     tasks = metrics.get("tasks", {})
@@ -109,8 +111,13 @@ def render_model_card(
         "discrete motion tokens (one per 4 frames), which the model can read instead of or beside the soft tokens "
         f"(this model reads: {motion_input}). The model answers in words: the activity, whether and on which side "
         "the gait is impaired, the likely diagnosis, the assistive device, fall history, cadence, walking speed, "
-        "stride length and timed-test durations. It follows the approach of BiomechGPT (Yang, Kennedy & Cotton, "
-        "2025) and is packaged the Hugging Face way.", "",
+        "stride length and timed-test durations. "
+        + (f"Closed-set and numeric answers weigh two readings of the motion: the language model's likelihood of "
+           f"each candidate answer, and the motion encoder's own head for the task (trained on the task's targets "
+           f"before the language model; its reading also reaches the language model as a readout token), at weight "
+           f"{readout_answer_weight:g} against the language model's 1. " if readout_answer_weight > 0 else "")
+        + "It follows the approach of BiomechGPT (Yang, Kennedy & Cotton, 2025) and is packaged the Hugging Face way.",
+        "",
         "## Intended use", "",
         "- **Users:** researchers and developers in rehabilitation, biomechanics and movement science, working "
         "with joint angles from markerless video (e.g. OpenCap) or motion capture.",
