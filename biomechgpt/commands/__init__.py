@@ -2,6 +2,8 @@
 
 import argparse
 
+__all__ = ["positive_int", "non_negative_int", "hide_weight_loading_bars"]
+
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1."""
@@ -24,3 +26,18 @@ def _whole_number(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def hide_weight_loading_bars() -> None:
+    """Hide the progress bars transformers draws while loading weights ("Loading weights", "Loading checkpoint
+    shards"): a command that loads a model or a MotionTokenizer printed one per model, noise between its own output.
+    Downloads, training and our own bars, and every warning, still show."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_tqdm_hook(_without_loading_bars)
+
+
+def _without_loading_bars(factory, args: tuple, kwargs: dict):
+    if str(kwargs.get("desc") or "").startswith("Loading"):
+        kwargs = {**kwargs, "disable": True}
+    return factory(*args, **kwargs)

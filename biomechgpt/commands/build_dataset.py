@@ -30,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from biomechgpt.cli import UsageError
+    from biomechgpt.commands import hide_weight_loading_bars
     from biomechgpt.dataset_builder import build_dataset
+
+    hide_weight_loading_bars()
 
     if args.questions_per_trial is not None and args.questions_per_trial < 1:
         raise UsageError(f"--questions-per-trial must be at least 1, got {args.questions_per_trial}")

@@ -79,8 +79,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from biomechgpt.commands import hide_weight_loading_bars
     from biomechgpt.evaluation import evaluate_model
     from biomechgpt.pipeline import format_results_table
+
+    hide_weight_loading_bars()
 
     from biomechgpt.evaluation.experiments import ExperimentSettings
 

@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from biomechgpt.commands import hide_weight_loading_bars
     from biomechgpt.pipeline import run_pipeline
+
+    hide_weight_loading_bars()
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     name = args.name or ("quick" if args.quick else "default")

@@ -70,7 +70,10 @@ def _main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from biomechgpt.cli import UsageError
+    from biomechgpt.commands import hide_weight_loading_bars
     from biomechgpt.training.train_lm import train_model
+
+    hide_weight_loading_bars()
 
     if not Path(args.dataset).is_dir():
         raise UsageError(f"--dataset {args.dataset}: folder not found")
