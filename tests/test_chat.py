@@ -15,7 +15,14 @@ import pandas as pd
 import pytest
 
 from biomechgpt.chat.catalog import ANY, TrialCatalog
-from biomechgpt.chat.plots import JOINT_PANELS, stick_figure, stick_figure_svg
+from biomechgpt.chat.plots import (
+    JOINT_PANELS,
+    gait_cycle_curves,
+    gait_cycle_starts,
+    joint_angle_figure,
+    stick_figure,
+    stick_figure_svg,
+)
 from biomechgpt.chat.session import (
     SUGGESTED_QUESTIONS,
     TASK_ORDER,
@@ -245,6 +252,8 @@ def test_catalog_orders_filters_and_hides_test_labels():
     assert [v for _, v in catalog.filter(split="test")[0]] == ["t2", "t3"]
     assert [v for _, v in catalog.filter(diagnosis="stroke")[0]] == ["t1"]
     assert catalog.choices("activity") == [ANY, "running", "walking"]
+    revealed = dict((value, label) for label, value in catalog.filter(reveal=True)[0])
+    assert revealed["t2"] == "t2 · test · running · parkinsons disease"  # words in the dropdown, not snake_case
 
     hidden = catalog.metadata("t2")
     assert "activity" not in hidden and "diagnosis" not in hidden and "cadence_steps_per_min" not in hidden
@@ -338,9 +347,66 @@ def test_stick_figure_svg_is_valid_animated_and_bounded():
     assert "<animate " not in still and ET.fromstring(still) is not None
 
 
-def test_joint_angle_figure_panels_and_missing_coordinates():
-    from biomechgpt.chat.plots import joint_angle_figure
+def test_stick_figure_names_which_colour_is_which_side():
+    root = ET.fromstring(stick_figure_svg(walking_motion(seconds=2.0)))
+    ns = "{http://www.w3.org/2000/svg}"
+    legend = {t.text: t.get("fill") for t in root.iter(f"{ns}text")}
+    right = next(p.get("stroke") for p in root.iter(f"{ns}polyline") if p.get("class") == "leg-right")
+    left = next(p.get("stroke") for p in root.iter(f"{ns}polyline") if p.get("class") == "leg-left")
+    assert legend == {"right side (red)": right, "left side (blue)": left} and right != left
+    assert "right side red, left side blue" in root.get("aria-label")
 
+
+def squat_motion(seconds: float = 8.0) -> Motion:
+    """One slow knee bend: no stride period."""
+    n = int(seconds * CANONICAL_FRAME_RATE)
+    bend = np.radians(45 * (1 - np.cos(2 * np.pi * np.arange(n) / n)))
+    values = np.zeros((n, len(CANONICAL_COORDINATES)), np.float32)
+    for side in ("r", "l"):
+        values[:, _INDEX[f"hip_flexion_{side}"]] = bend
+        values[:, _INDEX[f"knee_angle_{side}"]] = 2 * bend
+    return Motion(list(CANONICAL_COORDINATES), values, CANONICAL_FRAME_RATE)
+
+
+def test_gait_cycles_start_at_hip_flexion_peaks_one_stride_apart():
+    motion = walking_motion(seconds=21.0, cadence=110.0)
+    stride = 120.0 * CANONICAL_FRAME_RATE / 110.0  # frames
+    for side, shift in (("r", 0.0), ("l", 0.5)):
+        starts = gait_cycle_starts(motion, side)
+        assert len(starts) >= 18
+        np.testing.assert_allclose(np.diff(starts), stride, atol=1.01)
+        # hip flexion 10 + 25 sin(phase + offset) peaks a quarter stride in (the left leg half a stride later)
+        phase = ((starts - 0.25 * stride) / stride - shift) % 1.0
+        assert np.all(np.minimum(phase, 1 - phase) < 0.05), phase
+    knee = np.degrees(gait_cycle_curves(motion, "knee_angle_r", gait_cycle_starts(motion, "r")))
+    assert knee.shape[1] == 101 and knee.shape[0] >= 17
+    assert knee.std(axis=0).max() < 3.0  # the same cycle every time: a tight band
+    assert 55 < knee.mean(axis=0).max() < 65 and -5 < knee.mean(axis=0).min() < 5
+    assert len(gait_cycle_starts(squat_motion())) == 0  # no stride period
+    assert len(gait_cycle_starts(walking_motion(seconds=2.0))) == 0  # too short to find one
+    with pytest.raises(ValueError, match="side"):
+        gait_cycle_starts(motion, "x")
+
+
+def test_joint_angle_figure_per_gait_cycle_or_over_time():
+    long_walk = walking_motion(seconds=21.0)
+    figure = joint_angle_figure(long_walk, title="S01DE504.mot", view="cycle")
+    assert figure.axes[3].get_xlabel() == "gait cycle (%)"
+    assert figure.get_suptitle().startswith("S01DE504.mot · mean ± SD over ")
+    knee = figure.axes[1]
+    assert len(knee.get_lines()) == 2 and len(knee.get_lines()[0].get_xdata()) == 101  # one mean curve per side
+    assert len(knee.collections) == 2  # and its ± SD band
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["right side (red)", "left side (blue)"]
+
+    squat = joint_angle_figure(squat_motion(), title="trial t9", view="cycle")
+    assert squat.axes[3].get_xlabel() == "time (s)"
+    assert "no repeating gait cycle found" in squat.get_suptitle()
+    assert joint_angle_figure(long_walk, view="time").axes[3].get_xlabel() == "time (s)"
+    with pytest.raises(ValueError, match="view must be one of"):
+        joint_angle_figure(long_walk, view="spaghetti")
+
+
+def test_joint_angle_figure_panels_and_missing_coordinates():
     motion = walking_motion()
     for name in ("arm_flex_r", "arm_flex_l", "lumbar_extension"):
         motion.mask[_INDEX[name]] = False
@@ -400,7 +466,7 @@ def test_served_hides_test_labels_unless_revealed(served):
     _, metadata, _, _, _ = client.predict("t2", False, api_name="/select_trial")
     assert "running" not in metadata and "parkinsons" not in metadata and "hidden" in metadata
     _, metadata, _, _, _ = client.predict("t3", True, api_name="/select_trial")
-    assert "parkinsons_disease" in metadata
+    assert "| diagnosis | parkinsons disease |" in metadata
 
 
 def test_served_bad_question_and_no_motion_show_messages(served):
@@ -452,6 +518,20 @@ def test_served_bad_upload_clears_the_motion_and_names_no_server_path(served, tm
     assert chat == [] and "no motion selected" in status and box == "What is the cadence?"
 
 
+def test_page_names_recordings_and_fields_in_words():
+    from biomechgpt.chat.app import _metadata_markdown, display_name, source_name
+
+    assert source_name("upload:S01DE504.mot:1428665") == "S01DE504.mot"
+    assert source_name("upload:a:b.mot:12") == "a:b.mot" and source_name("t001") == "trial t001"
+    assert display_name("cadence_steps_per_min") == "cadence (steps/min)"
+    assert display_name("walking_speed_m_s") == "walking speed (m/s)"
+    assert display_name("participant_id") == "participant ID" and display_name("n_frames") == "number of frames"
+    assert display_name("tug_time_s") == "TUG time (s)" and display_name("s") == "s"
+    table = _metadata_markdown({"trial_id": "p_01_walk", "diagnosis": "parkinsons_disease", "duration_s": 4.0})
+    assert "| trial ID | p_01_walk |" in table and "| diagnosis | parkinsons disease |" in table
+    assert "| duration (s) | 4 |" in table
+
+
 def test_filter_dropdowns_show_words_not_snake_case():
     pytest.importorskip("gradio", reason="the chat extra (gradio) is not installed")
     from biomechgpt.chat.app import build_app
@@ -489,3 +569,34 @@ def test_served_good_upload_resets_the_conversation(served, tmp_path):
     assert "<animate" in svg and "| frames | 90 |" in metadata
     chat, _, _ = fresh.predict("What activity?", api_name="/ask")
     assert len(chat) == 2
+
+
+def test_served_curves_switch_between_gait_cycles_and_time(served):
+    client, _, _ = served
+    from gradio_client import Client
+
+    fresh = Client(client.src, verbose=False)
+    assert fresh.predict("time", api_name="/curve_view")[0] is None  # no motion yet: nothing to draw
+    *_, plot, _ = fresh.predict("t0", False, api_name="/select_trial")
+    assert plot is not None
+    plot, status = fresh.predict("time", api_name="/curve_view")
+    assert plot is not None
+
+
+def test_suggested_question_click_asks_it():
+    """The chips ask their question (they used to only fill the box)."""
+    pytest.importorskip("gradio", reason="the chat extra (gradio) is not installed")
+    from biomechgpt.chat.app import build_app
+
+    answerer = FakeAnswerer()
+    demo = build_app(None, answerer=answerer, catalog=TrialCatalog(cohort=FakeCohort()))
+    chips = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "suggestions")
+    assert [sample[0] for sample in chips.samples][0] == SUGGESTED_QUESTIONS["activity"]
+    click = next(d for d in demo.fns.values() if any(t[0] == chips._id and t[1] == "click" for t in d.targets))
+    session = ChatSession()
+    session.select(walking_motion(seed=3), "t3")
+    history, box, session, status = click.fn(0, session)
+    assert history[0]["content"] == SUGGESTED_QUESTIONS["activity"] and "Walking (motion 3)" in history[1]["content"]
+    assert box == "" and status.startswith("Answered")
+    history, _, _, status = click.fn(99, session)
+    assert len(history) == 2 and "no question number 99" in status

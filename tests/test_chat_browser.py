@@ -84,9 +84,10 @@ def test_browser_select_ask_and_bad_upload(browser_page, app_url, tmp_path):
 
     choose_trial(page, "t001 · train")
     expect(page.locator("#status")).to_contain_text("Selected trial t001", timeout=20_000)
+    page.locator("#details").get_by_text("Trial details").click()  # folded away until asked for
     expect(page.locator("#metadata")).to_contain_text("running")
     expect(page.locator("#stick-figure svg.stick-figure")).to_have_count(1)
-    expect(page.locator("#curves img, #curves svg, #curves canvas").first).to_be_visible(timeout=20_000)
+    expect(page.locator("#curves img").first).to_be_visible(timeout=20_000)
 
     ask(page, "What activity is the person performing?")
     expect(page.locator("#chat")).to_contain_text("confidence:", timeout=30_000)
@@ -118,3 +119,53 @@ def test_browser_select_ask_and_bad_upload(browser_page, app_url, tmp_path):
     expect(page.locator("#chat")).to_contain_text("task: cadence", timeout=30_000)
     ask(page, "What is the weather today?")
     expect(page.locator("#chat")).to_contain_text("I can only answer questions about this recording", timeout=30_000)
+
+
+def in_view(page, selector: str) -> bool:
+    """Whether the element's top 100 px (or all of it, if shorter) are inside the window without scrolling."""
+    box = page.locator(selector).bounding_box()
+    size = page.viewport_size
+    return box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 100) <= size["height"]
+
+
+def test_browser_layout_at_1400_and_900_px(browser_page, app_url, tmp_path):
+    """The conversation is in view without scrolling, the trial details are folded away, the curves are wide enough
+    to read on a narrow window, the stick figure names its colours, a suggested question asks itself, and an upload
+    takes the old trial out of the picker."""
+    page = browser_page
+    expect = pytest.importorskip("playwright.sync_api").expect
+    from biomechgpt.motion_io import save_motion
+    from test_chat import walking_motion
+
+    for width in (1400, 900):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.locator("#trial input").wait_for(timeout=30_000)
+        choose_trial(page, "t001 · train")
+        expect(page.locator("#status")).to_contain_text("Selected trial t001", timeout=20_000)
+        expect(page.locator("#stick-figure svg.stick-figure")).to_have_count(1)
+        page.evaluate("window.scrollTo(0, 0)")
+        assert in_view(page, "#chat") and in_view(page, "#question") and in_view(page, "#ask"), width
+        expect(page.locator("#metadata")).to_be_hidden()  # in the folded "Trial details"
+        page.locator("#details").get_by_text("Trial details").click()
+        expect(page.locator("#metadata")).to_contain_text("running")
+        expect(page.locator("#stick-figure")).to_contain_text("right side (red)")
+        expect(page.locator("#stick-figure")).to_contain_text("left side (blue)")
+        curves = page.locator("#curves")
+        expect(curves.locator("img").first).to_be_visible(timeout=20_000)
+        content = page.get_by_role("main").bounding_box()["width"]  # the page's column, less Gradio's margins
+        assert curves.bounding_box()["width"] >= (0.6 if width == 1400 else 0.9) * content, (curves.bounding_box(),
+                                                                                               content)
+        if width == 900:  # the curves take the whole width under the stick figure
+            stick = page.locator("#stick-figure").bounding_box()
+            assert curves.bounding_box()["y"] >= stick["y"] + stick["height"] - 1
+
+        page.locator("#suggestions").get_by_text("What activity").first.click()
+        expect(page.locator("#chat")).to_contain_text("task: activity", timeout=30_000)
+        expect(page.locator("#chat")).to_contain_text("What activity", timeout=30_000)
+
+    path = save_motion(walking_motion(seconds=6.0, seed=4), tmp_path / "my_walk.mot")
+    page.locator("#upload input[type=file]").set_input_files(str(path))
+    expect(page.locator("#status")).to_contain_text("Loaded upload my_walk.mot", timeout=20_000)
+    expect(page.locator("#trial input")).to_have_value("")  # the old trial is no longer shown as selected
+    expect(page.locator("#status")).not_to_contain_text("upload:")

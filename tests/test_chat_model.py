@@ -219,6 +219,37 @@ def test_chat_command_serves_the_real_model(real_model):
     assert "Loading weights" not in out and "share=True" not in out, out  # no progress bars, no share hint
 
 
+def test_the_page_and_the_commands_load_models_without_weight_bars(real_model, capfd):
+    """transformers draws a "Loading weights" bar per model loaded; the page's server and the commands hide those
+    bars (only those: other bars and warnings still show)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    from biomechgpt.chat.session import ModelAnswerer
+    from biomechgpt.commands import hide_weight_loading_bars
+
+    was_enabled, previous = hf_logging.is_progress_bar_enabled(), hf_logging.set_tqdm_hook(None)
+    hf_logging.enable_progress_bar()  # an earlier in-process command may have switched every bar off
+    try:
+        capfd.readouterr()
+        AutoModelForCausalLM.from_pretrained(str(real_model[0]))
+        assert "Loading weights" in capfd.readouterr().err  # what a user saw
+        ModelAnswerer.from_pretrained(str(real_model[0]))
+        assert "Loading weights" not in capfd.readouterr().err
+        assert hf_logging.set_tqdm_hook(None) is None  # the page's hook was only there while loading
+
+        hide_weight_loading_bars()
+        AutoModelForCausalLM.from_pretrained(str(real_model[0]))
+        assert "Loading weights" not in capfd.readouterr().err
+        other = hf_logging.tqdm(range(3), desc="Downloading")
+        assert not other.disable
+        other.close()
+    finally:
+        hf_logging.set_tqdm_hook(previous)
+        if not was_enabled:
+            hf_logging.disable_progress_bar()
+
+
 def test_chat_command_rejects_bad_arguments(tmp_path, capsys):
     from biomechgpt.cli import main
 

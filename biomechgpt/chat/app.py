@@ -1,8 +1,11 @@
 """The Gradio page of `biomechgpt chat`: choose or upload a motion, look at it, ask the model about it.
 
-Layout (paper, Figure 1): on the left the trial picker (filters by activity, diagnosis and split), an upload box, the
-trial's metadata and a status line; on the right an animated stick figure and the joint-angle curves; below, the
-conversation with per-answer confidence and one suggested question per task.
+Layout (paper, Figure 1), conversation first so that it is in view without scrolling on a laptop screen: on the left
+the trial picker (filters by activity, diagnosis and split), an upload box, a status line and the trial's details
+(collapsed); on the right the conversation, with per-answer confidence, and one suggested question per task that is
+asked when clicked. Below them the animated stick figure (right side red, left side blue) and the joint-angle curves,
+per gait cycle (mean ± SD) where the recording has gait cycles, else over time. On a narrow window the curves take the
+whole width under the stick figure.
 
 Each browser session owns a `ChatSession` (in `gr.State`): its selected motion, the motion prefix the answerer
 computed once for it, and the conversation, which starts over whenever the motion changes. The model is loaded once
@@ -18,11 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from biomechgpt.chat.catalog import ANY, TrialCatalog
-from biomechgpt.chat.plots import joint_angle_figure, stick_figure_svg
-from biomechgpt.chat.session import SUGGESTED_QUESTIONS, TASK_ORDER, ChatSession, ModelAnswerer
+from biomechgpt.chat.plots import CURVE_VIEWS, joint_angle_figure, stick_figure_svg
+from biomechgpt.chat.session import (
+    SUGGESTED_QUESTIONS,
+    TASK_ORDER,
+    ChatSession,
+    ModelAnswerer,
+    quiet_weight_loading,
+)
 from biomechgpt.processing.motion import Motion, MotionInputError
 
-__all__ = ["UPLOAD_SUFFIXES", "DEFAULT_MAX_UPLOAD_MB", "build_app", "launch_app", "suggested_questions"]
+__all__ = ["UPLOAD_SUFFIXES", "DEFAULT_MAX_UPLOAD_MB", "build_app", "launch_app", "suggested_questions",
+           "display_name", "source_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +40,29 @@ UPLOAD_SUFFIXES: tuple[str, ...] = (".mot", ".sto", ".csv", ".npz")
 DEFAULT_MAX_UPLOAD_MB = 20.0
 _SESSION_TTL_S = 3600  # a closed tab's session (motion, prefix, conversation) is freed after an hour
 _NO_MOTION = "Choose a trial or upload a motion file (.mot, .sto, .csv, .npz) to start."
+_CURVE_VIEW_CHOICES = [("per gait cycle (mean ± SD)", "cycle"), ("over time", "time")]
+# Column-name endings that are units, and words the page spells differently, for `display_name`.
+_UNIT_SUFFIXES = (("_steps_per_min", "steps/min"), ("_m_s", "m/s"), ("_kg", "kg"), ("_s", "s"), ("_m", "m"))
+_WORDS = {"id": "ID", "n": "number of", "tug": "TUG", "fsst": "FSST", "ten": "10"}
+_NAME_FIELDS = ("trial_id", "participant_id", "source")  # their values are names: underscores stay
+_CSS = "#stick-figure svg {max-width: 100%; height: auto}"  # the figure shrinks with a narrow column
 
 
 def suggested_questions(catalog: TrialCatalog | None = None) -> list[str]:
     """One question per task, in `TASK_ORDER`, in the corpus's own wording where the corpus has that task."""
     corpus = catalog.questions if catalog is not None else {}
     return [corpus.get(task) or SUGGESTED_QUESTIONS[task] for task in TASK_ORDER]
+
+
+def display_name(name: str) -> str:
+    """A column or label name in words: `cadence_steps_per_min` -> "cadence (steps/min)", `participant_id` ->
+    "participant ID", `parkinsons_disease` -> "parkinsons disease"."""
+    unit = ""
+    for suffix, words in _UNIT_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name, unit = name[: -len(suffix)], f" ({words})"
+            break
+    return " ".join(_WORDS.get(word, word) for word in name.split("_") if word) + unit
 
 
 def _metadata_markdown(info: Mapping[str, Any]) -> str:
@@ -45,7 +72,9 @@ def _metadata_markdown(info: Mapping[str, Any]) -> str:
     for key, value in info.items():
         if isinstance(value, float):
             value = f"{value:.3g}"
-        rows.append(f"| {key} | {str(value).replace('|', '/')} |")
+        elif isinstance(value, str) and key not in _NAME_FIELDS:
+            value = value.replace("_", " ")
+        rows.append(f"| {display_name(str(key))} | {str(value).replace('|', '/')} |")
     return "\n".join(rows)
 
 
@@ -111,8 +140,18 @@ def build_app(
         height = session.info.get("height_m")
         height = float(height) if isinstance(height, (int, float)) and 0.5 <= height <= 2.5 else 1.70
         svg = stick_figure_svg(session.motion, height_m=height)
-        curves = joint_angle_figure(session.motion, title=_source_name(session.source))
-        return session, status, info, svg, curves, session.history
+        return session, status, info, svg, draw_curves(session), session.history
+
+    def draw_curves(session: ChatSession):
+        if session.motion is None:
+            return None
+        return joint_angle_figure(session.motion, title=source_name(session.source), view=session.curve_view)
+
+    def set_curve_view(view: str, session: ChatSession):
+        if view not in CURVE_VIEWS:
+            return session, gr.skip(), f"⚠️ curves: choose one of {', '.join(CURVE_VIEWS)}"
+        session.curve_view = view
+        return session, draw_curves(session), gr.skip()
 
     def update_trials(activity: str, diagnosis: str, split: str, reveal: bool):
         if catalog is None:
@@ -167,7 +206,7 @@ def build_app(
             # The user meant this file: answering about the previous motion now would answer about the wrong one.
             previous = session.source
             session.clear()
-            dropped = f" {_source_name(previous)} is no longer selected;" if previous else ""
+            dropped = f" {source_name(previous)} is no longer selected;" if previous else ""
             return show(session, f"⚠️ Could not use this upload: {problem}.{dropped} choose a trial or upload "
                                  "another file.")
         info = {"source": name, **_motion_info(motion)}
@@ -192,39 +231,53 @@ def build_app(
         note = f" (confidence {100 * confidence:.0f}%)" if isinstance(confidence, float) else ""
         return session.history, "", session, f"Answered in {result['latency_s']:.2f} s{note}."
 
+    def ask_suggested(index: Any, session: ChatSession):
+        """A click on a suggested question asks it."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(questions):
+            return session.history, gr.skip(), session, f"⚠️ suggested question: no question number {index!r}"
+        return ask(questions[index], session)
+
     # -- layout --------------------------------------------------------------------------------------------------
     with gr.Blocks(title="BiomechGPT chat", analytics_enabled=False, delete_cache=(600, _SESSION_TTL_S)) as demo:
         state = gr.State(ChatSession(), time_to_live=_SESSION_TTL_S, delete_callback=lambda s: s.clear())
-        gr.Markdown("# BiomechGPT · chat with a movement\nChoose a trial or upload joint angles, then ask a question.")
+        gr.Markdown("## BiomechGPT · chat with a movement\n"
+                    "Choose a trial or upload joint angles, then ask a question.")
         with gr.Row():
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, min_width=300):
                 if catalog is not None:
                     with gr.Group():
-                        activity = gr.Dropdown(_readable(catalog.choices("activity")), value=ANY, label="Activity",
-                                               elem_id="filter-activity")
-                        diagnosis = gr.Dropdown(_readable(catalog.choices("diagnosis")), value=ANY, label="Diagnosis",
-                                                elem_id="filter-diagnosis")
-                        split = gr.Dropdown(_readable(catalog.choices("split")), value=ANY, label="Split",
-                                            elem_id="filter-split")
+                        with gr.Row():
+                            activity = gr.Dropdown(_readable(catalog.choices("activity")), value=ANY,
+                                                   label="Activity", elem_id="filter-activity", min_width=140)
+                            diagnosis = gr.Dropdown(_readable(catalog.choices("diagnosis")), value=ANY,
+                                                    label="Diagnosis", elem_id="filter-diagnosis", min_width=140)
+                            split = gr.Dropdown(_readable(catalog.choices("split")), value=ANY, label="Split",
+                                                elem_id="filter-split", min_width=140)
                         first, total = catalog.filter(reveal=False)
                         trial = gr.Dropdown(first, value=None, label="Trial", elem_id="trial", filterable=True)
                         count = gr.Markdown(f"{total} trials", elem_id="trial-count")
                 upload = gr.File(label=f"…or upload a motion ({', '.join(UPLOAD_SUFFIXES)}; "
-                                       f"up to {max_upload_mb:g} MB)", type="filepath", elem_id="upload")
+                                       f"up to {max_upload_mb:g} MB)", type="filepath", elem_id="upload", height=130)
                 reveal = gr.Checkbox(False, label="Reveal labels of test-split trials", elem_id="reveal")
                 status = gr.Markdown(_NO_MOTION, elem_id="status")
-                metadata = gr.Markdown("", elem_id="metadata")
-            with gr.Column(scale=3):
-                stick = gr.HTML("", elem_id="stick-figure", min_height=200)
-                curves = gr.Plot(label="Joint angles", elem_id="curves")
-        chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=380, feedback_options=None,
-                             placeholder="Answers appear here, each with the model's confidence.")
+                with gr.Accordion("Trial details", open=False, elem_id="details"):
+                    metadata = gr.Markdown("", elem_id="metadata")
+            with gr.Column(scale=3, min_width=360):
+                chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=400, feedback_options=None,
+                                     placeholder="Answers appear here, each with the model's confidence.")
+                with gr.Row():
+                    question = gr.Textbox(placeholder="Ask about this movement…", show_label=False, scale=6,
+                                          elem_id="question", max_length=500, submit_btn=False)
+                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask", min_width=80)
+                chips = gr.Dataset(components=[question], samples=[[q] for q in questions], type="index",
+                                   label="Suggested questions (one per task): click one to ask it",
+                                   samples_per_page=len(questions), elem_id="suggestions")
         with gr.Row():
-            question = gr.Textbox(placeholder="Ask about this movement…", show_label=False, scale=6,
-                                  elem_id="question", max_length=500, submit_btn=False)
-            send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-        gr.Examples([[q] for q in questions], inputs=[question], label="Suggested questions (one per task)",
-                    examples_per_page=len(questions))
+            with gr.Column(scale=1, min_width=260):
+                stick = gr.HTML("", elem_id="stick-figure", min_height=200)
+            with gr.Column(scale=3, min_width=640):  # under the stick figure, full width, on a narrow window
+                curve_view = gr.Radio(_CURVE_VIEW_CHOICES, value="cycle", label="Joint angles", elem_id="curve-view")
+                curves = gr.Plot(show_label=False, elem_id="curves")
 
         view = [state, status, metadata, stick, curves, chatbot]
         if catalog is not None:
@@ -235,10 +288,14 @@ def build_app(
         reveal.change(refresh_labels, [reveal, state], [metadata], api_visibility="private")
         upload.upload(select_upload, [upload, state], view, api_name="upload").then(
             after_upload, [state], [upload, trial] if catalog is not None else [upload], api_visibility="private")
-        send.click(ask, [question, state], [chatbot, question, state, status], api_name="ask",
+        curve_view.change(set_curve_view, [curve_view, state], [state, curves, status], api_name="curve_view")
+        answer_outputs = [chatbot, question, state, status]
+        send.click(ask, [question, state], answer_outputs, api_name="ask",
                    concurrency_limit=concurrency_limit, concurrency_id="model")
-        question.submit(ask, [question, state], [chatbot, question, state, status], api_visibility="private",
+        question.submit(ask, [question, state], answer_outputs, api_visibility="private",
                         concurrency_limit=concurrency_limit, concurrency_id="model")
+        chips.click(ask_suggested, [chips, state], answer_outputs, api_visibility="private",
+                    concurrency_limit=concurrency_limit, concurrency_id="model")
     demo.max_upload_mb = max_upload_mb
     return demo
 
@@ -254,8 +311,9 @@ def _without_server_path(message: str, path: str) -> str:
     return message.rstrip(".")
 
 
-def _source_name(source: str) -> str:
-    """How the status line names a selection: `upload:NAME:SIZE` -> NAME, a trial id -> "trial ID"."""
+def source_name(source: str) -> str:
+    """How the page names a selection (status line, plot title): `upload:NAME:SIZE` -> NAME, a trial id ->
+    "trial ID"; never the internal `upload:` id."""
     if source.startswith("upload:"):
         return source.removeprefix("upload:").rsplit(":", 1)[0]
     return f"trial {source}"
@@ -272,7 +330,8 @@ def _code_decoder(model_dir: str | os.PathLike | None):
         if not tokenizer:
             from biomechgpt.processing.tokenization_motion import MotionTokenizer
 
-            tokenizer.append(MotionTokenizer.from_pretrained(str(folder)))
+            with quiet_weight_loading():
+                tokenizer.append(MotionTokenizer.from_pretrained(str(folder)))
         return tokenizer[0].decode(codes)
 
     return decode if folder.is_dir() else None
@@ -296,4 +355,5 @@ def launch_app(demo, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: f
         prevent_thread_lock=not block,
         quiet=quiet,
         show_error=False,
+        css=_CSS,
     )

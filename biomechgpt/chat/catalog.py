@@ -162,7 +162,7 @@ class TrialCatalog:
         parts = [str(row["trial_id"]), str(row["split"])]
         if row["split"] != "test" or reveal:
             parts += [str(row[c]) for c in ("activity", "diagnosis") if c in row and isinstance(row[c], str)]
-        return " · ".join(parts)
+        return " · ".join(parts[:1] + [part.replace("_", " ") for part in parts[1:]])  # words, not snake_case
 
     def metadata(self, trial_id: str, reveal: bool = False) -> dict[str, Any]:
         """What the page shows about a trial: public fields always, labels unless it is a hidden test trial."""

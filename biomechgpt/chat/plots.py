@@ -6,7 +6,13 @@ of body height (Winter, *Biomechanics and Motor Control of Human Movement*). It 
 frontal and transverse angles are ignored.
 
 The animation is a self-contained SVG with SMIL `<animate>` elements: no files, no JavaScript, a few hundred kB at
-most, and the browser plays it at the recording's real speed.
+most, and the browser plays it at the recording's real speed. Right limbs are red, left limbs blue; the SVG names both.
+
+The joint angles of a walking or running recording are shown per gait cycle: cycles start at each peak of hip flexion
+(late swing, just before heel strike), searched one stride period apart (the period of the knee angles,
+`biomechgpt.evaluation.evaluate.knee_period_cadence`), every cycle is resampled to 0–100% and the plot shows the mean
+± one standard deviation across cycles. A movement without a stride period (a squat, a jump, sit-to-stand) is shown
+over time.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from biomechgpt.processing.motion import Motion
 
 __all__ = [
     "JOINT_PANELS",
+    "CURVE_VIEWS",
+    "MIN_GAIT_CYCLES",
+    "gait_cycle_starts",
+    "gait_cycle_curves",
     "StickFigure",
     "stick_figure",
     "stick_figure_svg",
@@ -47,6 +57,12 @@ _FOREARM_HAND = 0.254  # forearm 0.146 + hand 0.108
 _RIGHT_COLOR = "#d62728"
 _LEFT_COLOR = "#1f77b4"
 _BODY_COLOR = "#333333"
+
+# How `joint_angle_figure` draws the curves: per gait cycle (mean ± SD, where cycles are found) or over time.
+CURVE_VIEWS: tuple[str, ...] = ("cycle", "time")
+# Fewer cycles than this make no mean ± SD worth showing: the curves are drawn over time instead.
+MIN_GAIT_CYCLES = 3
+_CYCLE_POINTS = 101  # 0, 1, ..., 100 % of the gait cycle
 
 
 def _column(motion: Motion, name: str) -> np.ndarray:
@@ -200,9 +216,22 @@ def stick_figure_svg(
         f'<animateTransform attributeName="transform" type="translate" dur="{seconds:.3f}s" '
         f'repeatCount="indefinite" calcMode="discrete" values="{";".join(shifts)}"/>'
     )
+    # Which colour is which side, named in words too (red / blue), in the top left corner.
+    font = 0.055 * height_m
+    legend_x, legend_y = -half_width + 0.04, -top + 0.06
+    legend = "".join(
+        f'<line x1="{legend_x:.3f}" y1="{legend_y + row * 1.5 * font:.3f}" x2="{legend_x + 2 * font:.3f}" '
+        f'y2="{legend_y + row * 1.5 * font:.3f}" stroke="{color}" stroke-width="{stroke:.3f}" '
+        f'stroke-linecap="round"/>'
+        f'<text x="{legend_x + 2.6 * font:.3f}" y="{legend_y + row * 1.5 * font + 0.35 * font:.3f}" '
+        f'font-size="{font:.3f}" font-family="sans-serif" fill="{color}">{words}</text>'
+        for row, (color, words) in enumerate(((_RIGHT_COLOR, "right side (red)"), (_LEFT_COLOR, "left side (blue)")))
+    )
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="stick-figure" viewBox="{view}" width="{width_px}" '
-        f'height="{size_px}" role="img" aria-label="stick figure, {len(frames)} frames over {seconds:.1f} s">',
+        f'height="{size_px}" role="img" aria-label="stick figure, {len(frames)} frames over {seconds:.1f} s; '
+        f'right side red, left side blue">',
+        f'<g class="legend">{legend}</g>',
         f'<line x1="{-half_width:.3f}" y1="0" x2="{half_width:.3f}" y2="0" stroke="#888" stroke-width="0.01"/>',
         f'<g stroke="#aaa" stroke-width="0.01" transform="translate({shifts[0]})">{ticks}{scroll}</g>',
         limb(("shoulder", "elbow_l", "wrist_l"), _LEFT_COLOR, "arm-left"),
@@ -215,43 +244,141 @@ def stick_figure_svg(
     return "".join(parts)
 
 
-def joint_angle_figure(motion: Motion, title: str | None = None):
-    """Joint angles over time (degrees) for the main joints, right side red, left side blue.
+def gait_cycle_starts(motion: Motion, side: str = "r") -> np.ndarray:
+    """Frames where the gait cycles of one leg start: the peaks of its hip flexion, one stride period apart.
+
+    The stride period is the knee angles' period (`knee_period_cadence`); the first start is the hip flexion maximum
+    within the first period and each next one the maximum between 0.7 and 1.3 periods after it. Peak hip flexion
+    comes in late swing, about 10% of a cycle before heel strike, so the cycles are heel-strike cycles shifted by
+    that much.
+
+    Args:
+        motion (`Motion`): the recording.
+        side (`str`, *optional*, defaults to `"r"`): `"r"` or `"l"`.
+
+    Returns:
+        `np.ndarray` of int: the start frames, ascending; empty when the recording has no stride period (not gait,
+        shorter than 3 s) or no hip flexion of that side.
+    """
+    if side not in ("r", "l"):
+        raise ValueError(f"side must be 'r' or 'l', got {side!r}")
+    if not _present(motion, f"hip_flexion_{side}"):
+        return np.zeros(0, dtype=np.int64)
+    from biomechgpt.evaluation.evaluate import knee_period_cadence
+
+    cadence = knee_period_cadence(motion)
+    if cadence is None or not np.isfinite(cadence) or cadence <= 0:
+        return np.zeros(0, dtype=np.int64)
+    period = 120.0 * motion.frame_rate / cadence  # frames per stride (two steps)
+    hip = _column(motion, f"hip_flexion_{side}")
+    width = max(1, int(round(0.05 * motion.frame_rate)))  # a 0.1 s moving average keeps noise from moving a peak
+    hip = np.convolve(np.pad(hip, width, mode="edge"), np.ones(2 * width + 1) / (2 * width + 1), mode="valid")
+    starts = [int(np.argmax(hip[:max(1, int(round(period)))]))]
+    while True:
+        lo, hi = starts[-1] + int(round(0.7 * period)), starts[-1] + int(round(1.3 * period)) + 1
+        if hi > len(hip):
+            break
+        starts.append(lo + int(np.argmax(hip[lo:hi])))
+    if starts[0] == 0 and len(starts) > 1:  # the first period's maximum at frame 0 is the tail of a cut-off peak
+        starts = starts[1:]
+    return np.asarray(starts, dtype=np.int64)
+
+
+def gait_cycle_curves(motion: Motion, coordinate: str, starts: np.ndarray, points: int = _CYCLE_POINTS) -> np.ndarray:
+    """One coordinate's values over each gait cycle, resampled to `points` samples from 0 to 100% of the cycle.
+
+    Cycles more than 20% longer or shorter than the median cycle (a stumble, a turn, a missed peak) are left out.
+
+    Args:
+        motion (`Motion`): the recording.
+        coordinate (`str`): a coordinate of `motion`.
+        starts (`np.ndarray`): cycle start frames (`gait_cycle_starts`).
+        points (`int`, *optional*, defaults to 101): samples per cycle.
+
+    Returns:
+        `np.ndarray` of shape `(cycles, points)`: the values, in the motion's units.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    if len(starts) < 2:
+        return np.zeros((0, points))
+    lengths = np.diff(starts)
+    usual = np.median(lengths)
+    values = _column(motion, coordinate)
+    phase = np.linspace(0.0, 1.0, points)
+    cycles = [np.interp(start + phase * length, np.arange(len(values)), values)
+              for start, length in zip(starts[:-1], lengths) if abs(length - usual) <= 0.2 * usual]
+    return np.asarray(cycles).reshape(len(cycles), points)
+
+
+def joint_angle_figure(motion: Motion, title: str | None = None, view: str = "time"):
+    """Joint angles (degrees) of the main joints, right side red, left side blue.
 
     Uses `matplotlib.figure.Figure` directly (no pyplot), so concurrent sessions never share global figure state and
     nothing needs closing.
 
     Args:
         motion (`Motion`): the motion to plot.
-        title (`str`, *optional*): figure title.
+        title (`str`, *optional*): figure title (what the user calls the recording: a file name or a trial id).
+        view (`str`, *optional*, defaults to `"time"`): `"time"` draws the angles over time; `"cycle"` draws the mean
+            ± SD over gait cycles (0–100%) where at least `MIN_GAIT_CYCLES` are found, and over time otherwise (the
+            subtitle says why).
 
     Returns:
         `matplotlib.figure.Figure`: a 2 × 3 grid of panels.
     """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 5.2), layout="constrained")
+    if view not in CURVE_VIEWS:
+        raise ValueError(f"view must be one of {', '.join(CURVE_VIEWS)}, got {view!r}")
+    cycles: dict[str, np.ndarray] = {}
+    note = ""
+    if view == "cycle":
+        cycles = {side: gait_cycle_starts(motion, side) for side in ("r", "l")}
+        counts = {side: len(gait_cycle_curves(motion, f"hip_flexion_{side}", starts))
+                  for side, starts in cycles.items()}
+        if counts["r"] < MIN_GAIT_CYCLES:
+            cycles = {}
+            note = "no repeating gait cycle found: angles over time"
+        elif counts["l"] < MIN_GAIT_CYCLES:
+            cycles["l"] = cycles["r"]  # the left side on the right leg's cycles rather than not at all
+            note = f"mean ± SD over {counts['r']} gait cycles of the right leg"
+        else:
+            note = f"mean ± SD over {counts['r']} right and {counts['l']} left gait cycles"
+
+    figure = Figure(figsize=(9.6, 5.4), layout="constrained")
     axes = figure.subplots(2, 3, sharex=True)
-    time = motion.time
+    handles = {}
     for ax, (panel, right, left) in zip(axes.flat, JOINT_PANELS):
-        ax.set_title(panel, fontsize=10)
+        ax.set_title(panel, fontsize=11)
         drawn = False
         for name, color, label in ((right, _RIGHT_COLOR, "right"), (left, _LEFT_COLOR, "left")):
             if name is None or not _present(motion, name):
                 continue
-            ax.plot(time, np.degrees(_column(motion, name)), color=color if left is not None else _BODY_COLOR,
-                    linewidth=1.2,
-                    label=label if left is not None else None)
+            color = color if left is not None else _BODY_COLOR
+            if cycles:
+                curves = np.degrees(gait_cycle_curves(motion, name, cycles["l" if name == left else "r"]))
+                x = np.linspace(0.0, 100.0, curves.shape[1])
+                mean, sd = curves.mean(axis=0), curves.std(axis=0)
+                ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
+                (line,) = ax.plot(x, mean, color=color, linewidth=1.6)
+            else:
+                (line,) = ax.plot(motion.time, np.degrees(_column(motion, name)), color=color, linewidth=1.2)
+            if left is not None:
+                handles.setdefault(label, line)
             drawn = True
         if not drawn:
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="#888")
-        elif left is not None:
-            ax.legend(fontsize=8, loc="upper right")
         ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=9)
     for ax in axes[1]:
-        ax.set_xlabel("time (s)")
+        ax.set_xlabel("gait cycle (%)" if cycles else "time (s)", fontsize=10)
     for ax in axes[:, 0]:
-        ax.set_ylabel("angle (deg)")
-    if title:
-        figure.suptitle(title, fontsize=11)
+        ax.set_ylabel("angle (deg)", fontsize=10)
+    if handles:
+        figure.legend([handles[k] for k in ("right", "left") if k in handles],
+                      [f"{k} side ({'red' if k == 'right' else 'blue'})" for k in ("right", "left") if k in handles],
+                      loc="outside lower center", ncols=2, fontsize=10, frameon=False)
+    heading = " · ".join(part for part in (title, note) if part)
+    if heading:
+        figure.suptitle(heading, fontsize=12)
     return figure

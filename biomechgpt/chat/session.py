@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +28,7 @@ __all__ = [
     "ModelAnswerer",
     "ChatSession",
     "format_answer",
+    "quiet_weight_loading",
 ]
 
 # The corpus tasks (ARCHITECTURE.md, QA corpus folder), in the order the page suggests them.
@@ -116,9 +118,10 @@ class ModelAnswerer:
         import biomechgpt  # noqa: F401  (registers the Auto classes)
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(model_dir)
+        with quiet_weight_loading():
+            model = AutoModelForCausalLM.from_pretrained(model_dir)
+            _ = model.processor  # load the processor (and its MotionTokenizer) now, not on the first question
         model.eval()
-        _ = model.processor  # load the processor now, not on the first question
         return cls(model, **kwargs)
 
     def prefix_from_codes(self, codes: list[int]) -> Any:
@@ -151,6 +154,27 @@ class ModelAnswerer:
         return self.answer_prepared(self.prepare(motion), question)
 
 
+@contextmanager
+def quiet_weight_loading():
+    """Within it transformers draws no "Loading weights" bars. A local folder loads in a second; the bars were noise
+    in the server's log. Only those bars are hidden, and only while loading: warnings and other bars still show."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.set_tqdm_hook(_without_loading_bars)
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous)
+
+
+def _without_loading_bars(factory: Any, args: tuple, kwargs: dict) -> Any:
+    """A transformers tqdm hook: the bars it shows while loading weights ("Loading weights", "Loading checkpoint
+    shards") are created disabled, every other bar as asked."""
+    if str(kwargs.get("desc") or "").startswith("Loading"):
+        kwargs = {**kwargs, "disable": True}
+    return factory(*args, **kwargs)
+
+
 @dataclass
 class ChatSession:
     """What one browser session has selected and asked.
@@ -161,6 +185,8 @@ class ChatSession:
         info (`dict`): the metadata shown next to it.
         history (`list[dict]`): the conversation as Gradio chat messages (`{"role", "content"}`).
         answers (`list[dict]`): the raw answers, one per assistant message.
+        curve_view (`str`): how the joint angles are drawn, `"cycle"` (mean ± SD per gait cycle, where cycles are
+            found) or `"time"`; kept when the motion changes.
     """
 
     motion: Motion | None = None
@@ -170,6 +196,7 @@ class ChatSession:
     answers: list[dict[str, Any]] = field(default_factory=list)
     prefix: Any = None
     prefix_builds: int = 0  # how often a prefix was computed: once per selected motion when the cache works
+    curve_view: str = "cycle"
 
     def select(self, motion: Motion, source: str, info: Mapping[str, Any] | None = None) -> bool:
         """Select a motion. Returns whether it changed (then the conversation and the cached prefix are dropped).
