@@ -137,8 +137,8 @@ class BiomechGPTMotionEncoder(nn.Module):
             reading = torch.log_softmax(output.float(), -1) if size > 1 else output.float()
             tokens.append(embed(reading.to(embed.weight.dtype)))
         readouts = self.readout_norm(torch.stack(tokens, 1).to(self.readout_norm.weight.dtype))
-        tokens = torch.cat([queries, readouts.to(queries.dtype)], 1)
-        return (tokens, outputs) if return_readout else tokens
+        soft = torch.cat([queries, readouts.to(queries.dtype)], 1)
+        return (soft, outputs) if return_readout else soft
 
     def readout(self, queries: torch.Tensor) -> list[torch.Tensor]:
         """Each readout head's output `(batch, size)` on the query tokens `(batch, num_queries, hidden)`."""
