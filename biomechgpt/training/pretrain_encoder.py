@@ -159,7 +159,16 @@ def pretrain_motion_encoder(
     lengths = {t: min(len(train_features[t]["motion_values"]), window) for t in trials}
 
     def batch_inputs(features: dict[str, dict], ids: list[str], random_crop: bool) -> dict:
-        return _batch_inputs(features, ids, window, rng if random_crop else None)
+        from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
+
+        items = []
+        for t in ids:
+            item = features[t]
+            values = item["motion_values"]
+            start = int(rng.integers(0, len(values) - window + 1)) if random_crop and len(values) > window else None
+            items.append({"motion_values": BiomechGPTProcessor.crop_frames(values, window, start=start),
+                          "coordinate_mask": item["coordinate_mask"], "motion_duration": item["motion_duration"]})
+        return BiomechGPTProcessor.collate_motion_inputs(items)
 
     def task_losses(tokens: torch.Tensor, targets: EncoderTargets, rows: np.ndarray) -> dict[str, torch.Tensor]:
         flat = dropout(tokens.flatten(1).float())
@@ -222,7 +231,7 @@ def pretrain_motion_encoder(
         return loss, metric, errors
 
     curve: list[dict] = []
-    best_state, best_loss, best_epoch = None, math.inf, 0
+    best_state, best_loss, best_epoch, best_errors = None, math.inf, 0, {}
     has_validation = validation_features is not None and validation_targets is not None
     encoder.train()
     bar = tqdm(total=total_steps, desc="training motion encoder", unit="step", disable=not progress)
@@ -251,7 +260,7 @@ def pretrain_motion_encoder(
             entry["validation_loss"], entry["validation_scores"], entry["validation_errors"] = evaluate(
                 validation_features, validation_targets)
             if entry["validation_loss"] < best_loss:
-                best_loss, best_epoch = entry["validation_loss"], epoch
+                best_loss, best_epoch, best_errors = entry["validation_loss"], epoch, entry["validation_errors"]
                 best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
                 best_heads = {k: v.detach().clone() for k, v in heads.state_dict().items()}
         curve.append(entry)
@@ -260,9 +269,7 @@ def pretrain_motion_encoder(
     if best_state is not None:
         encoder.load_state_dict(best_state)
         heads.load_state_dict(best_heads)
-    calibration = readout_calibration(encoder, heads, validation_features if has_validation else None,
-                                      validation_targets if has_validation else None, train_targets, value_stats,
-                                      window=window, bf16=bf16)
+    calibration = readout_calibration(train_targets, value_stats, best_errors)
     summary = {"curve": curve, "selected_epoch": best_epoch or epoch, "steps": step,
                "seconds": round(time.perf_counter() - started, 1), "trials": len(trials),
                "readout_calibration": calibration}
@@ -273,60 +280,27 @@ def pretrain_motion_encoder(
     return summary
 
 
-def readout_calibration(encoder: Any, heads: Any, features: dict[str, dict] | None, targets: EncoderTargets | None,
-                        train_targets: EncoderTargets, value_stats: dict[str, tuple[float, float]], *,
-                        window: int = 1024, bf16: bool = False) -> dict:
+def readout_calibration(train_targets: EncoderTargets, value_stats: dict[str, tuple[float, float]],
+                        errors: dict[str, float] | None = None) -> dict:
     """What an answer needs to read the trained heads (see `BiomechGPTConfig.readout_answer_weight`).
 
-    Returns `{"labels": {closed task: labels in output order}, "scales": {numeric task: [mean, std, error]}}`: a
-    numeric head's standardisation in the task's unit and its root-mean-square error on held-out trials. Without
-    held-out trials (`features` `None`) the error is the training spread: wide, so the head counts little.
+    Args:
+        train_targets ([`EncoderTargets`]): the training targets (their label order is the heads' output order).
+        value_stats (`dict`): numeric task -> `(mean, std)` the heads were trained to predict standardised by.
+        errors (`dict`, *optional*): numeric task -> the head's root-mean-square error on held-out trials (the
+            selected epoch's `validation_errors`). A task without one gets the training spread: wide, so the head
+            counts little.
+
+    Returns:
+        `{"labels": {closed task: labels in output order}, "scales": {numeric task: [mean, std, error]}}`.
 
     Closed-set heads are not temperature-scaled: fitting each head's temperature to the validation likelihood softened
     the fall-history head (1.54) and cost fused answers 6 points of macro-F1 on the default run's test split (0.543 ->
     0.485) without a gain elsewhere."""
-    import torch
-
-    labels = {task: list(classes) for task, classes in train_targets.classes.items()}
-    scales = {task: [mu, sigma, sigma] for task, (mu, sigma) in value_stats.items()}
-    if features is None or targets is None:
-        return {"labels": labels, "scales": scales}
-    ids = [t for t in targets.trial_ids if t in features]
-    rows = np.array([targets.trial_ids.index(t) for t in ids])
-    outputs: dict[str, list] = {task: [] for task in scales if task in heads and task in targets.values}
-    was_training = encoder.training
-    encoder.eval()
-    with torch.no_grad():
-        for start in range(0, len(ids), 64):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                tokens = encoder.encode(**_batch_inputs(features, ids[start:start + 64], window))
-            flat = tokens.flatten(1).float()
-            for task in outputs:
-                outputs[task].append(heads[task](flat).float())
-    encoder.train(was_training)
-    for task, chunks in outputs.items():
-        y = torch.as_tensor(targets.values[task][rows], dtype=torch.float32)
-        keep = ~torch.isnan(y)
-        if keep.any():
-            mu, sigma = value_stats[task]
-            error = float(((torch.cat(chunks)[keep, 0] * sigma + mu - y[keep]) ** 2).mean().sqrt())
-            scales[task] = [mu, sigma, max(error, 1e-6)]
-    return {"labels": labels, "scales": scales}
-
-
-def _batch_inputs(features: dict[str, dict], ids: list[str], window: int, rng: np.random.Generator | None = None
-                  ) -> dict:
-    """A collated batch of the trials `ids`: a random window of each (with `rng`) or the middle one."""
-    from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
-
-    items = []
-    for t in ids:
-        item = features[t]
-        values = item["motion_values"]
-        start = int(rng.integers(0, len(values) - window + 1)) if rng is not None and len(values) > window else None
-        items.append({"motion_values": BiomechGPTProcessor.crop_frames(values, window, start=start),
-                      "coordinate_mask": item["coordinate_mask"], "motion_duration": item["motion_duration"]})
-    return BiomechGPTProcessor.collate_motion_inputs(items)
+    errors = errors or {}
+    return {"labels": {task: list(classes) for task, classes in train_targets.classes.items()},
+            "scales": {task: [mu, sigma, max(float(errors.get(task, sigma)), 1e-6)]
+                       for task, (mu, sigma) in value_stats.items()}}
 
 
 def _task_heads(encoder: Any, targets: EncoderTargets):
