@@ -29,6 +29,7 @@ __all__ = [
     "ChatSession",
     "format_answer",
     "quiet_weight_loading",
+    "without_loading_bars",
 ]
 
 # The corpus tasks (ARCHITECTURE.md, QA corpus folder), in the order the page suggests them.
@@ -160,14 +161,14 @@ def quiet_weight_loading():
     in the server's log. Only those bars are hidden, and only while loading: warnings and other bars still show."""
     from transformers.utils import logging as hf_logging
 
-    previous = hf_logging.set_tqdm_hook(_without_loading_bars)
+    previous = hf_logging.set_tqdm_hook(without_loading_bars)
     try:
         yield
     finally:
         hf_logging.set_tqdm_hook(previous)
 
 
-def _without_loading_bars(factory: Any, args: tuple, kwargs: dict) -> Any:
+def without_loading_bars(factory: Any, args: tuple, kwargs: dict) -> Any:
     """A transformers tqdm hook: the bars it shows while loading weights ("Loading weights", "Loading checkpoint
     shards") are created disabled, every other bar as asked."""
     if str(kwargs.get("desc") or "").startswith("Loading"):

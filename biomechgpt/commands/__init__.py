@@ -30,14 +30,11 @@ def _whole_number(text: str) -> int:
 
 def hide_weight_loading_bars() -> None:
     """Hide the progress bars transformers draws while loading weights ("Loading weights", "Loading checkpoint
-    shards"): a command that loads a model or a MotionTokenizer printed one per model, noise between its own output.
-    Downloads, training and our own bars, and every warning, still show."""
+    shards") for the rest of the command: a command that loads a model or a MotionTokenizer printed one per model,
+    noise between its own output. Downloads, training and our own bars, and every warning, still show (the chat page
+    hides the same bars while it loads, with `quiet_weight_loading`)."""
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_tqdm_hook(_without_loading_bars)
+    from biomechgpt.chat.session import without_loading_bars
 
-
-def _without_loading_bars(factory, args: tuple, kwargs: dict):
-    if str(kwargs.get("desc") or "").startswith("Loading"):
-        kwargs = {**kwargs, "disable": True}
-    return factory(*args, **kwargs)
+    hf_logging.set_tqdm_hook(without_loading_bars)
