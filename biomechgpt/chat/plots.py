@@ -244,7 +244,7 @@ def stick_figure_svg(
     return "".join(parts)
 
 
-def gait_cycle_starts(motion: Motion, side: str = "r") -> np.ndarray:
+def gait_cycle_starts(motion: Motion, side: str = "r", cadence: float | None = None) -> np.ndarray:
     """Frames where the gait cycles of one leg start: the peaks of its hip flexion, one stride period apart.
 
     The stride period is the knee angles' period (`knee_period_cadence`); the first start is the hip flexion maximum
@@ -255,6 +255,8 @@ def gait_cycle_starts(motion: Motion, side: str = "r") -> np.ndarray:
     Args:
         motion (`Motion`): the recording.
         side (`str`, *optional*, defaults to `"r"`): `"r"` or `"l"`.
+        cadence (`float`, *optional*): the recording's `knee_period_cadence`, when the caller has it already (both
+            sides share it); computed here otherwise.
 
     Returns:
         `np.ndarray` of int: the start frames, ascending; empty when the recording has no stride period (not gait,
@@ -264,9 +266,10 @@ def gait_cycle_starts(motion: Motion, side: str = "r") -> np.ndarray:
         raise ValueError(f"side must be 'r' or 'l', got {side!r}")
     if not _present(motion, f"hip_flexion_{side}"):
         return np.zeros(0, dtype=np.int64)
-    from biomechgpt.evaluation.evaluate import knee_period_cadence
+    if cadence is None:
+        from biomechgpt.evaluation.evaluate import knee_period_cadence
 
-    cadence = knee_period_cadence(motion)
+        cadence = knee_period_cadence(motion)
     if cadence is None or not np.isfinite(cadence) or cadence <= 0:
         return np.zeros(0, dtype=np.int64)
     period = 120.0 * motion.frame_rate / cadence  # frames per stride (two steps)
@@ -333,7 +336,11 @@ def joint_angle_figure(motion: Motion, title: str | None = None, view: str = "ti
     cycles: dict[str, np.ndarray] = {}
     note = ""
     if view == "cycle":
-        cycles = {side: gait_cycle_starts(motion, side) for side in ("r", "l")}
+        from biomechgpt.evaluation.evaluate import knee_period_cadence
+
+        # one stride period for both legs; NaN (no period) tells gait_cycle_starts not to search again
+        cadence = knee_period_cadence(motion) or float("nan")
+        cycles = {side: gait_cycle_starts(motion, side, cadence) for side in ("r", "l")}
         counts = {side: len(gait_cycle_curves(motion, f"hip_flexion_{side}", starts))
                   for side, starts in cycles.items()}
         if counts["r"] < MIN_GAIT_CYCLES:
