@@ -2,9 +2,10 @@
 
 The model answers one task at a time ([`BiomechGPTForCausalLM.answer_batch`]). Around it, this module:
 
-- routes each question with the processor ([`BiomechGPTProcessor.route_question`]) and answers a question about none
-  of the tasks with a refusal that lists them, and an ambiguous one with a note naming the task it took; a routed
-  question is put to the model in its task's most frequent training wording, so rewording it never changes the answer;
+- routes each question ([`route_question`]: the processor's router, [`BiomechGPTProcessor.route_question`], on the
+  question with everyday wordings put in the clinical words its cues know) and answers a question about none of the
+  tasks with a refusal that lists them, and an ambiguous one with a note naming the task it took; a routed question is
+  put to the model in its task's most frequent training wording, so rewording it never changes the answer;
 - composes a summary from the model's own answers to the other tasks (so it never contradicts them and is never cut
   off mid-number), instead of letting the model write one freely;
 - answers a gait metric (cadence, speed, stride length) of a recording the model reads as an activity without gait
@@ -14,12 +15,14 @@ The model answers one task at a time ([`BiomechGPTForCausalLM.answer_batch`]). A
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
+from biomechgpt.processing.processing_biomechgpt import QuestionRoute
 from biomechgpt.simulation.activities import GAIT_ACTIVITIES
 
-__all__ = ["GAIT_TASKS", "TIMED_TASKS", "SUMMARY_TASK", "answer_questions"]
+__all__ = ["GAIT_TASKS", "TIMED_TASKS", "SUMMARY_TASK", "EVERYDAY_WORDINGS", "answer_questions", "route_question"]
 
 # Gait metrics: measured on trials of `GAIT_ACTIVITIES` only.
 GAIT_TASKS: tuple[str, ...] = ("cadence", "walking_speed", "stride_length")
@@ -29,6 +32,75 @@ SUMMARY_TASK = "summary"
 _SUMMARY_LABELS = ("activity", "impairment", "impairment_side", "diagnosis", "assistive_device", "fall_history")
 _ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence", "spread", "probabilities",
                 "recordings", "warning")
+
+
+# Everyday wordings and the clinical words the router's cues (processing_biomechgpt.TASK_CUES) know them by: a
+# clinician or a patient says "what is she up to", "which half of the body", "walking support" or "at what rate are
+# the steps taken" where the cues say "doing", "which side", "aid" and "cadence". Each pattern is a regular expression
+# over the lower-cased question, applied in order; the router then scores the question in the clinical words. Only
+# routing reads the rewording: the model is asked its task's own question and the user sees theirs.
+EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
+    # activity: what the person is doing
+    (r"\bup to\b(?! ?\d)", "doing"),
+    (r"\b(?:carry|carries|carrying|carried) out\b|\bengaged in\b|\bbusy with\b", "doing"),
+    (r"\b(?:get|gets|getting|got|rise|rises|rising|stand|stands|standing) up (?:out of|from|off) (?:a|the|his|her|"
+     r"their) (?:chair|seat|stool)\b", "sit to stand"),
+    # impairment: is anything wrong with how they move ("what is wrong with him" stays a diagnosis question)
+    (r"\b(?:is|are|was) (?:there )?(?:anything|something) (?:wrong|off|amiss|not right)\b", "is it abnormal"),
+    (r"\bwrong with (?:how|the way)\b", "abnormal"),
+    (r"\b(?:amiss|odd|strange|weird|peculiar|irregular)\b", "unusual"),
+    (r"\b(?:deficits?|dysfunction|disabilit(?:y|ies)|handicap)\b", "impairment"),
+    # impairment side: a half of the body, one-sided
+    (r"\b(?:which|what|one|either|the other|left|right) half\b|\bhalf of (?:the|his|her|their) body\b",
+     "side"),
+    (r"\b(?:one[- ]?sided|unilateral(?:ly)?|lopsided)\b", "on one side"),
+    (r"\bhemi[- ]?(?:body|side)\b", "side"),
+    # assistive device: walking support, help, equipment
+    (r"\b(?:walking|mobility|gait|external|physical) (?:support|help|equipment|gear)\b", "walking aid"),
+    (r"\b(with|without|uses?|using|used|needs?|needing|requires?|relies on|rely on) (?:any |some |a |an )?"
+     r"(?:support|help|equipment|gear|gadget)\b", r"\1 aid"),
+    (r"\b(?:wheelchair|zimmer|splint|insoles?)\b", "device"),
+    # cadence: the rate, tempo, rhythm or frequency of the steps
+    (r"^(?=.*\b(?:foot ?steps?|steps?|stepping|footfalls?)\b)(.*?)\b(?:rate|tempo|rhythm|frequency|how often|"
+     r"how frequently)\b", r"\1cadence"),
+    # walking speed: miles per hour
+    (r"\b(?:mph|miles (?:per|an|a) hour)\b", "km/h"),
+    # stride length: the size of a step
+    (r"\b(?:step|stride) size\b|\bsize of (?:a |each |the )?(?:step|stride)s?\b", "step length"),
+    (r"\blength of (?:a |each |one |the |their |his |her )?(?:step|stride)s?\b", "stride length"),
+    # summary: a note, recap or account of the trial
+    (r"\b(?:synopsis|recap|rundown|gist|write-?up)\b", "summary"),
+    (r"\b(?:clinical|short|brief|quick) (?:note|account|assessment|paragraph)\b", "summary"),
+)
+_EVERYDAY = [(re.compile(pattern), clinical) for pattern, clinical in EVERYDAY_WORDINGS]
+# A question about an animal, not the recorded person ("How fast can a cheetah run?"), is refused.
+_ANIMALS = re.compile(
+    r"\b(?:animals?|cheetahs?|horses?|dogs?|cats?|cows?|birds?|lions?|tigers?|elephants?|rabbits?|mice|mouse|"
+    r"insects?|spiders?|ants?|fish|snakes?|monkeys?|apes?|bears?|wolf|wolves|deer|kangaroos?|ostrich(?:es)?|"
+    r"penguins?|ducks?|chickens?|pigs?|sheep|goats?|camels?|giraffes?|zebras?|frogs?|hummingbirds?)\b")
+_ABOUT_THE_RECORDING = re.compile(
+    r"\b(?:this|these|here|he|she|they|him|her|them|his|their|patients?|subjects?|participants?|person|recording|"
+    r"trial|clip|file|video)\b")
+
+
+def route_question(processor: Any, question: str) -> QuestionRoute:
+    """Where `ask` and the chat page send `question`: the processor's [`QuestionRoute`] of the question with its
+    everyday wordings in clinical words (`EVERYDAY_WORDINGS`); a question about an animal and not about the recorded
+    person is refused (`task` is `None`).
+
+    Args:
+        processor ([`BiomechGPTProcessor`]): the processor; only its tasks can be chosen.
+        question (`str`): the question as the user wrote it.
+
+    Returns:
+        [`QuestionRoute`]: the task (or `None`), its score and the alternatives.
+    """
+    text = " ".join(question.lower().split())
+    if _ANIMALS.search(text) and not _ABOUT_THE_RECORDING.search(text):
+        return QuestionRoute(None)
+    for pattern, clinical in _EVERYDAY:
+        text = pattern.sub(clinical, text)
+    return processor.route_question(text)
 
 
 def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks: Sequence[str | None] | None = None,
@@ -64,7 +136,7 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
             routed.append(task)
             notes.append(None)
         else:
-            route = processor.route_question(question)
+            route = route_question(processor, question)
             routed.append(route.task)
             notes.append(processor.route_note(route))
 
