@@ -105,6 +105,15 @@ def test_off_topic_questions_are_refused_without_the_model(processor):
     assert ambiguous["task"] in ("tug_time", "fsst_time") and "could also be about" in ambiguous["note"]
 
 
+def test_questions_are_routed_with_their_everyday_wordings(processor):
+    """`ask` and the chat page route with `answering.route_question`, not the processor's cue words alone."""
+    model = FakeModel(processor, "walking")
+    side, cheetah = answer_questions(model, "motion", ["Is the weakness bilateral?", "How fast can a cheetah run?"])
+    assert processor.detect_task("Is the weakness bilateral?") is None
+    assert side["task"] == "impairment_side" and side["label"] == "left"
+    assert cheetah["task"] is None and cheetah["answer"].startswith("I can only answer")
+
+
 def test_an_unknown_explicit_task_is_a_one_line_error(processor):
     with pytest.raises(ValueError, match="task 'gait_speed' is not one this model was trained on"):
         answer_questions(FakeModel(processor, "walking"), "motion", ["Speed?"], tasks=["gait_speed"])
