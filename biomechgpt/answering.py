@@ -6,6 +6,10 @@ The model answers one task at a time ([`BiomechGPTForCausalLM.answer_batch`]). A
   question with everyday wordings put in the clinical words its cues know) and answers a question about none of the
   tasks with a refusal that lists them, and an ambiguous one with a note naming the task it took; a routed question is
   put to the model in its task's most frequent training wording, so rewording it never changes the answer;
+- shows each answer in one fixed sentence per task with the plainest wording of its label or unit
+  ([`present_answer`]), where the model's own sentence is its training answers' shortest, synonyms picked at random
+  ("Activity: a walk."); the label, value, confidence and spread stay the model's, its sentence is kept as
+  `model_text`;
 - composes a summary from the model's own answers to the other tasks (so it never contradicts them and is never cut
   off mid-number), instead of letting the model write one freely;
 - answers a gait metric (cadence, speed, stride length) of a recording the model reads as an activity without gait
@@ -23,7 +27,8 @@ from biomechgpt.dataset_builder.lexicon import LABEL_ALIASES, LABEL_PHRASES
 from biomechgpt.processing.processing_biomechgpt import QuestionRoute
 from biomechgpt.simulation.activities import GAIT_ACTIVITIES
 
-__all__ = ["GAIT_TASKS", "TIMED_TASKS", "SUMMARY_TASK", "EVERYDAY_WORDINGS", "answer_questions", "route_question"]
+__all__ = ["GAIT_TASKS", "TIMED_TASKS", "SUMMARY_TASK", "EVERYDAY_WORDINGS", "answer_questions", "answer_sentence",
+           "present_answer", "route_question"]
 
 # Gait metrics: measured on trials of `GAIT_ACTIVITIES` only.
 GAIT_TASKS: tuple[str, ...] = ("cadence", "walking_speed", "stride_length")
@@ -31,8 +36,12 @@ GAIT_TASKS: tuple[str, ...] = ("cadence", "walking_speed", "stride_length")
 TIMED_TASKS: dict[str, str] = {"tug_time": "timed_up_and_go", "fsst_time": "four_square_step_test"}
 SUMMARY_TASK = "summary"
 _SUMMARY_LABELS = ("activity", "impairment", "impairment_side", "diagnosis", "assistive_device", "fall_history")
-_ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence", "spread", "probabilities",
-                "recordings", "warning")
+_ANSWER_KEYS = ("question", "task", "answer", "model_text", "label", "value", "unit", "confidence", "spread",
+                "probabilities", "recordings", "warning")
+# The corpus's answer template (dataset_builder.templates.ANSWERS) a task's shown answer uses, when not its first:
+# "This trial shows walking.", where the first reads "The person is performing walking."
+_SHOWN_TEMPLATE = {"activity": 1}
+_UNIT_IN_WORDS = 1  # UNIT_PHRASES: "steps per minute", "metres per second", not "steps/min"
 
 
 # Everyday wordings and the clinical words the router's cues (processing_biomechgpt.TASK_CUES) know them by: a
@@ -166,7 +175,9 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
 
     Returns:
         `list[dict]`, one per question: the keys of [`BiomechGPTAnswer`] plus `note` (why the answer is not the
-        model's plain answer to the question, or which task an ambiguous question was taken as; else `None`).
+        model's plain answer to the question, or which task an ambiguous question was taken as; else `None`) and
+        `model_text` (the model's own sentence; `answer` says the same in the task's fixed sentence, see
+        [`present_answer`]; `None` for refusals and composed answers).
         `warning` (the recording is unlike the training data, see [`BiomechGPTAnswer`]) is the same on every answer
         about the recording, refusals and composed summaries included, once the model was asked anything.
     """
@@ -205,7 +216,7 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
     replies = model.answer_batch([motion] * len(batch_tasks), [_plain_question(processor, t) for t in batch_tasks],
                                  tasks=batch_tasks, processor=processor, max_new_tokens=max_new_tokens,
                                  check_motions=True) if batch_tasks else []
-    by_task = {t: _as_dict(r) for t, r in zip(batch_tasks, replies)}
+    by_task = {t: present_answer(_as_dict(r)) for t, r in zip(batch_tasks, replies)}
     activity = by_task.get("activity", {}).get("label")
     warning = next((r["warning"] for r in by_task.values() if r.get("warning")), None)
 
@@ -226,6 +237,64 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
         result["warning"] = warning
         out.append(result)
     return out
+
+
+def answer_sentence(task: str | None, label: str | None = None, value: float | None = None,
+                    unit: str | None = None) -> str | None:
+    """The sentence `ask` and the chat page show for a label or a value of `task`: the corpus's answer template for
+    the task with the first (plainest) phrase of the label, or the value as answers write it with its unit in words.
+
+    Args:
+        task (`str`): a corpus task (`dataset_builder.TASKS`).
+        label (`str`, *optional*): the label of a closed-set task.
+        value (`float`, *optional*): the number of a numeric task, in `unit`.
+        unit (`str`, *optional*): the unit of `value`; defaults to the task's.
+
+    Returns:
+        `str` ("This trial shows walking.", "The participant uses no assistive device.", "The cadence is about 98
+        steps per minute."), or `None` for a summary, a task, label or unit the corpus does not know, or no answer.
+    """
+    from biomechgpt.dataset_builder.tasks import TASKS
+    from biomechgpt.dataset_builder.templates import render_answer
+
+    spec = TASKS.get(task) if task else None
+    try:
+        if spec is not None and spec.kind == "numeric" and value is not None:
+            return render_answer(task, value=float(value), unit=unit or spec.unit, template=0, phrase=_UNIT_IN_WORDS)
+        if spec is not None and spec.kind == "classification" and label is not None:
+            return render_answer(task, label=str(label), template=_SHOWN_TEMPLATE.get(task, 0), phrase=0)
+    except (ValueError, KeyError, IndexError):  # a label or unit of another label set
+        return None
+    return None
+
+
+def present_answer(answer: Any) -> dict[str, Any]:
+    """An answer as `ask` and the chat page show it: `answer` is [`answer_sentence`] of its label or value, the same
+    sentence for the same answer whatever synonym the model's own sentence picked, and `model_text` that sentence.
+
+    Only the wording changes: label, value, unit, confidence, spread and probabilities are the model's, and the shown
+    sentence reads back (`dataset_builder.parse_answer`) as the model's sentence does; where it would not (a number
+    at another precision, a label the corpus does not know), the model's sentence is shown.
+
+    Args:
+        answer ([`BiomechGPTAnswer`] or `dict`): a model's answer.
+
+    Returns:
+        `dict`: its fields with `answer` and `model_text`.
+    """
+    out = answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
+    model_text = out.get("model_text") or out.get("answer")
+    shown = answer_sentence(out.get("task"), out.get("label"), out.get("value"), out.get("unit"))
+    if shown is not None and model_text is not None and not _reads_the_same(out["task"], shown, str(model_text)):
+        shown = None
+    return {**out, "answer": shown or model_text, "model_text": model_text}
+
+
+def _reads_the_same(task: str, shown: str, model_text: str) -> bool:
+    from biomechgpt.dataset_builder import parse_answer
+
+    mine, theirs = parse_answer(task, shown), parse_answer(task, model_text)
+    return (mine.label, mine.value, mine.unit) == (theirs.label, theirs.value, theirs.unit)
 
 
 def _as_dict(reply: Any) -> dict[str, Any]:

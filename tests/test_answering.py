@@ -11,8 +11,10 @@ import re
 
 import pytest
 
-from biomechgpt.answering import answer_questions
-from biomechgpt.dataset_builder import parse_answer
+from biomechgpt.answering import answer_questions, answer_sentence, present_answer
+from biomechgpt.dataset_builder import TASKS, parse_answer
+from biomechgpt.dataset_builder.lexicon import LABEL_PHRASES, UNIT_PHRASES
+from biomechgpt.dataset_builder.templates import answer_choices, render_answer
 from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTAnswer
 from test_routing import full_task_processor
 
@@ -93,7 +95,9 @@ def test_gait_metrics_of_a_recording_without_gait_say_so(processor, activity):
 def test_gait_metrics_of_a_walk_are_the_models_numbers(processor):
     model = FakeModel(processor, "walking")
     cadence = answer_questions(model, "motion", ["What is the cadence?"])[0]
-    assert cadence["value"] == 97.6 and cadence["answer"] == "About 98 steps/min." and cadence["note"] is None
+    assert cadence["value"] == 97.6 and cadence["note"] is None
+    assert cadence["answer"] == "The cadence is about 98 steps per minute."
+    assert cadence["model_text"] == "About 98 steps/min."
 
 
 def test_off_topic_questions_are_refused_without_the_model(processor):
@@ -136,3 +140,59 @@ def test_a_warning_about_the_recording_comes_with_every_answer(processor):
     answers = answer_questions(FakeModel(processor, "squat", warning), "motion", questions)
     assert [a["warning"] for a in answers] == [warning] * 4  # a refusal and a no-gait answer included
     assert all(a["warning"] is None for a in answer_questions(FakeModel(processor, "walking"), "motion", questions))
+
+
+CLOSED_LABELS = [(task, label) for task, spec in TASKS.items() if spec.kind == "classification"
+                 for label in spec.labels]
+
+
+@pytest.mark.parametrize("task, label", CLOSED_LABELS)
+def test_every_label_is_shown_in_one_plain_sentence(task, label):
+    """Whatever synonym and template the model's sentence picked ("Activity: a walk.", "no aid at all"), the shown
+    answer is the task's one sentence with the label's plainest phrase; it reads back as the same label."""
+    shown = answer_sentence(task, label)
+    assert shown and shown[0].isupper() and shown.endswith(".") and "_" not in shown, shown
+    assert parse_answer(task, shown).label == label
+    plainest = LABEL_PHRASES[task][label][0]
+    assert plainest.lower() in shown.lower() or answer_choices(task, label)[1] == 1, shown  # or a sentence per label
+    templates, phrases = answer_choices(task, label)
+    for template in range(templates):
+        for phrase in range(phrases):
+            model_text = render_answer(task, label=label, template=template, phrase=phrase)
+            answer = present_answer({"task": task, "label": label, "answer": model_text, "confidence": 0.7})
+            assert answer["answer"] == shown and answer["model_text"] == model_text
+            assert answer["label"] == label and answer["confidence"] == 0.7
+
+
+@pytest.mark.parametrize("task", [t for t, spec in TASKS.items() if spec.kind == "numeric"])
+@pytest.mark.parametrize("value", [0.537, 1.0, 12.46, 97.6])
+def test_a_number_is_shown_with_its_value_and_unit(task, value):
+    unit = TASKS[task].unit
+    model_text = render_answer(task, value=value, unit=unit, template=2)  # "About 98 steps/min."
+    answer = present_answer({"task": task, "value": value, "unit": unit, "spread": 2.5, "answer": model_text})
+    assert answer["answer"] != model_text and UNIT_PHRASES[unit][1] in answer["answer"]
+    assert (answer["value"], answer["unit"], answer["spread"]) == (value, unit, 2.5)
+    shown, said = parse_answer(task, answer["answer"]), parse_answer(task, model_text)
+    assert (shown.value, shown.unit) == (said.value, said.unit)
+
+
+def test_a_sentence_that_would_read_otherwise_is_the_models():
+    """Presentation never changes what an answer says: a label the corpus does not know, or a generated number at
+    another precision than answers write, keep the model's own sentence."""
+    odd_label = present_answer({"task": "activity", "label": "cartwheel", "answer": "A cartwheel."})
+    assert odd_label["answer"] == "A cartwheel." and odd_label["model_text"] == "A cartwheel."
+    finer = present_answer({"task": "walking_speed", "value": 1.234, "unit": "m/s", "answer": "About 1.234 m/s."})
+    assert finer["answer"] == "About 1.234 m/s."
+    free = present_answer({"task": "summary", "answer": "Walking, unimpaired."})
+    assert free["answer"] == "Walking, unimpaired." and answer_sentence("summary") is None
+
+
+def test_the_shown_answers_of_ask_and_the_chat_are_plain(processor):
+    model = FakeModel(processor, "walking")
+    questions = ["What is this person doing?", "Which side is affected?", "Does this person use a walking aid?"]
+    answers = answer_questions(model, "motion", questions)
+    assert [a["answer"] for a in answers] == ["This trial shows walking.", "The left side is affected.",
+                                             "The participant uses a cane."]
+    assert [a["model_text"] for a in answers] == ["walking.", "left.", "cane."]
+    assert [a["label"] for a in answers] == ["walking", "left", "cane"]
+

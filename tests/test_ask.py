@@ -37,11 +37,12 @@ def test_json_prints_one_object_per_question(model_dir, motion_file, capsys):
                    "--max-new-tokens", "4"])
     assert status == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    assert [set(line) for line in lines] == [{"question", "task", "answer", "label", "value", "unit",
+    assert [set(line) for line in lines] == [{"question", "task", "answer", "model_text", "label", "value", "unit",
                                               "confidence", "spread", "probabilities", "recordings", "note",
                                               "warning"}] * 2
     activity, cadence = lines
     assert activity["task"] == "activity" and activity["label"] in ("walking", "running")
+    assert activity["answer"] == f"This trial shows {activity['label']}."  # not the model's "Walking."
     assert 0.5 <= activity["confidence"] <= 1.0 and activity["value"] is None
     assert cadence["task"] == "cadence" and cadence["label"] is None and cadence["confidence"] is None
     assert activity["spread"] is None and cadence["spread"] is None  # no value grid here: greedy decoding
@@ -59,6 +60,7 @@ def test_several_recordings_answer_a_participant_question(model_dir, motion_file
         assert main(["ask", "--model", str(model_dir), "--motion", str(path), "--json", "--question", question]) == 0
         singles.append(json.loads(capsys.readouterr().out))
     assert joint["recordings"] == 2
+    assert joint["answer"] == f"This trial shows {joint['label']}." and joint["model_text"] in ("Walking.", "Running.")
     for label, probability in joint["probabilities"].items():
         assert probability == pytest.approx(sum(s["probabilities"][label] for s in singles) / 2, abs=1e-5)
     assert main(["ask", "--model", str(model_dir), "--motion", str(motion_file), "--motion", str(second),

@@ -167,7 +167,7 @@ def test_format_answer_shows_confidence_or_says_why_not():
     assert "confidence: n/a" in generated
     assert format_answer({"answer": "", "task": None}).startswith("(no answer)")
     noted = format_answer({"answer": "About 9.8 s.", "task": "tug_time", "note": "Answered as a question about X."})
-    assert noted.startswith("About 9.8 s.\n\nAnswered as a question about X.\n\n*task: tug_time")
+    assert noted.startswith("About 9.8 s.\n\nAnswered as a question about X.\n\n*task: tug time")  # words
     warned = format_answer({"answer": "Walking.", "task": "activity", "warning": "This recording is unlike X."})
     assert warned.startswith("Walking.\n\n⚠️ **This recording is unlike X.**\n\n*task: activity")
 

@@ -63,7 +63,8 @@ def test_real_model_answers_corpus_trials_with_confidence(answerer, catalog):
         session.prefix = answerer.prefix_from_codes(catalog.codes(trial_id))
         result = session.ask(answerer, ACTIVITY_QUESTION)
         assert result["task"] == "activity" and result["label"] in ("walking", "running")
-        assert result["answer"] == result["label"].capitalize() + "."
+        assert result["answer"] == f"This trial shows {result['label']}."  # the task's sentence, plainest phrase
+        assert result["model_text"] == result["label"].capitalize() + "."  # the model's own sentence
         assert 0.5 <= result["confidence"] <= 1.0  # the larger of two candidates' probabilities
         assert f"confidence: {100 * result['confidence']:.0f}%" in session.history[-1]["content"]
         cadence = session.ask(answerer, "What is the cadence?")  # generated: no confidence, and the page says so
@@ -210,7 +211,8 @@ def test_chat_command_serves_the_real_model(real_model):
         status, metadata, svg, _, chat = client.predict("t001", False, api_name="/select_trial")
         assert "t001" in status and "running" in metadata and svg.startswith("<svg")
         chat, _, status = client.predict(ACTIVITY_QUESTION, api_name="/ask")
-        assert chat[-1]["content"][0]["text"].split("\n")[0] in ("Walking.", "Running.") and "confidence" in status
+        shown = chat[-1]["content"][0]["text"].split("\n")[0]
+        assert shown in ("This trial shows walking.", "This trial shows running.") and "confidence" in status
     finally:
         server.terminate()
         server.wait(timeout=30)

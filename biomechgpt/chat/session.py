@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from biomechgpt.answering import answer_questions
+from biomechgpt.answering import answer_questions, present_answer
 from biomechgpt.processing.motion import Motion
 
 __all__ = [
@@ -67,15 +67,16 @@ SUGGESTED_QUESTIONS: dict[str, str] = {
 # A question is one sentence; a cap keeps a pasted document from tying up the model.
 MAX_QUESTION_CHARS = 500
 
-_ANSWER_KEYS = ("question", "task", "answer", "label", "value", "unit", "confidence", "spread", "note", "warning")
+_ANSWER_KEYS = ("question", "task", "answer", "model_text", "label", "value", "unit", "confidence", "spread", "note",
+                "warning")
 
 
 @runtime_checkable
 class Answerer(Protocol):
     """Anything that answers a question about a motion.
 
-    `answer(motion, question)` returns a mapping with the keys `question`, `task`, `answer`, `label`, `value`,
-    `unit`, `confidence`, `spread`, `note` and `warning` (missing keys count as `None`).
+    `answer(motion, question)` returns a mapping with the keys `question`, `task`, `answer`, `model_text`, `label`,
+    `value`, `unit`, `confidence`, `spread`, `note` and `warning` (missing keys count as `None`).
     """
 
     def answer(self, motion: Motion, question: str) -> Mapping[str, Any]: ...
@@ -149,7 +150,7 @@ class ModelAnswerer:
             if self.routes:  # refusals, composed summaries, no gait metrics without gait (biomechgpt.answering)
                 return answer_questions(self.model, prefix, [question], max_new_tokens=self.max_new_tokens)[0]
             result = self.model.answer(prefix, question, max_new_tokens=self.max_new_tokens)
-        return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        return present_answer(result)
 
     def answer(self, motion: Motion, question: str) -> dict[str, Any]:
         return self.answer_prepared(self.prepare(motion), question)
@@ -264,7 +265,7 @@ def format_answer(result: Mapping[str, Any]) -> str:
     text = str(result.get("answer") or "").strip() or "(no answer)"
     details = []
     task = result.get("task")
-    details.append(f"task: {task}" if task else "task: not recognised")
+    details.append(f"task: {task.replace('_', ' ')}" if task else "task: not recognised")
     confidence, spread = result.get("confidence"), result.get("spread")
     if confidence is not None and math.isfinite(float(confidence)):
         details.append(f"confidence: {100 * float(confidence):.0f}%")

@@ -76,15 +76,15 @@ def _main(args: argparse.Namespace) -> int:
         if unknown:
             known = ", ".join(sorted(processor.task_kinds))
             raise UsageError(f"--task {unknown[0]}: not a task of this model ({known})")
+    from biomechgpt.answering import answer_questions, present_answer
+
     if len(motions) > 1:
         try:
-            answers = [{**a.to_dict(), "note": None}
+            answers = [{**present_answer(a), "note": None}
                        for a in model.answer_participant(motions, questions, task=args.task)]
         except ValueError as err:
             raise UsageError(f"--motion given {len(motions)} times: {err}") from None
     else:
-        from biomechgpt.answering import answer_questions
-
         answers = answer_questions(model, motions[0], questions, tasks=args.task, max_new_tokens=args.max_new_tokens)
     if not args.json:  # once per recording, before its answers (each JSON object carries it as "warning")
         for warning in dict.fromkeys(a["warning"] for a in answers if a.get("warning")):
