@@ -91,7 +91,8 @@ def test_browser_select_ask_and_bad_upload(browser_page, app_url, tmp_path):
 
     ask(page, "What activity is the person performing?")
     expect(page.locator("#chat")).to_contain_text("confidence:", timeout=30_000)
-    assert re.search(r"(Walking|Running)\.", page.locator("#chat").inner_text()), page.locator("#chat").inner_text()
+    chat = page.locator("#chat").inner_text()
+    assert re.search(r"This trial shows (walking|running)\.", chat), chat  # the task's sentence, not "Walking."
     expect(page.locator("#question textarea")).to_have_value("")
 
     bad = tmp_path / "broken.mot"
@@ -128,10 +129,20 @@ def in_view(page, selector: str) -> bool:
     return box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 100) <= size["height"]
 
 
+def trial_text_room(page) -> tuple[float, float]:
+    """(width of the Trial dropdown's text, px to spare between its end and the arrow; negative when they overlap)."""
+    return page.locator("#trial").evaluate("""trial => {
+        const input = trial.querySelector("input"), arrow = trial.querySelector(".icon-wrap");
+        const box = input.getBoundingClientRect(), pad = parseFloat(getComputedStyle(input).paddingRight);
+        const textEnd = box.left + input.clientWidth - pad;
+        return [input.clientWidth - pad, arrow.getBoundingClientRect().left - textEnd];
+    }""")
+
+
 def test_browser_layout_at_1400_and_900_px(browser_page, app_url, tmp_path):
-    """The conversation is in view without scrolling, the trial details are folded away, the curves are wide enough
-    to read on a narrow window, the stick figure names its colours, a suggested question asks itself, and an upload
-    takes the old trial out of the picker."""
+    """The conversation is in view without scrolling, the trial details are folded away, the trial's label is
+    readable, the curves are wide enough to read on a narrow window, the stick figure names its colours, a suggested
+    question asks itself, and an upload takes the old trial out of the picker."""
     page = browser_page
     expect = pytest.importorskip("playwright.sync_api").expect
     from biomechgpt.motion_io import save_motion
@@ -146,6 +157,10 @@ def test_browser_layout_at_1400_and_900_px(browser_page, app_url, tmp_path):
         expect(page.locator("#stick-figure svg.stick-figure")).to_have_count(1)
         page.evaluate("window.scrollTo(0, 0)")
         assert in_view(page, "#chat") and in_view(page, "#question") and in_view(page, "#ask"), width
+        # room for a label like "P0001_T04 · train · four square step test · incomplete sci" (about 320 px), and the
+        # arrow never over the text (at 900 px the text had 240 px and ran under the arrow)
+        room, to_arrow = trial_text_room(page)
+        assert room >= 320 and to_arrow >= 0, (width, room, to_arrow)
         expect(page.locator("#metadata")).to_be_hidden()  # in the folded "Trial details"
         page.locator("#details").get_by_text("Trial details").click()
         expect(page.locator("#metadata")).to_contain_text("running")

@@ -45,7 +45,19 @@ _CURVE_VIEW_CHOICES = [("per gait cycle (mean ± SD)", "cycle"), ("over time", "
 _UNIT_SUFFIXES = (("_steps_per_min", "steps/min"), ("_m_s", "m/s"), ("_kg", "kg"), ("_s", "s"), ("_m", "m"))
 _WORDS = {"id": "ID", "n": "number of", "tug": "TUG", "fsst": "FSST", "ten": "10"}
 _NAME_FIELDS = ("trial_id", "participant_id", "source")  # their values are names: underscores stay
-_CSS = "#stick-figure svg {max-width: 100%; height: auto}"  # the figure shrinks with a narrow column
+# The figure shrinks with a narrow column. The Trial dropdown's text stops short of its arrow and ends in "…" where a
+# label is longer than the box. Gradio capped the page at 768 px on a window 768 to 1023 px wide, which left the
+# picker 300 px at 900 px (a trial's label cut under the arrow): the page fills the window (`fill_width`, up to
+# `_MAX_PAGE_PX`) and below 1280 px the picker and the conversation share it equally (each 410 px at 900 px).
+_MAX_PAGE_PX = 1216  # as Gradio's cap left the page at 1280 to 1535 px
+_CSS = f"""
+#page {{max-width: {_MAX_PAGE_PX}px; margin: 0 auto}}
+#stick-figure svg {{max-width: 100%; height: auto}}
+#trial input {{text-overflow: ellipsis; padding-right: 24px}}
+@media (max-width: 1279px) {{
+  #picker, #conversation {{flex-grow: 1 !important}}
+}}
+"""
 
 
 def suggested_questions(catalog: TrialCatalog | None = None) -> list[str]:
@@ -238,46 +250,50 @@ def build_app(
         return ask(questions[index], session)
 
     # -- layout --------------------------------------------------------------------------------------------------
-    with gr.Blocks(title="BiomechGPT chat", analytics_enabled=False, delete_cache=(600, _SESSION_TTL_S)) as demo:
+    with gr.Blocks(title="BiomechGPT chat", analytics_enabled=False, delete_cache=(600, _SESSION_TTL_S),
+                   fill_width=True) as demo:
         state = gr.State(ChatSession(), time_to_live=_SESSION_TTL_S, delete_callback=lambda s: s.clear())
-        gr.Markdown("## BiomechGPT · chat with a movement\n"
-                    "Choose a trial or upload joint angles, then ask a question.")
-        with gr.Row():
-            with gr.Column(scale=2, min_width=300):
-                if catalog is not None:
-                    with gr.Group():
-                        with gr.Row():
-                            activity = gr.Dropdown(_readable(catalog.choices("activity")), value=ANY,
-                                                   label="Activity", elem_id="filter-activity", min_width=140)
-                            diagnosis = gr.Dropdown(_readable(catalog.choices("diagnosis")), value=ANY,
-                                                    label="Diagnosis", elem_id="filter-diagnosis", min_width=140)
-                            split = gr.Dropdown(_readable(catalog.choices("split")), value=ANY, label="Split",
-                                                elem_id="filter-split", min_width=140)
-                        first, total = catalog.filter(reveal=False)
-                        trial = gr.Dropdown(first, value=None, label="Trial", elem_id="trial", filterable=True)
-                        count = gr.Markdown(f"{total} trials", elem_id="trial-count")
-                upload = gr.File(label=f"…or upload a motion ({', '.join(UPLOAD_SUFFIXES)}; "
-                                       f"up to {max_upload_mb:g} MB)", type="filepath", elem_id="upload", height=130)
-                reveal = gr.Checkbox(False, label="Reveal labels of test-split trials", elem_id="reveal")
-                status = gr.Markdown(_NO_MOTION, elem_id="status")
-                with gr.Accordion("Trial details", open=False, elem_id="details"):
-                    metadata = gr.Markdown("", elem_id="metadata")
-            with gr.Column(scale=3, min_width=360):
-                chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=400, feedback_options=None,
-                                     placeholder="Answers appear here, each with the model's confidence.")
-                with gr.Row():
-                    question = gr.Textbox(placeholder="Ask about this movement…", show_label=False, scale=6,
-                                          elem_id="question", max_length=500, submit_btn=False)
-                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask", min_width=80)
-                chips = gr.Dataset(components=[question], samples=[[q] for q in questions], type="index",
-                                   label="Suggested questions (one per task): click one to ask it",
-                                   samples_per_page=len(questions), elem_id="suggestions")
-        with gr.Row():
-            with gr.Column(scale=1, min_width=260):
-                stick = gr.HTML("", elem_id="stick-figure", min_height=200)
-            with gr.Column(scale=3, min_width=640):  # under the stick figure, full width, on a narrow window
-                curve_view = gr.Radio(_CURVE_VIEW_CHOICES, value="cycle", label="Joint angles", elem_id="curve-view")
-                curves = gr.Plot(show_label=False, elem_id="curves")
+        with gr.Column(elem_id="page"):  # at most _MAX_PAGE_PX wide, centred
+            gr.Markdown("## BiomechGPT · chat with a movement\n"
+                        "Choose a trial or upload joint angles, then ask a question.")
+            with gr.Row():
+                with gr.Column(scale=2, min_width=300, elem_id="picker"):
+                    if catalog is not None:
+                        with gr.Group():
+                            with gr.Row():
+                                activity = gr.Dropdown(_readable(catalog.choices("activity")), value=ANY,
+                                                       label="Activity", elem_id="filter-activity", min_width=140)
+                                diagnosis = gr.Dropdown(_readable(catalog.choices("diagnosis")), value=ANY,
+                                                        label="Diagnosis", elem_id="filter-diagnosis", min_width=140)
+                                split = gr.Dropdown(_readable(catalog.choices("split")), value=ANY, label="Split",
+                                                    elem_id="filter-split", min_width=140)
+                            first, total = catalog.filter(reveal=False)
+                            trial = gr.Dropdown(first, value=None, label="Trial", elem_id="trial", filterable=True)
+                            count = gr.Markdown(f"{total} trials", elem_id="trial-count")
+                    upload = gr.File(label=f"…or upload a motion ({', '.join(UPLOAD_SUFFIXES)}; "
+                                           f"up to {max_upload_mb:g} MB)", type="filepath", elem_id="upload",
+                                     height=130)
+                    reveal = gr.Checkbox(False, label="Reveal labels of test-split trials", elem_id="reveal")
+                    status = gr.Markdown(_NO_MOTION, elem_id="status")
+                    with gr.Accordion("Trial details", open=False, elem_id="details"):
+                        metadata = gr.Markdown("", elem_id="metadata")
+                with gr.Column(scale=3, min_width=360, elem_id="conversation"):
+                    chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=400, feedback_options=None,
+                                         placeholder="Answers appear here, each with the model's confidence.")
+                    with gr.Row():
+                        question = gr.Textbox(placeholder="Ask about this movement…", show_label=False, scale=6,
+                                              elem_id="question", max_length=500, submit_btn=False)
+                        send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask", min_width=80)
+                    chips = gr.Dataset(components=[question], samples=[[q] for q in questions], type="index",
+                                       label="Suggested questions (one per task): click one to ask it",
+                                       samples_per_page=len(questions), elem_id="suggestions")
+            with gr.Row():
+                with gr.Column(scale=1, min_width=260):
+                    stick = gr.HTML("", elem_id="stick-figure", min_height=200)
+                with gr.Column(scale=3, min_width=640):  # under the stick figure, full width, on a narrow window
+                    curve_view = gr.Radio(_CURVE_VIEW_CHOICES, value="cycle", label="Joint angles",
+                                          elem_id="curve-view")
+                    curves = gr.Plot(show_label=False, elem_id="curves")
 
         view = [state, status, metadata, stick, curves, chatbot]
         if catalog is not None:
