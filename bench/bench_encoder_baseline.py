@@ -7,7 +7,8 @@ task-balanced losses, the epoch chosen on the validation split): this script tra
 and prints the validation learning curve (metric per epoch) and the selected epoch's scores on the test split, which
 `biomechgpt evaluate` does not score (its baseline is the better of gradient-boosted trees and a small CNN).
 
-    .venv/bin/python bench/bench_encoder_baseline.py --run runs/default [--epochs 8] [--threads 2]
+    .venv/bin/python bench/bench_encoder_baseline.py --run runs/default [--epochs 8] [--threads 2] \
+        [--no-statistics-token]
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default="runs/default", help="a biomechgpt run folder (cohort/ and dataset/)")
     parser.add_argument("--epochs", type=float, default=8.0, help="passes over the training trials (default: 8)")
     parser.add_argument("--hidden", type=int, default=64, help="encoder channels (default: 64)")
+    parser.add_argument("--no-statistics-token", action="store_true",
+                        help="every query token attends (default, as training: the last one pools mean and std)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         targets[split] = encoder_targets(rows, metadata["task_kinds"], metadata["task_units"],
                                          classes=targets["train"].classes if split != "train" else None)
     torch.manual_seed(args.seed)
-    encoder = BiomechGPTMotionEncoder(33, args.hidden, 3, 16)
+    encoder = BiomechGPTMotionEncoder(33, args.hidden, 3, 16, statistics_token=not args.no_statistics_token)
     started = time.perf_counter()
     summary = pretrain_motion_encoder(
         encoder, features["train"], targets["train"], validation_features=features["validation"],
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs, seed=args.seed, progress=False)
     seconds = time.perf_counter() - started
     tasks = list(summary["report_scores"])
-    print(f"motion encoder + linear heads, hidden {args.hidden}, {summary['trials']} training trials, "
+    pooling = "no statistics token" if args.no_statistics_token else "statistics token"
+    print(f"motion encoder + linear heads, hidden {args.hidden}, {pooling}, {summary['trials']} training trials, "
           f"{summary['steps']} steps in {seconds:.0f} s on {torch.get_num_threads()} threads")
     print("validation learning curve (macro-F1 for closed-set tasks, Pearson r for numeric ones):")
     print(f"{'epoch':>5} {'val loss':>9} " + " ".join(f"{t[:10]:>10}" for t in tasks))

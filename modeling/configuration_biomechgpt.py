@@ -63,6 +63,9 @@ class BiomechGPTConfig(PretrainedConfig):
             Channels of the motion encoder.
         motion_encoder_layers (`int`, *optional*, defaults to 3):
             Residual blocks per resolution of the motion encoder.
+        motion_statistics_token (`bool`, *optional*, defaults to `False`):
+            Whether the motion encoder's last query token pools the mean and standard deviation of its frames over
+            time instead of attending (see [`BiomechGPTMotionEncoder`]); `biomechgpt train` sets it.
         motion_readout_tasks (`list[str]`, *optional*):
             Tasks with a readout token (see [`BiomechGPTMotionEncoder`]); the last of the `num_motion_tokens` soft
             tokens, in this order. Empty: every soft token is a query token.
@@ -116,6 +119,7 @@ class BiomechGPTConfig(PretrainedConfig):
     motion_feature_channels: int = 33
     motion_encoder_hidden_size: int = 64
     motion_encoder_layers: int = 3
+    motion_statistics_token: bool = False
     motion_readout_tasks: list[str] | None = None
     motion_readout_sizes: list[int] | None = None
     motion_readout_labels: list[list[str]] | None = None
@@ -152,9 +156,14 @@ class BiomechGPTConfig(PretrainedConfig):
                              f"({len(self.motion_readout_sizes)}) must have one entry per readout task")
         if any(n < 1 for n in self.motion_readout_sizes):
             raise ValueError(f"motion_readout_sizes must be at least 1 each, got {self.motion_readout_sizes}")
-        if len(self.motion_readout_tasks) >= self.num_motion_tokens:
+        if not isinstance(self.motion_statistics_token, bool):
+            raise ValueError(f"motion_statistics_token must be true or false, got {self.motion_statistics_token!r}")
+        reserved = len(self.motion_readout_tasks) + self.motion_statistics_token
+        if reserved >= self.num_motion_tokens:
             raise ValueError(f"num_motion_tokens {self.num_motion_tokens} must exceed the "
-                             f"{len(self.motion_readout_tasks)} readout tokens (at least one query token)")
+                             f"{len(self.motion_readout_tasks)} readout tokens"
+                             + (" plus the statistics token" if self.motion_statistics_token else "")
+                             + " (at least one learned query token)")
         self._check_readout_calibration()
         for name in ("motion_start_token_id", "motion_end_token_id", "motion_feature_token_id"):
             value = getattr(self, name)

@@ -280,7 +280,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         self.motion_encoder = BiomechGPTMotionEncoder(
             config.motion_feature_channels, config.motion_encoder_hidden_size, config.motion_encoder_layers,
             config.num_motion_tokens, readout_sizes=config.motion_readout_sizes or (),
-            readout_tasks=config.motion_readout_tasks or ())
+            readout_tasks=config.motion_readout_tasks or (), statistics_token=config.motion_statistics_token)
         self.multi_modal_projector = BiomechGPTMultiModalProjector(
             config.motion_encoder_hidden_size, config.get_text_config(decoder=True).hidden_size)
 
@@ -309,6 +309,22 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
             raise ValueError(f"input_ids hold {int(slots.sum())} motion placeholders for {projected.shape[0]} motions "
                              f"of {projected.shape[1]} tokens each ({input_ids.shape[0]} rows)")
         return embeds.masked_scatter(slots[..., None], projected.to(embeds.dtype))
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """As [`~PreTrainedModel.from_pretrained`]; the motion encoder's and projector's weights then get their own
+        memory. Loaded weights are views into the safetensors file at whatever byte offset it gives them, and on
+        unaligned weights oneDNN's convolutions sum in another (equally valid) order: a reloaded encoder would then
+        differ from the saved one in the last bits (a numeric answer's spread in its seventh digit). These weights are
+        small, so copying them is free."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True returns a tuple
+        if model.config.reads_features:
+            with torch.no_grad():
+                for module in (model.motion_encoder, model.multi_modal_projector):
+                    for tensor in (*module.parameters(), *module.buffers()):
+                        tensor.data = tensor.data.clone()
+        return loaded
 
     # -- building from a text-only model ---------------------------------------------------------------------------
     @classmethod
@@ -343,7 +359,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 [`BiomechGPTConfig`]); the last two add the `<motion_features>` placeholder token and a motion encoder.
             motion_encoder (`dict`, *optional*): encoder fields of [`BiomechGPTConfig`] (`num_motion_tokens`,
                 `motion_feature_channels`, `motion_encoder_hidden_size`, `motion_encoder_layers`,
-                `motion_readout_tasks`, `motion_readout_sizes`).
+                `motion_statistics_token`, `motion_readout_tasks`, `motion_readout_sizes`).
 
         Returns:
             [`BiomechGPTForCausalLM`] wrapping `language_model`.

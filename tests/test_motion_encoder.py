@@ -19,7 +19,8 @@ from biomechgpt.modeling.modeling_motion_encoder import BiomechGPTMotionEncoder
 from test_train_helpers import make_motion, make_tiny_model_and_processor
 
 QUESTIONS = ["What activity is the person performing?", "What is the cadence?"]
-# "+readout": readout tokens; "+fused": readout tokens whose calibrated heads also weigh into the answers
+# "+readout": readout tokens; "+fused": readout tokens whose calibrated heads also weigh into the answers, and a
+# statistics token (the default training recipe)
 READS_MOTION = ["continuous", "both", "continuous+readout", "continuous+fused"]
 
 
@@ -27,7 +28,8 @@ READS_MOTION = ["continuous", "both", "continuous+readout", "continuous+fused"]
 def model_and_processor(request):
     motion_input, _, readout = request.param.partition("+")
     model, processor = make_tiny_model_and_processor(motion_input=motion_input, readout=bool(readout),
-                                                     readout_weight=1.0 if readout == "fused" else 0.0)
+                                                     readout_weight=1.0 if readout == "fused" else 0.0,
+                                                     statistics=readout == "fused")
     model.eval()
     model.processor = processor
     return model, processor
@@ -61,9 +63,10 @@ def test_forward_with_frames_equals_forward_with_precomputed_features(model_and_
     assert features.shape == (1, processor.num_motion_tokens, model.config.motion_encoder_hidden_size)
 
 
-def test_encoder_output_does_not_depend_on_batch_padding():
+@pytest.mark.parametrize("statistics_token", [False, True])
+def test_encoder_output_does_not_depend_on_batch_padding(statistics_token):
     torch.manual_seed(0)
-    encoder = BiomechGPTMotionEncoder(33, 16, 2, 4).eval()
+    encoder = BiomechGPTMotionEncoder(33, 16, 2, 4, statistics_token=statistics_token).eval()
     from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
 
     short = {"motion_values": np.random.default_rng(0).normal(size=(40, 33)).astype("float32"),
@@ -336,6 +339,9 @@ def test_training_stores_the_calibration_only_where_the_heads_keep_their_meaning
     ({"readout_answer_weight": float("nan")}, "finite number >= 0"),
     ({"motion_readout_tasks": ["activity"], "motion_readout_sizes": [0]}, "at least 1"),
     ({"motion_readout_tasks": list("abcd"), "motion_readout_sizes": [2] * 4}, "must exceed the 4 readout tokens"),
+    ({"motion_readout_tasks": list("abc"), "motion_readout_sizes": [2] * 3, "motion_statistics_token": True},
+     "plus the statistics token"),
+    ({"motion_statistics_token": "yes"}, "must be true or false"),
 ])
 def test_bad_readout_settings_are_refused_in_one_line(fields, message):
     from transformers import LlamaConfig

@@ -73,12 +73,13 @@ def make_hub_llama(folder: Path, *, seed: int = 0) -> Path:
 
 
 def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_input: str = "codes",
-                                  readout: bool = False, readout_weight: float = 0.0):
+                                  readout: bool = False, readout_weight: float = 0.0, statistics: bool = False):
     """An untrained `BiomechGPTForCausalLM` (hidden 32, 2 layers) and its processor with activity / cadence /
     summary task metadata; with `motion_input` "continuous" or "both", a motion encoder (hidden 16, 4 soft tokens)
     and a MotionTokenizer in the processor; with `readout`, two more soft tokens: readouts of activity and cadence.
     A `readout_weight` above 0 calibrates the heads (cadence head: mean 110, std 5, error 4 steps/min) and gives
-    cadence a value grid (95-125), so that both kinds of answer weigh the heads in."""
+    cadence a value grid (95-125), so that both kinds of answer weigh the heads in. With `statistics`, the encoder's
+    last query token pools the frames' mean and standard deviation (`motion_statistics_token`)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -92,7 +93,8 @@ def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_inp
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
                          tie_word_embeddings=tie, pad_token_id=0, eos_token_id=1, bos_token_id=None)
     torch.manual_seed(seed)
-    encoder = {"num_motion_tokens": 4, "motion_encoder_hidden_size": 16, "motion_encoder_layers": 1}
+    encoder = {"num_motion_tokens": 4, "motion_encoder_hidden_size": 16, "motion_encoder_layers": 1,
+               "motion_statistics_token": statistics}
     if readout:
         encoder |= {"num_motion_tokens": 6, "motion_readout_tasks": ["activity", "cadence"],
                     "motion_readout_sizes": [2, 1]}

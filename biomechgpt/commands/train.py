@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-motion-readout", action="store_true",
                         help="no readout tokens: the language model reads only the encoder's query tokens (default: "
                         "one readout token per task, stage 1's head for it)")
+    parser.add_argument("--no-motion-statistics-token", action="store_true",
+                        help="every query token of the motion encoder attends (default: the last one pools the mean "
+                        "and standard deviation of the frames)")
     parser.add_argument("--readout-answer-weight", type=float, default=1.0, metavar="W",
                         help="how much the readout heads count in closed-set and numeric answers beside the language "
                         "model (default: 1, equal; 0: the language model alone)")
@@ -94,6 +97,7 @@ def _main(args: argparse.Namespace) -> int:
                           cohort_dir=args.cohort, freeze_motion_encoder=not args.train_motion_encoder, bf16=args.bf16,
                           gradient_checkpointing=args.gradient_checkpointing, logging_steps=args.logging_steps,
                           save_dtype=args.save_dtype, motion_readout=not args.no_motion_readout,
+                          motion_statistics_token=not args.no_motion_statistics_token,
                           readout_answer_weight=args.readout_answer_weight, **encoder)
     except ValueError as err:  # bad hyperparameters are usage errors
         raise UsageError(str(err)) from None
