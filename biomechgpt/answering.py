@@ -2,10 +2,10 @@
 
 The model answers one task at a time ([`BiomechGPTForCausalLM.answer_batch`]). Around it, this module:
 
-- routes each question ([`route_question`]: the processor's router, [`BiomechGPTProcessor.route_question`], on the
-  question with everyday wordings put in the clinical words its cues know) and answers a question about none of the
-  tasks with a refusal that lists them, and an ambiguous one with a note naming the task it took; a routed question is
-  put to the model in its task's most frequent training wording, so rewording it never changes the answer;
+- routes each question with the processor's router ([`BiomechGPTProcessor.route_question`], the one `model.answer`
+  and the Hub remote code use too) and answers a question about none of the tasks with a refusal that lists them,
+  and an ambiguous one with a note naming the task it took; a routed question is put to the model in its task's most
+  frequent training wording, so rewording it never changes the answer;
 - shows each answer in one fixed sentence per task with the plainest wording of its label or unit
   ([`present_answer`]), where the model's own sentence is its training answers' shortest, synonyms picked at random
   ("Activity: a walk."); the label, value, confidence and spread stay the model's, its sentence is kept as
@@ -19,16 +19,12 @@ The model answers one task at a time ([`BiomechGPTForCausalLM.answer_batch`]). A
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from biomechgpt.dataset_builder.lexicon import LABEL_ALIASES, LABEL_PHRASES
-from biomechgpt.processing.processing_biomechgpt import QuestionRoute
 from biomechgpt.simulation.activities import GAIT_ACTIVITIES
 
-__all__ = ["GAIT_TASKS", "TIMED_TASKS", "SUMMARY_TASK", "EVERYDAY_WORDINGS", "answer_questions", "answer_sentence",
-           "present_answer", "route_question"]
+__all__ = ["GAIT_TASKS", "TIMED_TASKS", "SUMMARY_TASK", "answer_questions", "answer_sentence", "present_answer"]
 
 # Gait metrics: measured on trials of `GAIT_ACTIVITIES` only.
 GAIT_TASKS: tuple[str, ...] = ("cadence", "walking_speed", "stride_length")
@@ -42,123 +38,6 @@ _ANSWER_KEYS = ("question", "task", "answer", "model_text", "label", "value", "u
 # "This trial shows walking.", where the first reads "The person is performing walking."
 _SHOWN_TEMPLATE = {"activity": 1}
 _UNIT_IN_WORDS = 1  # UNIT_PHRASES: "steps per minute", "metres per second", not "steps/min"
-
-
-# Everyday wordings and the clinical words the router's cues (processing_biomechgpt.TASK_CUES) know them by: a
-# clinician or a patient says "what is she up to", "which half of the body", "walking support" or "at what rate are
-# the steps taken" where the cues say "doing", "which side", "aid" and "cadence"; and names of labels from the
-# corpus's lexicon ("bilateral", "unaided", "CVA") that the cues lack. Each pattern is a regular expression
-# over the lower-cased question, applied in order; the router then scores the question in the clinical words. Only
-# routing reads the rewording: the model is asked its task's own question and the user sees theirs.
-EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
-    # activity: what the person is doing
-    (r"\bup to\b(?! ?\d)", "doing"),
-    (r"\b(?:carry|carries|carrying|carried) out\b|\bengaged in\b|\bbusy with\b", "doing"),
-    (r"\b(?:get|gets|getting|got|rise|rises|rising|stand|stands|standing) up (?:out of|from|off) (?:a|the|his|her|"
-     r"their) (?:chair|seat|stool)\b", "sit to stand"),
-    (r"\b(what|which) (?:kind|type|sort) of (?=(?:task|test)s?\b)", r"\1 "),
-    (r"\b(?:identify|name|classify|recogni[sz]e) (?:the |this )?(?:motion|movement|activity|task|exercise)\b",
-     "which activity"),
-    (r"\b(?:asked|instructed|told|supposed|meant) to do\b", "doing"),
-    (r"\btasks?\b", "activity"),
-    (r"\b(?:{0})(?: \w+){{0,3}} or (?:\w+ ){{0,2}}(?:{0})\b".format(
-        "walking|running|jogging|standing|sitting|squatting|jumping|hopping|turning|stepping|climbing|marching"),
-     "activity"),
-    # impairment: is anything wrong with how they move ("what is wrong with him" stays a diagnosis question)
-    (r"\b(?:is|are|was) (?:there )?(?:anything|something) (?:wrong|off|amiss|not right)\b", "is it abnormal"),
-    (r"\bwrong with (?:how|the way)\b", "abnormal"),
-    (r"\b(?:amiss|odd|strange|weird|peculiar|irregular)\b", "unusual"),
-    (r"\b(?:deficits?|dysfunction|disabilit(?:y|ies)|handicap)\b", "impairment"),
-    (r"\bdisturb\w*", "impairment"),
-    # impairment side: a half of the body, one-sided
-    (r"\b(?:which|what|one|either|the other|left|right) half\b|\bhalf of (?:the|his|her|their) body\b",
-     "side"),
-    (r"\b(?:one[- ]?sided|unilateral(?:ly)?|lopsided)\b", "on one side"),
-    (r"\bhemi[- ]?(?:body|side)\b", "side"),
-    (r"\b(which|what) (?:lower|upper) (?:limb|leg|extremity)\b|\b(which|what) extremity\b", r"\1\2 limb"),
-    (r"\b(?:protect\w*|guard\w*|spar(?:e|es|ed|ing))\b", "favour"),
-    (r"\b(?:than|compared (?:to|with)|versus|vs) the other(?: one| leg| side| limb| foot)?\b", "one side"),
-    (r"\bbilateral(?:ly)?\b(?! (?:forearm |elbow )?crutch)", "both sides"),
-    (r"\bsymmetr\w*", "asymmetry"),
-    (r"^(?=.*\b(?:sides?|legs?|limbs?|feet|foot)\b)(.*?)\b(?:worse|poorer|less good|more affected)\b", r"\1weaker"),
-    # assistive device: walking support, help, equipment
-    (r"\b(?:walking|mobility|gait|external|physical) (?:support|help|equipment|gear)\b", "walking aid"),
-    (r"\b(with|without|uses?|using|used|needs?|needing|requires?|relies on|rely on) (?:any |some |a |an )?"
-     r"(?:support|help|equipment|gear|gadget)\b", r"\1 aid"),
-    (r"\b(?:wheelchair|zimmer|splint|insoles?)\b", "device"),
-    (r"\b(?:unaided|unassisted|independently)\b", "without an aid"),
-    # cadence: the rate, tempo, rhythm or frequency of the steps
-    (r"^(?=.*\b(?:foot ?steps?|steps?|stepping|footfalls?)\b)(.*?)\b(?:rate|tempo|rhythm|frequency|how often|"
-     r"how frequently)\b", r"\1cadence"),
-    # walking speed: miles per hour, a slow walker
-    (r"\b(?:mph|miles (?:per|an|a) hour)\b", "km/h"),
-    (r"\b(?:slow|fast|quick|brisk)(?:er)? walkers?\b", "walking speed"),
-    # stride length: the size of a step
-    (r"\b(?:step|stride) size\b|\bsize of (?:a |each |the )?(?:step|stride)s?\b", "step length"),
-    (r"\blength of (?:a |each |one |the |their |his |her )?(?:step|stride)s?\b", "stride length"),
-    (r"\b(?:short|long|small|big|large|tiny|little)(?:er)? (?:steps?|strides?)\b|"
-     r"\b(?:steps?|strides?) (?:\w+ ){0,2}(?:short|long|small|big|large|tiny)(?:er)?\b", "step length"),
-    # summary: a note, recap or account of the trial
-    (r"\b(?:synopsis|recap|rundown|gist|write-?up)\b", "summary"),
-    (r"\b(?:clinical|short|brief|quick) (?:note|account|assessment|paragraph)\b", "summary"),
-    (r"\bwhat (?:do |did |can )?you (?:observe|notice|see|make of)\b", "your observations"),
-)
-_EVERYDAY = [(re.compile(pattern), clinical) for pattern, clinical in EVERYDAY_WORDINGS]
-# The corpus's names of the diagnoses and assistive devices (dataset_builder.lexicon: "knee OA", "CVA", "a frame",
-# "unaided") name their task: each is read as the task's clinical word. Longest names first, so "bilateral crutches"
-# is a device before "bilateral" is a side; "healthy" and "control" stay everyday words and "hemiparesis" also
-# names a side.
-_LABEL_WORDS = {"diagnosis": "diagnosis", "assistive_device": "assistive device"}
-_NOT_LABEL_NAMES = ("healthy", "control", "hemiparesis", "hemiparetic")
-
-
-def _label_names() -> dict[str, str]:
-    """name -> task, for every phrase and alias of the labels of `_LABEL_WORDS`' tasks, in words, without article."""
-    names = {}
-    for task in _LABEL_WORDS:
-        for source in (LABEL_PHRASES, LABEL_ALIASES):
-            for phrase in (p for phrases in source[task].values() for p in phrases):
-                name = re.sub(r"^(?:a|an|the) ", "", " ".join(re.findall(r"[a-z0-9']+", phrase.lower())))
-                if name not in _NOT_LABEL_NAMES:
-                    names[name] = task
-    return names
-
-
-_LABEL_TASK = _label_names()
-_LABEL_NAME = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(_LABEL_TASK, key=len, reverse=True))) + r")\b")
-# A question about an animal, a product or what a kind of being can do ("How fast can a cheetah run?", "Which running
-# shoe should I buy?"), and not about the recorded person, is refused.
-_OTHER_SUBJECTS = re.compile(
-    r"\b(?:recommend\w*|buy|buying|purchase\w*|shop|shopping|prices?|brands?)\b|"
-    r"\b(?:animals?|cheetahs?|horses?|dogs?|cats?|cows?|birds?|lions?|tigers?|elephants?|rabbits?|mice|mouse|"
-    r"insects?|spiders?|ants?|fish|snakes?|monkeys?|apes?|bears?|wolf|wolves|deer|kangaroos?|ostrich(?:es)?|"
-    r"penguins?|ducks?|chickens?|pigs?|sheep|goats?|camels?|giraffes?|zebras?|frogs?|hummingbirds?)\b|"
-    # what a kind of being can do ("How fast does a greyhound run?", "How far can a human walk?")
-    r"\bhow \w+ (?:can|could|does|do|will|would) (?:a|an|the average|most|humans?|people)\b")
-_ABOUT_THE_RECORDING = re.compile(
-    r"\b(?:this|these|here|he|she|they|him|her|them|his|their|patients?|subjects?|participants?|person|recording|"
-    r"trial|clip|file|video)\b")
-
-
-def route_question(processor: Any, question: str) -> QuestionRoute:
-    """Where `ask` and the chat page send `question`: the processor's [`QuestionRoute`] of the question with its
-    everyday wordings in clinical words (`EVERYDAY_WORDINGS`); a question about an animal or a product and not about
-    the recorded person is refused (`task` is `None`).
-
-    Args:
-        processor ([`BiomechGPTProcessor`]): the processor; only its tasks can be chosen.
-        question (`str`): the question as the user wrote it.
-
-    Returns:
-        [`QuestionRoute`]: the task (or `None`), its score and the alternatives.
-    """
-    text = " ".join(question.lower().replace("-", " ").split())
-    if _OTHER_SUBJECTS.search(text) and not _ABOUT_THE_RECORDING.search(text):
-        return QuestionRoute(None)
-    for pattern, clinical in _EVERYDAY:
-        text = pattern.sub(clinical, text)
-    text = _LABEL_NAME.sub(lambda match: _LABEL_WORDS[_LABEL_TASK[match.group()]], text)
-    return processor.route_question(text)
 
 
 def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks: Sequence[str | None] | None = None,
@@ -196,7 +75,7 @@ def answer_questions(model: Any, motion: Any, questions: Sequence[str], *, tasks
             routed.append(task)
             notes.append(None)
         else:
-            route = route_question(processor, question)
+            route = processor.route_question(question)
             routed.append(route.task)
             notes.append(processor.route_note(route))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .lexicon import label_names
 from .parsing import ParsedAnswer, parse_answer, summary_fields
 from .tasks import (
     CLASSIFICATION_TASKS,
@@ -42,6 +43,7 @@ __all__ = [
     "IMPAIRMENT_LABELS",
     "FALL_HISTORY_LABELS",
     "convert_unit",
+    "label_names",
     "QUESTIONS",
     "render_answer",
     "render_summary",

@@ -8,7 +8,7 @@ any text can be read back without ambiguity (tests check this).
 
 from __future__ import annotations
 
-__all__ = ["LABEL_PHRASES", "LABEL_ALIASES", "TASK_ONLY_FORMS", "UNIT_PHRASES", "UNIT_ALIASES"]
+__all__ = ["LABEL_PHRASES", "LABEL_ALIASES", "TASK_ONLY_FORMS", "UNIT_PHRASES", "UNIT_ALIASES", "label_names"]
 
 LABEL_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
     "activity": {
@@ -136,3 +136,18 @@ UNIT_ALIASES: dict[str, tuple[str, ...]] = {
     "cm": ("centimeters", "centimetre", "centimeter"),
     "s": ("sec", "secs", "second"),
 }
+
+
+def label_names(task: str) -> dict[str, list[str]]:
+    """Every name the corpus gives each label of `task`: its answer phrases (`LABEL_PHRASES`) then the parser's
+    aliases (`LABEL_ALIASES`), as written. Saved with a trained model's processor so that a question naming a label
+    ("a zimmer frame", "CVA") is routed to its task without this package (`BiomechGPTProcessor(label_names=...)`).
+
+    Args:
+        task (`str`): a closed-set task; any other gives `{}`.
+
+    Returns:
+        `dict[str, list[str]]`: label -> names.
+    """
+    phrases, aliases = LABEL_PHRASES.get(task, {}), LABEL_ALIASES.get(task, {})
+    return {label: [*phrases.get(label, ()), *aliases.get(label, ())] for label in {**phrases, **aliases}}

@@ -36,6 +36,7 @@ __all__ = [
     "QuestionRoute",
     "DEFAULT_CHAT_TEMPLATE",
     "CHAT_SPECIAL_TOKENS",
+    "EVERYDAY_WORDINGS",
     "TASK_CUES",
     "TASK_TITLES",
     "prepare_text_tokenizer",
@@ -121,6 +122,82 @@ _ANCHORS = ("walk*", "run*", "step*", "mov*", "motion", "gait", "leg", "legs", "
             "person", "patient*", "subject", "participant*", "trial", "recording", "recorded", "clip", "file", "video",
             "test", "clinical", "problem", "trunk", "knee*", "hip*", "ankle*", "arm*", "stride*", "pattern",
             "affected", "impair*", "weak*", "involved", "progression", "get", "sit")
+# Everyday wordings and the clinical words the cues know them by: a clinician or a patient says "what is she up to",
+# "which half of the body", "walking support" or "at what rate are the steps taken" where the cues say "doing", "which
+# side", "aid" and "cadence". Each pattern is a regular expression over the lower-cased question (hyphens as spaces),
+# applied in order before the cues are matched. Only routing reads the rewording: the model is asked its task's own
+# question and the user sees theirs.
+EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
+    # activity: what the person is doing
+    (r"\bup to\b(?! ?\d)", "doing"),
+    (r"\b(?:carry|carries|carrying|carried) out\b|\bengaged in\b|\bbusy with\b", "doing"),
+    (r"\b(?:get|gets|getting|got|rise|rises|rising|stand|stands|standing) up (?:out of|from|off) (?:a|the|his|her|"
+     r"their) (?:chair|seat|stool)\b", "sit to stand"),
+    (r"\b(what|which) (?:kind|type|sort) of (?=(?:task|test)s?\b)", r"\1 "),
+    (r"\b(?:identify|name|classify|recogni[sz]e) (?:the |this )?(?:motion|movement|activity|task|exercise)\b",
+     "which activity"),
+    (r"\b(?:asked|instructed|told|supposed|meant) to do\b", "doing"),
+    (r"\btasks?\b", "activity"),
+    (r"\b(?:{0})(?: \w+){{0,3}} or (?:\w+ ){{0,2}}(?:{0})\b".format(
+        "walking|running|jogging|standing|sitting|squatting|jumping|hopping|turning|stepping|climbing|marching"),
+     "activity"),
+    # impairment: is anything wrong with how they move ("what is wrong with him" stays a diagnosis question)
+    (r"\b(?:is|are|was) (?:there )?(?:anything|something) (?:wrong|off|amiss|not right)\b", "is it abnormal"),
+    (r"\bwrong with (?:how|the way)\b", "abnormal"),
+    (r"\b(?:amiss|odd|strange|weird|peculiar|irregular)\b", "unusual"),
+    (r"\b(?:deficits?|dysfunction|disabilit(?:y|ies)|handicap)\b", "impairment"),
+    (r"\bdisturb\w*", "impairment"),
+    # impairment side: a half of the body, one-sided
+    (r"\b(?:which|what|one|either|the other|left|right) half\b|\bhalf of (?:the|his|her|their) body\b",
+     "side"),
+    (r"\b(?:one ?sided|unilateral(?:ly)?|lopsided)\b", "on one side"),
+    (r"\bhemi ?(?:body|side)\b", "side"),
+    (r"\b(which|what) (?:lower|upper) (?:limb|leg|extremity)\b|\b(which|what) extremity\b", r"\1\2 limb"),
+    (r"\b(?:protect\w*|guard\w*|spar(?:e|es|ed|ing))\b", "favour"),
+    (r"\b(?:than|compared (?:to|with)|versus|vs) the other(?: one| leg| side| limb| foot)?\b", "one side"),
+    (r"\bbilateral(?:ly)?\b(?! (?:forearm |elbow )?crutch)", "both sides"),
+    (r"\bsymmetr\w*", "asymmetry"),
+    (r"^(?=.*\b(?:sides?|legs?|limbs?|feet|foot)\b)(.*?)\b(?:worse|poorer|less good|more affected)\b", r"\1weaker"),
+    # assistive device: walking support, help, equipment
+    (r"\b(?:walking|mobility|gait|external|physical) (?:support|help|equipment|gear)\b", "walking aid"),
+    (r"\b(with|without|uses?|using|used|needs?|needing|requires?|relies on|rely on) (?:any |some |a |an )?"
+     r"(?:support|help|equipment|gear|gadget)\b", r"\1 aid"),
+    (r"\b(?:wheelchair|zimmer|splint|insoles?)\b", "device"),
+    (r"\b(?:unaided|unassisted|independently)\b", "without an aid"),
+    # cadence: the rate, tempo, rhythm or frequency of the steps
+    (r"^(?=.*\b(?:foot ?steps?|steps?|stepping|footfalls?)\b)(.*?)\b(?:rate|tempo|rhythm|frequency|how often|"
+     r"how frequently)\b", r"\1cadence"),
+    # walking speed: miles per hour, a slow walker
+    (r"\b(?:mph|miles (?:per|an|a) hour)\b", "km/h"),
+    (r"\b(?:slow|fast|quick|brisk)(?:er)? walkers?\b", "walking speed"),
+    # stride length: the size of a step
+    (r"\b(?:step|stride) size\b|\bsize of (?:a |each |the )?(?:step|stride)s?\b", "step length"),
+    (r"\blength of (?:a |each |one |the |their |his |her )?(?:step|stride)s?\b", "stride length"),
+    (r"\b(?:short|long|small|big|large|tiny|little)(?:er)? (?:steps?|strides?)\b|"
+     r"\b(?:steps?|strides?) (?:\w+ ){0,2}(?:short|long|small|big|large|tiny)(?:er)?\b", "step length"),
+    # summary: a note, recap or account of the trial
+    (r"\b(?:synopsis|recap|rundown|gist|write ?up)\b", "summary"),
+    (r"\b(?:clinical|short|brief|quick) (?:note|account|assessment|paragraph)\b", "summary"),
+    (r"\bwhat (?:do |did |can )?you (?:observe|notice|see|make of)\b", "your observations"),
+)
+_EVERYDAY = tuple((re.compile(pattern), clinical) for pattern, clinical in EVERYDAY_WORDINGS)
+# A name of a label of these tasks in a question ("knee OA", "CVA", "a frame", "unaided"; `label_names`) is read as
+# the task's clinical word. "healthy" and "control" stay everyday words and "hemiparesis" also names a side.
+_LABEL_NAMES_NAME = {"diagnosis": "diagnosis", "assistive_device": "assistive device"}
+_NOT_LABEL_NAMES = frozenset({"healthy", "control", "hemiparesis", "hemiparetic"})
+_CORPUS_LEXICON_MODULE = "biomechgpt.dataset_builder"
+# A question about an animal, a product or what a kind of being can do ("How fast can a cheetah run?", "Which running
+# shoe should I buy?"), and not about the recorded person, is refused.
+_OTHER_SUBJECTS = re.compile(
+    r"\b(?:recommend\w*|buy|buying|purchase\w*|shop|shopping|prices?|brands?)\b|"
+    r"\b(?:animals?|cheetahs?|horses?|dogs?|cats?|cows?|birds?|lions?|tigers?|elephants?|rabbits?|mice|mouse|"
+    r"insects?|spiders?|ants?|fish|snakes?|monkeys?|apes?|bears?|wolf|wolves|deer|kangaroos?|ostrich(?:es)?|"
+    r"penguins?|ducks?|chickens?|pigs?|sheep|goats?|camels?|giraffes?|zebras?|frogs?|hummingbirds?)\b|"
+    # what a kind of being can do ("How fast does a greyhound run?", "How far can a human walk?")
+    r"\bhow \w+ (?:can|could|does|do|will|would) (?:a|an|the average|most|humans?|people)\b")
+_ABOUT_THE_RECORDING = re.compile(
+    r"\b(?:this|these|here|he|she|they|him|her|them|his|their|patients?|subjects?|participants?|person|recording|"
+    r"trial|clip|file|video)\b")
 # Words every question shares: example questions agree on them whatever the task.
 _STOP_WORDS = frozenset(
     "a an the is are was were be been do does did this that these those what which who how of in on at for to with "
@@ -253,6 +330,11 @@ class BiomechGPTProcessor(ProcessorMixin):
             (e.g. km/h next to m/s) let the model's belief in every unit count (see
             [`~BiomechGPTProcessor.numeric_candidates`]). Tasks without wordings are answered by greedy decoding.
         task_questions (`dict[str, list[str]]`, *optional*): task → example questions, to route a new question.
+        label_names (`dict[str, dict[str, list[str]]]`, *optional*): closed-set task → label → the names the corpus
+            gives that label (training saves them from `dataset_builder.label_names`); a question naming a diagnosis
+            or an assistive device ("knee OA", "a zimmer frame") is routed to its task. When `None` (a processor saved
+            before they were), they are read from the QA corpus's lexicon if the biomechgpt package is installed, and
+            are none otherwise.
         motion_input (`str`, *optional*, defaults to `"codes"`): what the model reads of a motion (see
             `BiomechGPTConfig.motion_input`): the prefix holds the codes, `num_motion_tokens` placeholders for the
             motion encoder's soft tokens, or both (placeholders first).
@@ -276,6 +358,7 @@ class BiomechGPTProcessor(ProcessorMixin):
         task_units: dict[str, str] | None = None,
         task_questions: dict[str, list[str]] | None = None,
         numeric_answers: dict[str, list[dict[str, Any]]] | None = None,
+        label_names: dict[str, dict[str, list[str]]] | None = None,
         motion_input: str = "codes",
         num_motion_tokens: int = 16,
         motion_feature_token: str = "<motion_features>",
@@ -322,6 +405,11 @@ class BiomechGPTProcessor(ProcessorMixin):
         self.task_units = dict(task_units or {})
         self.task_questions = {t: list(q) for t, q in (task_questions or {}).items()}
         self.numeric_answers = {t: _check_numeric_answers(t, specs) for t, specs in (numeric_answers or {}).items()}
+        self.label_names = None if label_names is None else {
+            t: {str(label): [str(n) for n in names] for label, names in labels.items()}
+            for t, labels in label_names.items()}
+        self._label_name_index: tuple[dict[str, str], re.Pattern | None] | None = None
+        self._corpus_label_names: dict[str, dict[str, list[str]]] | None = None
         self._candidate_cache: dict[str, dict[str, list[int]]] = {}
         self._numeric_cache: dict[str, tuple[list[float], list[list[int]]]] = {}
         self._question_index: tuple[dict[str, float], list[tuple[str, set[str]]]] | None = None
@@ -347,6 +435,7 @@ class BiomechGPTProcessor(ProcessorMixin):
             "task_units": self.task_units,
             "task_questions": self.task_questions,
             "numeric_answers": self.numeric_answers,
+            "label_names": self.routing_label_names,
             "motion_input": self.motion_input,
             "num_motion_tokens": self.num_motion_tokens,
             "motion_feature_token": self.motion_feature_token,
@@ -721,16 +810,64 @@ class BiomechGPTProcessor(ProcessorMixin):
         """The task `question` is about, or `None` when it is none the model can answer (see `route_question`)."""
         return self.route_question(question).task
 
-    def route_question(self, question: str) -> QuestionRoute:
-        """Which of this processor's tasks `question` asks about.
+    @property
+    def routing_label_names(self) -> dict[str, dict[str, list[str]]]:
+        """The label names the router reads (`label_names`, or the corpus lexicon's for a processor saved without
+        them when the biomechgpt package is installed, else none)."""
+        if self.label_names is not None:
+            return self.label_names
+        if self._corpus_label_names is None:
+            try:
+                names = importlib.import_module(_CORPUS_LEXICON_MODULE).label_names
+            except (ImportError, AttributeError):
+                names = None
+            self._corpus_label_names = {} if names is None else {t: names(t) for t in _LABEL_NAMES_NAME}
+        return self._corpus_label_names
 
-        A task scores the words of its cues (`TASK_CUES`) found in the question (one more for a clinical cue: it says
-        more than an everyday one) plus the similarity (IDF-weighted overlap of the words that are not stop words) to
-        its nearest example question (`task_questions`). Without a cue, only a near copy of an example (similarity at
-        least 0.5) in a question about a movement routes the question; a question with neither is refused (`task` is
-        `None`). Tasks scoring at least `AMBIGUOUS_SHARE` of the best are `alternatives`.
+    def routing_text(self, question: str) -> str:
+        """`question` as the router reads it: lower case, hyphens as spaces, its everyday wordings
+        (`EVERYDAY_WORDINGS`) and the names of diagnoses and devices (`label_names`) in the clinical words of the
+        cues."""
+        text = " ".join(question.lower().replace("-", " ").split())
+        for pattern, clinical in _EVERYDAY:
+            text = pattern.sub(clinical, text)
+        task_of, names = self._label_names_pattern()
+        if names is not None:
+            text = names.sub(lambda match: _LABEL_NAMES_NAME[task_of[match.group()]], text)
+        return text
+
+    def _label_names_pattern(self) -> tuple[dict[str, str], re.Pattern | None]:
+        """name -> task for the label names of `_LABEL_NAMES_NAME`'s tasks (lower case, words only, no article), and
+        one pattern that finds them, longest first ("bilateral crutches" before "bilateral")."""
+        if self._label_name_index is None:
+            task_of = {}
+            for task in _LABEL_NAMES_NAME:
+                for names in self.routing_label_names.get(task, {}).values():
+                    for phrase in names:
+                        name = re.sub(r"^(?:a|an|the) ", "", " ".join(re.findall(r"[a-z0-9']+", phrase.lower())))
+                        if name and name not in _NOT_LABEL_NAMES:
+                            task_of[name] = task
+            pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(task_of, key=len, reverse=True))) + r")\b"
+                                 ) if task_of else None
+            self._label_name_index = (task_of, pattern)
+        return self._label_name_index
+
+    def route_question(self, question: str) -> QuestionRoute:
+        """Which of this processor's tasks `question` asks about: the one router of `model.answer`, `ask`, the chat
+        page and the Hub remote code.
+
+        A question about an animal, a product or what a kind of being can do, and not about the recorded person, is
+        refused (`task` is `None`). The others are read in the cues' words (`routing_text`). A task scores the words
+        of its cues (`TASK_CUES`) found in the question (one more for a clinical cue: it says more than an everyday
+        one) plus the similarity (IDF-weighted overlap of the words that are not stop words) to its nearest example
+        question (`task_questions`). Without a cue, only a near copy of an example (similarity at least 0.5) in a
+        question about a movement routes the question; a question with neither is refused. Tasks scoring at least
+        `AMBIGUOUS_SHARE` of the best are `alternatives`.
         """
-        words = _WORD.findall(question.lower())
+        text = " ".join(question.lower().replace("-", " ").split())
+        if _OTHER_SUBJECTS.search(text) and not _ABOUT_THE_RECORDING.search(text):
+            return QuestionRoute(None)
+        words = _WORD.findall(self.routing_text(question))
         anchored = any(_word_matches(a, w) for a in _ANCHORS for w in words)
         scores: dict[str, float] = {}
         for task in self.task_kinds:

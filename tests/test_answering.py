@@ -109,12 +109,15 @@ def test_off_topic_questions_are_refused_without_the_model(processor):
     assert ambiguous["task"] in ("tug_time", "fsst_time") and "could also be about" in ambiguous["note"]
 
 
-def test_questions_are_routed_with_their_everyday_wordings(processor):
-    """`ask` and the chat page route with `answering.route_question`, not the processor's cue words alone."""
+def test_questions_are_routed_as_the_model_routes_them(processor):
+    """`ask` and the chat page route with the processor's router, the one `model.answer` uses: everyday wordings
+    included, questions about an animal refused."""
     model = FakeModel(processor, "walking")
-    side, cheetah = answer_questions(model, "motion", ["Is the weakness bilateral?", "How fast can a cheetah run?"])
-    assert processor.detect_task("Is the weakness bilateral?") is None
+    questions = ["Is the weakness bilateral?", "How fast can a cheetah run?", "Does she walk unassisted?"]
+    side, cheetah, device = answer_questions(model, "motion", questions)
+    assert [a["task"] for a in (side, cheetah, device)] == [processor.detect_task(q) for q in questions]
     assert side["task"] == "impairment_side" and side["label"] == "left"
+    assert device["task"] == "assistive_device"
     assert cheetah["task"] is None and cheetah["answer"].startswith("I can only answer")
 
 

@@ -69,6 +69,19 @@ def test_several_recordings_answer_a_participant_question(model_dir, motion_file
     assert len(err.splitlines()) == 1 and "not a closed-set task" in err
 
 
+def test_one_recording_or_several_route_a_question_alike(model_dir, motion_file, tmp_path, capsys):
+    """One --motion (answer_questions) and several (model.answer_participant) route with the processor's one router:
+    "busy with" names the activity only through its everyday wordings."""
+    second = save_motion(make_motion(frames=90, seed=3), tmp_path / "second.mot")
+    ask = ["ask", "--model", str(model_dir), "--json", "--question", "What is the patient busy with?"]
+    capsys.readouterr()
+    assert main([*ask, "--motion", str(motion_file)]) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "activity"
+    assert main([*ask, "--motion", str(motion_file), "--motion", str(second)]) == 0
+    joint = json.loads(capsys.readouterr().out)
+    assert joint["task"] == "activity" and joint["recordings"] == 2
+
+
 def test_a_recording_unlike_the_training_data_is_warned_about_once(tmp_path, capsys):
     from test_modeling_biomechgpt import calibrated_motion_tokenizer, with_bent_elbows
 

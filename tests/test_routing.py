@@ -1,27 +1,35 @@
 """Question routing: natural questions go to the right task, off-topic ones are refused, ambiguous ones say which
 task they took.
 
-The questions in tests/data/ were written apart from the corpus templates (dataset_builder/templates.py), each set
-before the router change it was measured on; its header says when and what it scored. Sets 1 to 5 have since tuned the
-router's cues (processing_biomechgpt.TASK_CUES) or its everyday wordings (answering.EVERYDAY_WORDINGS), so they guard
-against regressions; routing_questions_unseen6.tsv never tuned either: its floor is the honest estimate on new
-wordings. The sets are routed as `ask` and the chat page route (`answering.route_question`). Run this file with `-s`
-to print the measured shares.
+There is one router, the processor's ([`BiomechGPTProcessor.route_question`]): `model.answer`, `answer_batch`,
+`answer_participant`, `ask`, the chat page and a model loaded as Hub remote code without the biomechgpt package all
+route with it. The questions in tests/data/ were written apart from the corpus templates
+(dataset_builder/templates.py), each set before the router change it was measured on; its header says when and what it
+scored. Sets 1 to 6 have since tuned the router's cues (TASK_CUES) or its everyday wordings (EVERYDAY_WORDINGS), so
+they guard against regressions; the newest set never tuned it: its floor is the honest estimate on new wordings. Run
+this file with `-s` to print the measured shares.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
-from biomechgpt.answering import route_question
+from biomechgpt.dataset_builder import label_names
 from biomechgpt.dataset_builder.tasks import TASKS
 from biomechgpt.dataset_builder.templates import QUESTIONS
+from biomechgpt.processing import processing_biomechgpt
 from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
 from test_train_helpers import make_tiny_model_and_processor
 
 DATA = Path(__file__).parent / "data"
+SETS = sorted(p.name for p in DATA.glob("routing_questions*.tsv"))
 _KINDS = {"classification": "closed", "numeric": "numeric", "summary": "free"}
 
 
@@ -35,11 +43,14 @@ def read_questions(name: str) -> list[tuple[set[str], str]]:
 
 
 def full_task_processor(**kwargs) -> BiomechGPTProcessor:
-    """A processor that knows every corpus task, with the corpus's questions as its examples (as training saves)."""
+    """A processor that knows every corpus task, with the corpus's questions as its examples and its label names (as
+    training saves them)."""
     base = make_tiny_model_and_processor()[1]
     return BiomechGPTProcessor(base.tokenizer, motion_token_offset=base.motion_token_offset, codebook_size=16,
                                task_kinds={name: _KINDS[task.kind] for name, task in TASKS.items()},
-                               task_questions={t: [q.text for q in qs] for t, qs in QUESTIONS.items()}, **kwargs)
+                               task_questions={t: [q.text for q in qs] for t, qs in QUESTIONS.items()},
+                               **{"label_names": {t: label_names(t) for t, task in TASKS.items()
+                                                  if task.kind == "classification"}, **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +62,7 @@ def routing_scores(processor, rows) -> tuple[float, float, list[str]]:
     """(share routed right, share of off-topic questions refused, the misses)."""
     right, refused, off_topic, misses = 0, 0, 0, []
     for accepted, question in rows:
-        task = route_question(processor, question).task or "none"
+        task = processor.route_question(question).task or "none"
         right += task in accepted
         off_topic += accepted == {"none"}
         refused += accepted == {"none"} and task == "none"
@@ -78,11 +89,76 @@ def test_natural_questions_are_routed_and_off_topic_ones_refused(processor, name
     assert refused >= refused_floor, misses
 
 
-@pytest.mark.parametrize("router", ["processor", "answering"])
-def test_the_corpus_questions_are_routed_to_their_own_task(processor, router):
-    route = processor.detect_task if router == "processor" else lambda q: route_question(processor, q).task
-    wrong = [(task, q.text, route(q.text)) for task, qs in QUESTIONS.items() for q in qs if route(q.text) != task]
-    assert wrong == []
+@pytest.fixture(scope="module")
+def old_processor(processor, tmp_path_factory):
+    """`processor` saved, with its processor_config.json as processors were saved before `label_names`, and loaded."""
+    folder = tmp_path_factory.mktemp("old_processor")
+    processor.save_pretrained(folder)
+    config = json.loads((folder / "processor_config.json").read_text())
+    assert config.pop("label_names") == processor.label_names
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    return BiomechGPTProcessor.from_pretrained(folder)
+
+
+def test_the_corpus_questions_are_routed_to_their_own_task(processor, old_processor):
+    for router in (processor, old_processor):
+        wrong = [(task, q.text, router.detect_task(q.text)) for task, qs in QUESTIONS.items() for q in qs
+                 if router.detect_task(q.text) != task]
+        assert wrong == []
+
+
+def test_label_names_are_saved_and_an_old_processor_routes_as_before(processor, old_processor, tmp_path):
+    """A processor saved before `label_names` loads, and with the package installed reads the corpus lexicon's label
+    names, so it routes every question as a new one."""
+    processor.save_pretrained(tmp_path)
+    assert BiomechGPTProcessor.from_pretrained(tmp_path).label_names == processor.label_names
+    assert "zimmer frame" in processor.label_names["assistive_device"]["walker"]
+    assert old_processor.label_names is None
+    assert old_processor.route_question("Does she use a zimmer frame?").task == "assistive_device"
+    questions = [q for name in SETS for _, q in read_questions(name)]
+    assert [old_processor.route_question(q) for q in questions] == [processor.route_question(q) for q in questions]
+
+
+def test_an_old_processor_without_the_package_routes_without_label_names(processor, monkeypatch, tmp_path):
+    monkeypatch.setattr(processing_biomechgpt, "_CORPUS_LEXICON_MODULE", "no_such_package.dataset_builder")
+    old = full_task_processor(label_names=None)
+    assert old.routing_label_names == {}
+    assert old.route_question("Is this consistent with a CVA?").task is None  # a name only the lexicon knows
+    assert old.route_question("Does she walk unassisted?").task == "assistive_device"  # an everyday wording
+    assert old.route_question("What is the cadence?").task == "cadence"
+    old.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "processor_config.json").read_text())["label_names"] == {}
+
+
+REMOTE_ROUTING = textwrap.dedent("""
+    import json, sys
+    sys.modules["biomechgpt"] = None  # the package is not importable: the router must come from the folder
+    from transformers import AutoProcessor
+    processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+    questions = json.loads(open(sys.argv[2]).read())
+    print(json.dumps({"module": type(processor).__module__,
+                      "tasks": [processor.route_question(q).task for q in questions],
+                      "notes": [processor.route_note(processor.route_question(q)) for q in questions]}))
+""")
+
+
+def test_remote_code_routes_like_the_package(processor, tmp_path):
+    """A saved processor loaded as Hub remote code, without the biomechgpt package, routes every question of every
+    set as the package does (its label names come from processor_config.json)."""
+    processor.save_pretrained(tmp_path / "model")
+    questions = [q for name in SETS for _, q in read_questions(name)]
+    (tmp_path / "questions.json").write_text(json.dumps(questions))
+    (tmp_path / "remote.py").write_text(REMOTE_ROUTING)
+    env = {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": "/usr/bin:/bin",
+           "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(tmp_path / "remote.py"), str(tmp_path / "model"),
+                           str(tmp_path / "questions.json")], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    remote = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not remote["module"].startswith("biomechgpt")
+    assert remote["tasks"] == [processor.route_question(q).task for q in questions]
+    assert remote["notes"] == [processor.route_note(processor.route_question(q)) for q in questions]
 
 
 @pytest.mark.parametrize("question, task", [
@@ -94,7 +170,6 @@ def test_the_corpus_questions_are_routed_to_their_own_task(processor, router):
 ])
 def test_the_issue_17_questions(processor, question, task):
     assert processor.detect_task(question) == task
-    assert route_question(processor, question).task == task
 
 
 @pytest.mark.parametrize("question, task", [
@@ -111,7 +186,8 @@ def test_the_issue_17_questions(processor, question, task):
     ("Give me a quick recap.", "summary"),
 ])
 def test_everyday_wordings_are_read_in_the_cues_words(processor, question, task):
-    assert route_question(processor, question).task == task
+    assert processor.route_question(question).task == task
+    assert processor.detect_task(question) == task
 
 
 @pytest.mark.parametrize("question, task", [
@@ -122,7 +198,7 @@ def test_everyday_wordings_are_read_in_the_cues_words(processor, question, task)
     ("Does this patient walk with a cane or a guide dog?", "assistive_device"),  # about the recorded person
 ])
 def test_questions_about_another_being_or_a_product_are_refused(processor, question, task):
-    assert route_question(processor, question).task == task
+    assert processor.route_question(question).task == task
 
 
 def test_an_ambiguous_question_says_which_task_it_took(processor):
@@ -143,7 +219,45 @@ def test_a_refusal_lists_what_the_model_can_answer(processor):
 def test_a_task_the_model_does_not_know_is_never_chosen():
     processor = make_tiny_model_and_processor()[1]  # activity, cadence and summary only
     assert processor.detect_task("Which leg is weaker?") is None
-    assert route_question(processor, "Is the weakness bilateral?").task is None
-    assert route_question(processor, "Does she use a frame?").task is None
+    assert processor.route_question("Is the weakness bilateral?").task is None
+    assert processor.route_question("Does she use a frame?").task is None
     assert processor.detect_task("Steps per minute?") == "cadence"
     assert "cadence" in processor.refusal() and "diagnosis" not in processor.refusal()
+
+
+def test_the_model_routes_with_the_same_router():
+    """`model.answer`, `answer_batch` and `answer_participant` route a question as `ask` and the chat page do: these
+    wordings name their task only through the everyday wordings."""
+    model, processor = make_tiny_model_and_processor()
+    codes = [1, 2, 3, 4, 5, 6, 7, 8]
+    questions = ["What is the patient busy with?", "What is the rhythm of his steps?"]
+    assert [processor.detect_task(q) for q in questions] == ["activity", "cadence"]
+    assert [a.task for a in model.answer(codes, questions, processor=processor)] == ["activity", "cadence"]
+    assert [a.task for a in model.answer_batch([codes, codes], questions, processor=processor)] == [
+        "activity", "cadence"]
+    assert model.answer_participant([codes, codes[::-1]], questions[0], processor=processor).task == "activity"
+
+
+def test_training_saves_the_corpus_label_names_with_the_processor(tmp_path):
+    """Training gives the processor the corpus lexicon's label names (`corpus_task_metadata`), so a trained model's
+    processor_config.json carries them to the Hub and its remote code routes "a zimmer frame" as the package does."""
+    import pandas as pd
+
+    from biomechgpt.training.train_lm import corpus_task_metadata
+
+    frame = pd.DataFrame([
+        {"task": "assistive_device", "question": "Which walking aid?", "answer": "A cane.", "target_label": "cane"},
+        {"task": "assistive_device", "question": "Which walking aid?", "answer": "A walker.",
+         "target_label": "walker"},
+        {"task": "cadence", "question": "What is the cadence?", "answer": "About 100 steps/min.",
+         "target_value": 100.0, "target_unit": "steps/min"},
+    ])
+    meta = corpus_task_metadata(frame)
+    assert meta["label_names"] == {"assistive_device": label_names("assistive_device")}
+    base = make_tiny_model_and_processor()[1]
+    processor = BiomechGPTProcessor(base.tokenizer, motion_token_offset=base.motion_token_offset, **meta)
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())["label_names"]
+    assert "zimmer frame" in saved["assistive_device"]["walker"]
+    assert BiomechGPTProcessor.from_pretrained(tmp_path).detect_task("Does she use a zimmer frame?") == (
+        "assistive_device")

@@ -203,7 +203,8 @@ def load_corpus(dataset_dir: str | os.PathLike, split: str = "train"):
 
 def corpus_task_metadata(frame, *, max_questions: int = 200) -> dict[str, Any]:
     """What the processor needs to know about the tasks, learned from training rows: each task's kind, one answer
-    sentence per label of closed-set tasks (with its share among that label's answers), units and example questions.
+    sentence per label of closed-set tasks (with its share among that label's answers), units, example questions and
+    the corpus lexicon's names of the closed-set tasks' labels (for routing questions that name one).
 
     The candidate sentences of a task share one answer template (see `_shared_answer_template`); within it, a label's
     candidate is the shortest among its frequent answers (at least half as frequent as the most frequent one), and
@@ -246,8 +247,11 @@ def corpus_task_metadata(frame, *, max_questions: int = 200) -> dict[str, Any]:
             kinds[task] = "free"
         q_counts = Counter(str(q).strip() for q in rows["question"])
         questions[task] = [q for q, _ in sorted(q_counts.items(), key=lambda kv: (-kv[1], kv[0]))][:max_questions]
+    from biomechgpt.dataset_builder import label_names
+
     return {"task_kinds": kinds, "answer_candidates": candidates, "answer_log_priors": priors, "task_units": units,
-            "task_questions": questions, "numeric_answers": numeric}
+            "task_questions": questions, "numeric_answers": numeric,
+            "label_names": {task: label_names(task) for task, kind in kinds.items() if kind == "closed"}}
 
 
 _ONE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
