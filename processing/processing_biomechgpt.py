@@ -77,9 +77,11 @@ TASK_TITLES: dict[str, str] = {
 # Words and phrases that tie a free question to a task, in a clinician's or a patient's words: the corpus's example
 # questions cover only the phrasings the model was trained on, and the nearest of them is a task even for "What is the
 # weather today?". A cue word ending in "*" matches every word it begins ("impair*": impaired, impairment), others
-# match the word or its plural; a cue of several words matches them in a row. A cue with a leading "+" is clinical
-# vocabulary and counts on its own; the others ("speed", "which side", "how long") count only in a question that also
-# names a movement, a body part or a recording (`_ANCHORS`), so "What's the speed of light?" is refused.
+# match the word and its inflections ("step": steps, stepping), also after "un" or "non" ("unimpaired"); a cue of
+# several words matches them in a row. A cue with a leading "+" is clinical vocabulary and counts on its own; the
+# others ("speed", "which side", "how long") count only in a question that also names a movement, a body part or a
+# recording (`_ANCHORS`) or points at the recorded person ("his speed"; `_POINTS_AT_THE_RECORDING`), so "What's the
+# speed of light?" is refused.
 TASK_CUES: dict[str, tuple[str, ...]] = {
     "activity": ("+activity", "+activities", "+exercise", "+what test", "+which test", "+what task", "+which task",
                  "what movement", "which movement", "type of", "kind of", "doing", "happening", "going on",
@@ -90,15 +92,21 @@ TASK_CUES: dict[str, tuple[str, ...]] = {
                  "+standing"),
     "impairment": ("+impair*", "+abnormal*", "+limp*", "+pathological", "+gait problem", "+gait disorder",
                    "normal*", "unusual", "healthy", "typical", "affected", "atypical", "+deviation*",
-                   "+movement disorder", "look off", "looks off", "wrong"),
+                   "+movement disorder", "look off", "looks off", "wrong", "+unremarkable", "problem*", "trouble",
+                   "difficult*"),
     "impairment_side": ("which side", "+which leg", "+which limb", "+left or right", "+left or the right",
                         "+right or left", "+right leg", "+left leg", "+one side", "+favour*", "+favor*", "+weaker",
                         "+asymmetr*", "+more involved", "+affected side", "side", "left", "right", "+lateralised",
-                        "+hemipar*", "+right side", "+left side", "+both sides", "+bad side", "+good side"),
+                        "+hemipar*", "+right side", "+left side", "+both sides", "+bad side", "+good side",
+                        "+which foot", "+which feet"),
     "diagnosis": ("+diagnos*", "+condition", "+disease", "+parkinson*", "+stroke", "+cerebral palsy", "+amputee",
                   "+amputation", "+arthritis", "+osteoarthritis", "+spinal cord", "+sci", "+wrong with",
                   "+pathology", "+disorder", "+illness", "+clinical population", "+kind of patient",
-                  "+type of patient"),
+                  "+type of patient", "+ms", "+multiple sclerosis", "+neurolog*", "+orthop*", "+musculoskeletal",
+                  "+neuromuscular", "+ataxi*", "+neuropath*", "+dystoni*", "+spastic*", "+dipleg*", "+huntington*",
+                  "+dementia", "+polio*", "+spina bifida", "+muscular dystrophy", "+scoliosis", "+joint replacement",
+                  "+hip replacement", "+knee replacement", "+sclerosis", "+vestibular", "+aetiology", "+etiology",
+                  "caus*"),
     "assistive_device": ("+cane", "+walker", "+crutch*", "+brace", "+orthosis", "+orthotic*", "+afo", "+aid",
                          "+assistive", "+device", "+stick", "+rollator", "+walking frame"),
     "fall_history": ("+fall*", "+fell", "+faller*"),
@@ -138,12 +146,13 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
      "which activity"),
     (r"\b(?:asked|instructed|told|supposed|meant) to do\b", "doing"),
     (r"\btasks?\b", "activity"),
+    (r"\bwhat (?:did|does|do|is|was) (?:the \w+|he|she|they|this person) (?:do|doing)\b", "what is it doing"),
     (r"\b(?:{0})(?: \w+){{0,3}} or (?:\w+ ){{0,2}}(?:{0})\b".format(
         "walking|running|jogging|standing|sitting|squatting|jumping|hopping|turning|stepping|climbing|marching"),
      "activity"),
     # impairment: is anything wrong with how they move ("what is wrong with him" stays a diagnosis question)
     (r"\b(?:is|are|was) (?:there )?(?:anything|something) (?:wrong|off|amiss|not right)\b", "is it abnormal"),
-    (r"\bwrong with (?:how|the way)\b", "abnormal"),
+    (r"\b(?:wrong|problems?|issues?|trouble|difficult(?:y|ies)) with (?:how|the way)\b", "abnormal"),
     (r"\b(?:amiss|odd|strange|weird|peculiar|irregular)\b", "unusual"),
     (r"\b(?:deficits?|dysfunction|disabilit(?:y|ies)|handicap)\b", "impairment"),
     (r"\bdisturb\w*", "impairment"),
@@ -157,6 +166,9 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
     (r"\b(?:than|compared (?:to|with)|versus|vs) the other(?: one| leg| side| limb| foot)?\b", "one side"),
     (r"\bbilateral(?:ly)?\b(?! (?:forearm |elbow )?crutch)", "both sides"),
     (r"\bsymmetr\w*", "asymmetry"),
+    # a difference between the sides or the legs
+    (r"\bside to side\b|\bleft (?:to |and |versus |vs )?right\b|\bright (?:to |and |versus |vs )?left\b|"
+     r"\b(?:between|across) (?:the |his |her |their )?(?:two |both )?(?:sides|legs|limbs|feet)\b", "asymmetry"),
     (r"^(?=.*\b(?:sides?|legs?|limbs?|feet|foot)\b)(.*?)\b(?:worse|poorer|less good|more affected)\b", r"\1weaker"),
     # assistive device: walking support, help, equipment
     (r"\b(?:walking|mobility|gait|external|physical) (?:support|help|equipment|gear)\b", "walking aid"),
@@ -181,23 +193,42 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
     (r"\bwhat (?:do |did |can )?you (?:observe|notice|see|make of)\b", "your observations"),
 )
 _EVERYDAY = tuple((re.compile(pattern), clinical) for pattern, clinical in EVERYDAY_WORDINGS)
-# A name of a label of these tasks in a question ("knee OA", "CVA", "a frame", "unaided"; `label_names`) is read as
-# the task's clinical word. "healthy" and "control" stay everyday words and "hemiparesis" also names a side.
-_LABEL_NAMES_NAME = {"diagnosis": "diagnosis", "assistive_device": "assistive device"}
-_NOT_LABEL_NAMES = frozenset({"healthy", "control", "hemiparesis", "hemiparetic"})
+# A name of a label of these tasks in a question ("knee OA", "CVA", "a frame", "unaided", "both legs";
+# `label_names`) is read as the task's clinical words. "healthy" and "control" stay everyday words, "hemiparesis" also
+# names a side, and "left", "right" and "both" say too little alone.
+_LABEL_NAMES_NAME = {"diagnosis": "diagnosis", "assistive_device": "assistive device",
+                     "impairment_side": "affected side"}
+_NOT_LABEL_NAMES = frozenset({"healthy", "control", "hemiparesis", "hemiparetic", "left", "right", "both"})
 _CORPUS_LEXICON_MODULE = "biomechgpt.dataset_builder"
 # A question about an animal, a product or what a kind of being can do ("How fast can a cheetah run?", "Which running
 # shoe should I buy?"), and not about the recorded person, is refused.
 _OTHER_SUBJECTS = re.compile(
-    r"\b(?:recommend\w*|buy|buying|purchase\w*|shop|shopping|prices?|brands?)\b|"
+    r"\b(?:recommend\w*|buy|buying|purchase\w*|shop|shopping|prices?|brands?|shoes?|trainers|sneakers|footwear|"
+    r"boots?)\b|"
+    # sport and its records ("How fast does the world's fastest man run?")
+    r"\b(?:world'?s? (?:records?|\w+est)|olympi\w*|athletes?|sprinters?|footballers?)\b|"
     r"\b(?:animals?|cheetahs?|horses?|dogs?|cats?|cows?|birds?|lions?|tigers?|elephants?|rabbits?|mice|mouse|"
     r"insects?|spiders?|ants?|fish|snakes?|monkeys?|apes?|bears?|wolf|wolves|deer|kangaroos?|ostrich(?:es)?|"
     r"penguins?|ducks?|chickens?|pigs?|sheep|goats?|camels?|giraffes?|zebras?|frogs?|hummingbirds?)\b|"
-    # what a kind of being can do ("How fast does a greyhound run?", "How far can a human walk?")
-    r"\bhow \w+ (?:can|could|does|do|will|would) (?:a|an|the average|most|humans?|people)\b")
+    # what a kind of being can do ("How fast does a greyhound run?", "How far can a human walk?", "Why do people
+    # limp?")
+    r"\b(?:how \w+|why) (?:can|could|does|do|will|would) (?:a|an|the average|most|humans?|people|someone|anyone)\b|"
+    # advice for the asker ("How do I improve my running?", "What is the best exercise for knee pain?")
+    r"\bhow (?:do|should) (?:i|we)\b|\bshould (?:i|we)\b|\bbest (?:\w+ )?(?:for|to)\b")
+# A person named with a title ("Mrs Jones") is the recorded one; a question about anyone else named ("How fast can
+# Usain Bolt run?") is refused unless it points at the recording too.
+_TITLED_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.? [A-Z][\w']*(?: [A-Z][\w']*)?")
+_CAPITALISED = re.compile(r"\b[A-Z][a-z][\w']*")
+_EPONYM_OF = re.compile(r"(?:'s)? (?:disease|syndrome|palsy|test|scale|sign|gait|walk|ataxia|chorea)\b")
 _ABOUT_THE_RECORDING = re.compile(
     r"\b(?:this|these|here|he|she|they|him|her|them|his|their|patients?|subjects?|participants?|person|recording|"
     r"trial|clip|file|video)\b")
+# Words that point at the recorded person or the recording ("they" does not: "which side do they drive on"; "this"
+# does unless it is the model or the chat): a weak cue counts in a question that has one.
+_POINTS_AT_THE_RECORDING = re.compile(
+    r"\b(?:(?:this|these)(?! (?:model|ai|assistant|chatbot|bot|app|tool|software|program|system|website|page|"
+    r"question|conversation|chat)\b)|here|he|she|him|her|his|patients?|subjects?|participants?|person|recording|"
+    r"recorded|trial|clip|file|video|footage|session|capture[sd]?)\b")
 # Words every question shares: example questions agree on them whatever the task.
 _STOP_WORDS = frozenset(
     "a an the is are was were be been do does did this that these those what which who how of in on at for to with "
@@ -206,6 +237,25 @@ _STOP_WORDS = frozenset(
 # A question whose best task scores at least this share of its best score is a second reading: the answer says
 # which task it took.
 AMBIGUOUS_SHARE = 0.75
+# Everyday cues too loose to count in a question that only points at the recording ("is this the right place?"):
+# they need a movement or a body part.
+_BODY_CUES = frozenset({"left", "right", "side"})
+# Words a question about the movement names, when it names no body part or recording.
+_MOVEMENT_WORDS = ("walk*", "run*", "step*", "stride*", "mov*", "motion", "gait", "pattern")
+# Words that say nothing of a task, left out of the vocabulary fallback (`_vocabulary_similarity`): function words,
+# the verbs the corpus's questions ask with ("name", "classify", "provide"), words of the recording itself, and words
+# of a label name that are everyday English ("quiet standing", "a pair of crutches", "a single-point cane").
+_FILLER_WORDS = _STOP_WORDS | frozenset(
+    "am has have had being not no yes if as by from into about during after before than then so just only also very "
+    "some all every other else something anything way kind type sort look looks looking seem seems seen see saw "
+    "think say said know let get got one two name classify identify provide based likely most might suggest explain "
+    "explains fit fits known belong shown try trying place clearly within expect never t hasn isn doesn didn wasn "
+    "out each per session clip file video footage capture captured take taken took need needed back up down still "
+    "quiet level line point single pair short brief post user lower loss control four five 360 degree repeated "
+    "previous".split())
+# Without a cue, a question about the recording or the movement goes to the task whose vocabulary holds more than
+# this share of its words.
+FALLBACK_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -214,7 +264,8 @@ class QuestionRoute:
 
     Args:
         task (`str` or `None`): the task taken; `None` when the question is none the model can answer.
-        score (`float`): the evidence for it (matched cue words, plus the similarity to the nearest example).
+        score (`float`): the evidence for it (matched cue words, plus the similarity to the nearest example; for a
+            question without a cue, the share of its words the task's vocabulary holds).
         alternatives (`tuple[str, ...]`): other tasks the question could be about (nearly as strong), best first.
     """
 
@@ -232,10 +283,39 @@ def _cue_pattern(cue: str) -> tuple[bool, tuple[str, ...]]:
     return strong, tuple(cue.lstrip("+").split())
 
 
+def _stem(word: str) -> str:
+    """`word` without an inflection ending: "stepping", "steps" -> "step"; "paced", "pace" -> "pac"."""
+    for ending in ("ing", "ed", "es", "s"):
+        if word.endswith(ending) and len(word) - len(ending) >= 3 and not word.endswith("ss"):
+            word = word[:-len(ending)]
+            break
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeioulsfz":  # stepp -> step, not fall -> fal
+        word = word[:-1]
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
+
+
 def _word_matches(pattern: str, word: str) -> bool:
+    """Whether a cue word (`pattern`, a prefix when it ends in "*") matches `word` or one of its inflections
+    ("steps", "stepping", "paced" match "step" and "pace"; "stepping" matches only itself), also after a negating
+    "un" or "non" ("unimpaired", "nonfaller")."""
+    if _matches(pattern, word):
+        return True
+    for negation in ("non", "un"):
+        if word.startswith(negation) and len(word) - len(negation) >= 4:
+            return _matches(pattern, word[len(negation):])
+    return False
+
+
+def _matches(pattern: str, word: str) -> bool:
     if pattern.endswith("*"):
         return word.startswith(pattern[:-1])
-    return word == pattern or word == pattern + "s" or word == pattern + "es"
+    if word == pattern:
+        return True
+    for ending in ("ing", "ed", "es", "s"):
+        if word.endswith(ending) and len(word) - len(ending) >= 2:
+            base = word[:-len(ending)]
+            return pattern in (base, base + "e") or (base[-1] == base[-2] and pattern == base[:-1])
+    return False
 
 
 def _phrase_in(words: Sequence[str], phrase: Sequence[str]) -> bool:
@@ -410,6 +490,7 @@ class BiomechGPTProcessor(ProcessorMixin):
             for t, labels in label_names.items()}
         self._label_name_index: tuple[dict[str, str], re.Pattern | None] | None = None
         self._corpus_label_names: dict[str, dict[str, list[str]]] | None = None
+        self._vocabulary_index: dict[str, tuple[set[str], tuple[str, ...]]] | None = None
         self._candidate_cache: dict[str, dict[str, list[int]]] = {}
         self._numeric_cache: dict[str, tuple[list[float], list[list[int]]]] = {}
         self._question_index: tuple[dict[str, float], list[tuple[str, set[str]]]] | None = None
@@ -821,14 +902,15 @@ class BiomechGPTProcessor(ProcessorMixin):
                 names = importlib.import_module(_CORPUS_LEXICON_MODULE).label_names
             except (ImportError, AttributeError):
                 names = None
-            self._corpus_label_names = {} if names is None else {t: names(t) for t in _LABEL_NAMES_NAME}
+            self._corpus_label_names = {} if names is None else {
+                t: names(t) for t, kind in self.task_kinds.items() if kind == "closed"}
         return self._corpus_label_names
 
     def routing_text(self, question: str) -> str:
-        """`question` as the router reads it: lower case, hyphens as spaces, its everyday wordings
-        (`EVERYDAY_WORDINGS`) and the names of diagnoses and devices (`label_names`) in the clinical words of the
-        cues."""
-        text = " ".join(question.lower().replace("-", " ").split())
+        """`question` as the router reads it: a person named with a title ("Mrs Jones") as "the patient", lower case,
+        hyphens as spaces, its everyday wordings (`EVERYDAY_WORDINGS`) and the names of diagnoses, devices and sides
+        (`label_names`) in the clinical words of the cues."""
+        text = " ".join(_TITLED_NAME.sub("the patient", question).lower().replace("-", " ").split())
         for pattern, clinical in _EVERYDAY:
             text = pattern.sub(clinical, text)
         task_of, names = self._label_names_pattern()
@@ -856,29 +938,42 @@ class BiomechGPTProcessor(ProcessorMixin):
         """Which of this processor's tasks `question` asks about: the one router of `model.answer`, `ask`, the chat
         page and the Hub remote code.
 
-        A question about an animal, a product or what a kind of being can do, and not about the recorded person, is
-        refused (`task` is `None`). The others are read in the cues' words (`routing_text`). A task scores the words
-        of its cues (`TASK_CUES`) found in the question (one more for a clinical cue: it says more than an everyday
-        one) plus the similarity (IDF-weighted overlap of the words that are not stop words) to its nearest example
-        question (`task_questions`). Without a cue, only a near copy of an example (similarity at least 0.5) in a
-        question about a movement routes the question; a question with neither is refused. Tasks scoring at least
-        `AMBIGUOUS_SHARE` of the best are `alternatives`.
+        1. A question about an animal, a product, what a kind of being can do or advice for the asker, and not about
+           the recorded person, is refused (`task` is `None`); so is one naming someone else ("Usain Bolt") that does
+           not point at the recording.
+        2. The others are read in the cues' words (`routing_text`). A task scores the words of its cues (`TASK_CUES`)
+           found in the question (one more for a clinical cue: it says more than an everyday one) plus the similarity
+           (IDF-weighted overlap of the words that are not stop words) to its nearest example question
+           (`task_questions`); without a cue, a near copy of an example (similarity at least 0.5) in a question about
+           a movement or a body part scores too.
+        3. A question with no score that points at the recording or names a movement goes to the task whose
+           vocabulary (example questions, cue words, label names) holds more than `FALLBACK_SHARE` of its words,
+           weighted by how few tasks know each (`_vocabulary_similarity`); "Do you see signs of a movement problem?"
+           is about impairment. Anything else is refused.
+
+        Tasks scoring at least `AMBIGUOUS_SHARE` of the best are `alternatives`.
         """
-        text = " ".join(question.lower().replace("-", " ").split())
-        if _OTHER_SUBJECTS.search(text) and not _ABOUT_THE_RECORDING.search(text):
+        text = " ".join(_TITLED_NAME.sub("the patient", question).lower().replace("-", " ").split())
+        points = bool(_POINTS_AT_THE_RECORDING.search(text))
+        if (_OTHER_SUBJECTS.search(text) and not _ABOUT_THE_RECORDING.search(text)) or (
+                not points and self._names_someone(question)):
             return QuestionRoute(None)
         words = _WORD.findall(self.routing_text(question))
-        anchored = any(_word_matches(a, w) for a in _ANCHORS for w in words)
+        body = any(_word_matches(a, w) for a in _ANCHORS for w in words)
         scores: dict[str, float] = {}
         for task in self.task_kinds:
             for cue in TASK_CUES.get(task, ()):
                 strong, phrase = _cue_pattern(cue)
-                if (strong or anchored) and _phrase_in(words, phrase):
+                if (strong or body or (points and cue not in _BODY_CUES)) and _phrase_in(words, phrase):
                     scores[task] = scores.get(task, 0.0) + len(phrase) + strong
         similarity = self._example_similarity(set(words) - _STOP_WORDS)
         for task, value in similarity.items():
-            if task in scores or (anchored and value >= 0.5):
+            if task in scores or (body and value >= 0.5):
                 scores[task] = scores.get(task, 0.0) + value
+        if not scores and (points or any(_word_matches(a, w) for a in _MOVEMENT_WORDS for w in words)):
+            vocabulary = self._vocabulary_similarity(words)
+            if vocabulary and max(vocabulary.values()) > FALLBACK_SHARE:
+                scores = vocabulary
         if not scores:
             return QuestionRoute(None)
         order = list(self.task_kinds)
@@ -886,6 +981,57 @@ class BiomechGPTProcessor(ProcessorMixin):
         best = scores[ranked[0]]
         alternatives = tuple(t for t in ranked[1:] if scores[t] >= AMBIGUOUS_SHARE * best)
         return QuestionRoute(ranked[0], best, alternatives)
+
+    def _names_someone(self, question: str) -> bool:
+        """Whether `question` names a person or a place ("Usain Bolt", "London"): a capitalised word inside a sentence
+        that no task's vocabulary knows and that is not an eponym ("Huntington's disease")."""
+        index = self._vocabulary()
+        for match in _CAPITALISED.finditer(question):
+            before = question[:match.start()].rstrip()
+            if not before or before[-1] in ".?!:;\"'(":  # a sentence's first word
+                continue
+            word = match.group().lower().split("'")[0]
+            known = word in _FILLER_WORDS or any(_stem(word) in stems or word.startswith(prefixes)
+                                                 for stems, prefixes in index.values())
+            if not known and not _EPONYM_OF.match(question[match.end():].lower()):
+                return True
+        return False
+
+    def _vocabulary(self) -> dict[str, tuple[set[str], tuple[str, ...]]]:
+        """task -> (the stems of its vocabulary, the prefixes of its "*" cues), see `_vocabulary_similarity`."""
+        if self._vocabulary_index is None:
+            index: dict[str, tuple[set[str], tuple[str, ...]]] = {}
+            for task in self.task_kinds:
+                texts = [*self.task_questions.get(task, ()), *(n for names in
+                                                             self.routing_label_names.get(task, {}).values()
+                                                             for n in names)]
+                found = {_stem(w) for text in texts for w in _WORD.findall(text.lower()) if w not in _FILLER_WORDS}
+                cue_words = [cue.lstrip("+") for cue in TASK_CUES.get(task, ()) if " " not in cue]
+                found |= {_stem(w) for w in cue_words if not w.endswith("*") and w not in _FILLER_WORDS}
+                index[task] = (found, tuple(w[:-1] for w in cue_words if w.endswith("*")))
+            self._vocabulary_index = index
+        return self._vocabulary_index
+
+    def _vocabulary_similarity(self, words: Sequence[str]) -> dict[str, float]:
+        """task -> the share of the question's words (their IDF over the tasks) that the task's vocabulary holds: the
+        words of its example questions (`task_questions`), of its cues (`TASK_CUES`) and of its labels' names
+        (`label_names`), inflections aside. A word no task knows counts as one only one task knows. Only tasks that
+        hold a word at most two tasks know count: a word every gait task knows ("gait", "walking") says no task."""
+        index = self._vocabulary()
+        if not index:
+            return {}
+        known: list[tuple[float, set[str]]] = []
+        for word in dict.fromkeys(w for w in words if w not in _FILLER_WORDS):
+            stem = _stem(word)
+            tasks = {t for t, (stems, prefixes) in index.items() if stem in stems or word.startswith(prefixes)}
+            known.append((math.log(1 + len(index) / max(len(tasks), 1)), tasks))
+        total = sum(weight for weight, _ in known)
+        telling = {t for _, tasks in known if len(tasks) <= 2 for t in tasks}
+        shares: dict[str, float] = {}
+        for weight, tasks in known:
+            for task in tasks & telling:
+                shares[task] = shares.get(task, 0.0) + weight / total
+        return shares
 
     def _example_similarity(self, words: set[str]) -> dict[str, float]:
         """task -> IDF-weighted Jaccard similarity of `words` to the task's nearest example question."""
