@@ -411,10 +411,11 @@ class BiomechGPTProcessor(ProcessorMixin):
             [`~BiomechGPTProcessor.numeric_candidates`]). Tasks without wordings are answered by greedy decoding.
         task_questions (`dict[str, list[str]]`, *optional*): task → example questions, to route a new question.
         label_names (`dict[str, dict[str, list[str]]]`, *optional*): closed-set task → label → the names the corpus
-            gives that label (training saves them from `dataset_builder.label_names`); a question naming a diagnosis
-            or an assistive device ("knee OA", "a zimmer frame") is routed to its task. When `None` (a processor saved
-            before they were), they are read from the QA corpus's lexicon if the biomechgpt package is installed, and
-            are none otherwise.
+            gives that label (training saves them from `dataset_builder.label_names`): a question naming a diagnosis,
+            a device or a side ("knee OA", "a zimmer frame", "both legs") is routed to its task, and a question
+            without a cue word is compared with every task's label names ("a romberg": the activity). When `None` (a
+            processor saved before they were), they are read from the QA corpus's lexicon if the biomechgpt package
+            is installed, and are none otherwise; `save_pretrained` writes the names the router read.
         motion_input (`str`, *optional*, defaults to `"codes"`): what the model reads of a motion (see
             `BiomechGPTConfig.motion_input`): the prefix holds the codes, `num_motion_tokens` placeholders for the
             motion encoder's soft tokens, or both (placeholders first).
