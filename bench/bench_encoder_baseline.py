@@ -7,7 +7,7 @@ task-balanced losses, the epoch chosen on the validation split): this script tra
 and prints the validation learning curve (metric per epoch) and the selected epoch's scores on the test split, which
 `biomechgpt evaluate` does not score (its baseline is the better of gradient-boosted trees and a small CNN).
 
-    .venv/bin/python bench/bench_encoder_baseline.py --run runs/default [--epochs 8] [--threads 2] \
+    .venv/bin/python bench/bench_encoder_baseline.py --run runs/default [--epochs 12] [--threads 2] \
         [--no-statistics-token]
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/default", help="a biomechgpt run folder (cohort/ and dataset/)")
-    parser.add_argument("--epochs", type=float, default=8.0, help="passes over the training trials (default: 8)")
+    parser.add_argument("--epochs", type=float, default=12.0, help="passes over the training trials (default: 12)")
     parser.add_argument("--hidden", type=int, default=64, help="encoder channels (default: 64)")
     parser.add_argument("--no-statistics-token", action="store_true",
                         help="every query token attends (default, as training: the last one pools mean and std)")

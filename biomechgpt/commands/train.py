@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="cohort folder the corpus was built from, whose motions a continuous model trains on "
                         "(default: DATASET/../cohort)")
     parser.add_argument("--encoder-epochs", type=float, default=None,
-                        help="stage 1: passes of the motion encoder alone over the training trials (default: 8; "
+                        help="stage 1: passes of the motion encoder alone over the training trials (default: 12; "
                         "0 skips it)")
     parser.add_argument("--alignment-epochs", type=float, default=None,
                         help="stage 2a: passes over one caption per trial (all its answers) before the QA "

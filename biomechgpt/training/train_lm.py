@@ -82,7 +82,7 @@ class BiomechGPTTrainingArguments:
         motion_statistics_token (`bool`, defaults to `True`): the encoder's last query token pools the mean and
             standard deviation of its frames (see `BiomechGPTMotionEncoder`: stage-1 diagnosis macro-F1 0.63 -> 0.67
             on the default run's test split, mean of two seeds).
-        encoder_epochs (`float`, defaults to 8.0): stage 1, passes of the motion encoder alone over the training
+        encoder_epochs (`float`, defaults to 12.0): stage 1, passes of the motion encoder alone over the training
             trials with one head per task (see `biomechgpt.training.pretrain_encoder`); 0 skips it.
         encoder_learning_rate (`float`, defaults to 2e-3), encoder_batch_size (`int`, defaults to 32).
         alignment_epochs (`float`, defaults to 4.0): stage 2a for models that read continuous motion, passes over
@@ -135,7 +135,7 @@ class BiomechGPTTrainingArguments:
     motion_encoder_hidden_size: int = 64
     motion_encoder_layers: int = 3
     motion_statistics_token: bool = True
-    encoder_epochs: float = 8.0
+    encoder_epochs: float = 12.0
     encoder_learning_rate: float = 2e-3
     encoder_batch_size: int = 32
     alignment_epochs: float = 4.0
