@@ -283,6 +283,12 @@ def _cue_pattern(cue: str) -> tuple[bool, tuple[str, ...]]:
     return strong, tuple(cue.lstrip("+").split())
 
 
+def _plain_text(question: str) -> str:
+    """`question` lower case, hyphens as spaces, single-spaced, a person named with a title ("Mrs Jones") as "the
+    patient": what the refusal patterns and the router read."""
+    return " ".join(_TITLED_NAME.sub("the patient", question).lower().replace("-", " ").split())
+
+
 def _stem(word: str) -> str:
     """`word` without an inflection ending: "stepping", "steps" -> "step"; "paced", "pace" -> "pac"."""
     for ending in ("ing", "ed", "es", "s"):
@@ -911,7 +917,10 @@ class BiomechGPTProcessor(ProcessorMixin):
         """`question` as the router reads it: a person named with a title ("Mrs Jones") as "the patient", lower case,
         hyphens as spaces, its everyday wordings (`EVERYDAY_WORDINGS`) and the names of diagnoses, devices and sides
         (`label_names`) in the clinical words of the cues."""
-        text = " ".join(_TITLED_NAME.sub("the patient", question).lower().replace("-", " ").split())
+        return self._in_clinical_words(_plain_text(question))
+
+    def _in_clinical_words(self, text: str) -> str:
+        """`text` (already `_plain_text`) with its everyday wordings and label names in the cues' words."""
         for pattern, clinical in _EVERYDAY:
             text = pattern.sub(clinical, text)
         task_of, names = self._label_names_pattern()
@@ -954,12 +963,12 @@ class BiomechGPTProcessor(ProcessorMixin):
 
         Tasks scoring at least `AMBIGUOUS_SHARE` of the best are `alternatives`.
         """
-        text = " ".join(_TITLED_NAME.sub("the patient", question).lower().replace("-", " ").split())
+        text = _plain_text(question)
         points = bool(_POINTS_AT_THE_RECORDING.search(text))
         if (_OTHER_SUBJECTS.search(text) and not _ABOUT_THE_RECORDING.search(text)) or (
                 not points and self._names_someone(question)):
             return QuestionRoute(None)
-        words = _WORD.findall(self.routing_text(question))
+        words = _WORD.findall(self._in_clinical_words(text))
         body = any(_word_matches(a, w) for a in _ANCHORS for w in words)
         scores: dict[str, float] = {}
         for task in self.task_kinds:
