@@ -3,6 +3,9 @@
 Each stage lives in `biomechgpt/commands/<name>.py` and exposes `register(subparsers)`, which adds its parser and
 sets `func` (called with the parsed arguments, returns an exit status). Command modules keep heavy imports (torch,
 transformers) inside their functions so `biomechgpt --help` stays fast.
+
+The list of stages (`COMMANDS`, `available_commands`) lives in `biomechgpt.commands.registry` and `UsageError` in
+`biomechgpt.errors`, so library code never imports this module; both are importable from here too.
 """
 
 from __future__ import annotations
@@ -12,27 +15,11 @@ import importlib
 import os
 import sys
 
+from biomechgpt.commands.registry import COMMANDS, available_commands
+from biomechgpt.errors import UsageError
 from biomechgpt.processing.motion import MotionInputError
 
 __all__ = ["main", "build_parser", "COMMANDS", "UsageError"]
-
-# The order in which `biomechgpt --help` lists the stages; also the pipeline order of `biomechgpt run`.
-COMMANDS = (
-    "inspect",
-    "simulate",
-    "train_tokenizer",
-    "build_dataset",
-    "train",
-    "evaluate",
-    "ask",
-    "chat",
-    "push",
-    "run",
-)
-
-
-class UsageError(Exception):
-    """A bad command-line argument or input; printed as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,20 +27,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)
-
-
-def available_commands() -> list[str]:
-    """The stages that exist in this installation (later stages may not be built yet)."""
-    found = []
-    for name in COMMANDS:
-        try:
-            importlib.import_module(f"biomechgpt.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"biomechgpt.commands.{name}":
-                raise
-            continue
-        found.append(name)
-    return found
 
 
 def build_parser() -> argparse.ArgumentParser:

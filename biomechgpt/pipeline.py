@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from biomechgpt.cli import UsageError, available_commands
+from biomechgpt.commands.registry import available_commands
+from biomechgpt.errors import UsageError
 
 __all__ = ["PipelineSettings", "Stage", "STAGES", "RUN_STATE", "run_pipeline"]
 

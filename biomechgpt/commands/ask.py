@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     import os
 
-    from biomechgpt.cli import UsageError
+    from biomechgpt.errors import UsageError
 
     questions = [q.strip() for q in args.question]
     if any(not q for q in questions):
@@ -108,7 +108,7 @@ def _main(args: argparse.Namespace) -> int:
 
 def _check_model_folder(model_dir: Path) -> Path:
     """The checks that need no model loaded: a folder with a readable BiomechGPT config.json."""
-    from biomechgpt.cli import UsageError
+    from biomechgpt.errors import UsageError
 
     if not (model_dir / "config.json").is_file():
         raise UsageError(f"--model {model_dir}: not a model folder (no config.json)")

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biomechgpt.cli import UsageError
+    from biomechgpt.errors import UsageError
     from biomechgpt.commands import hide_weight_loading_bars
     from biomechgpt.dataset_builder import build_dataset
 

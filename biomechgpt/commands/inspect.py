@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biomechgpt.cli import UsageError
+    from biomechgpt.errors import UsageError
     from biomechgpt.motion_io import DEFAULT_MAX_BYTES, inspect_motion
 
     if args.max_mb is not None and not args.max_mb > 0:

@@ -45,7 +45,7 @@ def _main(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from biomechgpt.cli import UsageError
+    from biomechgpt.errors import UsageError
     from biomechgpt.release import ReleaseError, prepare_release, resolve_token, upload_release
 
     import datasets

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from biomechgpt.cli import UsageError
+    from biomechgpt.errors import UsageError
 
     if args.report is not None:
         from biomechgpt.simulation.report import realism_report

@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from biomechgpt.cli import UsageError
+    from biomechgpt.errors import UsageError
     from biomechgpt.commands import hide_weight_loading_bars
     from biomechgpt.training.train_lm import train_model
 

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from biomechgpt.cli import UsageError
+    from biomechgpt.errors import UsageError
     from biomechgpt.training.motion_tokenizer import MotionTokenizerTrainingArguments, train_motion_tokenizer
 
     for name in ("steps", "batch_size", "codebook_size", "hidden_size", "threads"):
