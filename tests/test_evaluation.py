@@ -13,6 +13,7 @@ from test_evaluation_fakes import FakeModel, fake_corpus, fake_parse, fake_trial
 from biomechgpt.cli import UsageError, main
 from biomechgpt.evaluation import evaluate_model, fall_history_ceiling, render_model_card
 from biomechgpt.evaluation.baseline import BaselineSettings
+from biomechgpt.evaluation.common import predictions_frame
 from biomechgpt.evaluation import evaluate as evaluate_module
 from biomechgpt.evaluation.evaluate import (
     REFERENCE_MOTION_ENV,
@@ -496,7 +497,7 @@ def test_wording_check_measures_how_answers_move_with_the_wording(corpus_and_mot
                     out.append({"answer": f"About {row.target_value:.1f} steps.", "task": task})
             return out
 
-    predictions = evaluate_module._predictions_frame(
+    predictions = predictions_frame(
         test.reset_index(drop=True), WordingModel().answer_batch([list(c) for c in test.motion_codes],
                                                                  list(test.question)), fake_parse)
     check = _wording_check(WordingModel(), test, predictions, None, fake_parse, n_trials=4)

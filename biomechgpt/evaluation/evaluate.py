@@ -7,7 +7,8 @@ and answers the same test rows, so the two columns of every table are like for l
 
 Outputs in `out_dir`: `metrics.json` (`{"tasks": {task: {"n", "biomechgpt", "baseline", ...}}, "experiments": ...}`),
 `predictions.parquet` (one row per test question with both systems' answers), `report.md` with PNG figures under
-`figures/`, and `model_card.md`.
+`figures/`, and `model_card.md`. Reading the corpus, asking the model and reading its answers back are shared with
+the experiments in `biomechgpt.evaluation.common`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from biomechgpt.errors import UsageError
+from biomechgpt.evaluation.common import (
+    answer_field,
+    answer_rows,
+    convert_value,
+    corpus_parser,
+    load_corpus,
+    load_model,
+    parse_prediction,
+    predictions_frame,
+    reads_motion,
+    task_units,
+)
 from biomechgpt.metrics import HEADLINE_METRIC, METRICS_BY_TASK, compute_task_metrics
 
 if TYPE_CHECKING:
@@ -43,8 +57,6 @@ __all__ = [
     "REFERENCE_MOTION_ENV",
 ]
 
-REQUIRED_COLUMNS = ("id", "trial_id", "split", "task", "question", "answer", "target_label", "target_value",
-                    "target_unit", "motion_codes")
 # The real recordings of ../shared/reference_motion/ beside a repository checkout. An installed package has no such
 # folder: `default_reference_dir` uses this only when the package runs from a checkout.
 DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference_motion"
@@ -63,161 +75,8 @@ def default_reference_dir() -> Path | None:
     return None
 
 
-def _usage_error(message: str) -> Exception:
-    from biomechgpt.cli import UsageError
-
-    return UsageError(message)
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# Inputs
-
-
-def load_corpus(dataset_dir: str | Path) -> pd.DataFrame:
-    """All splits of a QA corpus folder (`DIR/data/{split}-*.parquet`) as one DataFrame."""
-    folder = Path(dataset_dir)
-    if not folder.is_dir():
-        raise _usage_error(f"{folder}: QA corpus folder not found (build one with biomechgpt build-dataset)")
-    shards = sorted((folder / "data").glob("*.parquet"))
-    if not shards:
-        raise _usage_error(f"{folder}: no Parquet shards under data/ (not a QA corpus folder)")
-    corpus = pd.concat([pd.read_parquet(path) for path in shards], ignore_index=True)
-    missing = [c for c in REQUIRED_COLUMNS if c not in corpus.columns]
-    if missing:
-        raise _usage_error(f"{folder}: QA corpus lacks column(s) {', '.join(missing)}")
-    unknown = sorted(set(corpus.task) - set(METRICS_BY_TASK))
-    if unknown:
-        raise _usage_error(f"{folder}: unknown task(s) {', '.join(unknown)} in the QA corpus")
-    return corpus
-
-
-def _corpus_parser() -> Callable[[str, str], Any]:
-    try:
-        from biomechgpt.dataset_builder import parse_answer
-    except ImportError:  # the package re-export is the contract; the module is where it lives
-        from biomechgpt.dataset_builder.parsing import parse_answer
-    return parse_answer
-
-
-def _task_units() -> dict[str, str]:
-    try:
-        from biomechgpt.dataset_builder.tasks import TASKS
-    except ImportError:
-        return {}
-    return {name: task.unit for name, task in TASKS.items() if task.unit}
-
-
-def _convert(value: float | None, from_unit: str | None, to_unit: str | None) -> float | None:
-    """`value` in `to_unit`; unchanged when either unit is unknown or they agree."""
-    if value is None or not from_unit or not to_unit or from_unit == to_unit:
-        return value
-    from biomechgpt.dataset_builder.tasks import convert_unit
-
-    return convert_unit(value, from_unit, to_unit)
-
-
-def parse_prediction(task: str, text: str | None, parser: Callable[[str, str], Any]) -> tuple[Any, float | None,
-                                                                                                   str | None]:
-    """`(label, value, unit)` of an answer sentence through the corpus's parser; `(None, None, None)` when the text
-    does not parse. Accepts the parser returning a dict, a `(label, value, unit)` tuple, a label or a number."""
-    if text is None or not str(text).strip():
-        return None, None, None
-    try:
-        parsed = parser(task, str(text))
-    except ValueError:
-        return None, None, None
-    if parsed is None:
-        return None, None, None
-    if isinstance(parsed, dict):
-        return parsed.get("label"), parsed.get("value"), parsed.get("unit")
-    for attribute in ("label", "value"):  # a dataclass-like result
-        if hasattr(parsed, attribute) and not isinstance(parsed, (str, tuple)):
-            return getattr(parsed, "label", None), getattr(parsed, "value", None), getattr(parsed, "unit", None)
-    if isinstance(parsed, tuple) and len(parsed) == 3:
-        return parsed
-    if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
-        return None, float(parsed), None
-    return str(parsed), None, None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Asking the model
-
-
-def reads_motion(model: Any) -> bool:
-    """Whether `model` reads the motion itself (a motion encoder), so it must be given motions, not codes."""
-    return getattr(getattr(model, "config", None), "motion_input", "codes") != "codes"
-
-
-def answer_rows(model: Any, rows: pd.DataFrame, *, batch_size: int = 64, chunk_size: int = 512,
-                progress: bool = True, motion_for: Callable[[str], Any] | None = None) -> list[Any]:
-    """The model's answers to `rows` (columns `question`, `motion_codes`, `trial_id`), in row order.
-
-    The model routes each question to its task from the wording itself, as `biomechgpt ask` does, so a misrouted
-    question shows up as a wrong or unparsed answer rather than being helped by the corpus's task column. A model
-    that reads continuous motion is given each trial's `Motion` from `motion_for` (the cohort's stored motion); the
-    others its motion codes.
-    """
-    from tqdm.auto import tqdm
-
-    if reads_motion(model) and motion_for is None:
-        raise _usage_error("this model reads the motion itself: evaluating it needs the cohort (--cohort)")
-    order = np.argsort(rows["trial_id"].to_numpy(), kind="stable")  # a trial's questions share one motion prefix
-    motion_of: dict[str, Any] = {}
-    motions, questions = [], []
-    for i in order:
-        row = rows.iloc[i]
-        trial = row["trial_id"]
-        if trial not in motion_of:
-            motion_of.clear()  # rows are sorted by trial: one motion object at a time, and the same one for its rows
-            motion_of[trial] = (motion_for(trial) if reads_motion(model) else
-                                [int(c) for c in row["motion_codes"]])
-        motions.append(motion_of[trial])
-        questions.append(str(row["question"]))
-    answers: list[Any] = [None] * len(rows)
-    bar = tqdm(total=len(rows), desc="answering", unit="q", disable=not progress)
-    for start in range(0, len(order), chunk_size):
-        chunk = slice(start, start + chunk_size)
-        batch = model.answer_batch(motions[chunk], questions[chunk], batch_size=batch_size)
-        for i, answer in zip(order[chunk], batch):
-            answers[i] = answer
-        bar.update(len(questions[chunk]))
-    bar.close()
-    return answers
-
-
-def _field(answer: Any, name: str) -> Any:
-    return answer.get(name) if isinstance(answer, dict) else getattr(answer, name, None)
-
-
-def _predictions_frame(rows: pd.DataFrame, answers: Sequence[Any], parser: Callable[[str, str], Any]) -> pd.DataFrame:
-    units = _task_units()
-    records = []
-    for (_, row), answer in zip(rows.iterrows(), answers):
-        task = row["task"]
-        text = _field(answer, "answer")
-        label, value, unit = parse_prediction(task, text, parser)
-        kind = METRICS_BY_TASK[task]
-        if kind == "regression":
-            canonical = units.get(task)
-            reference = _convert(float(row["target_value"]), row["target_unit"], canonical)
-            if value is not None:
-                try:
-                    value = _convert(float(value), unit or row["target_unit"], canonical)
-                except ValueError:  # a number in a unit of another quantity: not an answer to this question
-                    value = None
-            prediction: Any = value
-        elif kind == "classification":
-            reference, prediction = str(row["target_label"]), (None if label is None else str(label))
-        else:
-            reference, prediction = str(row["answer"]), (None if text is None else str(text))
-        records.append({
-            "id": row["id"], "task": task, "trial_id": row["trial_id"], "participant_id": row.get("participant_id"),
-            "question": row["question"], "reference_answer": row["answer"], "reference": reference,
-            "answer": text, "routed_task": _field(answer, "task"), "prediction": prediction,
-            "confidence": _field(answer, "confidence") if kind == "classification" else None,
-        })
-    return pd.DataFrame.from_records(records)
+# Per participant
 
 
 def participant_level_scores(predictions: pd.DataFrame, tasks: Sequence[str]) -> dict[str, dict]:
@@ -252,17 +111,6 @@ def participant_level_scores(predictions: pd.DataFrame, tasks: Sequence[str]) ->
     return out
 
 
-def _load_model(model_dir: str | Path):
-    from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
-
-    folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise _usage_error(f"{folder}: not a model folder (no config.json; train one with biomechgpt train)")
-    model = BiomechGPTForCausalLM.from_pretrained(folder)
-    model.eval()
-    return model
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The baseline on the same rows
 
@@ -272,7 +120,7 @@ def _examples(corpus: pd.DataFrame, split: str, task: str, units: dict[str, str]
     rows = corpus[(corpus.split == split) & (corpus.task == task)].drop_duplicates("trial_id")
     if METRICS_BY_TASK[task] == "classification":
         return list(rows.trial_id), [str(v) for v in rows.target_label]
-    targets = [_convert(float(v), u, units.get(task)) for v, u in zip(rows.target_value, rows.target_unit)]
+    targets = [convert_value(float(v), u, units.get(task)) for v, u in zip(rows.target_value, rows.target_unit)]
     return list(rows.trial_id), targets
 
 
@@ -285,7 +133,7 @@ def _motion_source(corpus: pd.DataFrame, cohort_dir: str | Path | None, model_di
         cohort = load_cohort(cohort_dir)
         return cohort.motion, "cohort motion"
     if model_dir is None:
-        raise _usage_error("the baseline needs --cohort, or a model folder whose MotionTokenizer decodes the codes")
+        raise UsageError("the baseline needs --cohort, or a model folder whose MotionTokenizer decodes the codes")
     from biomechgpt.processing.tokenization_motion import MotionTokenizer
 
     tokenizer = MotionTokenizer.from_pretrained(Path(model_dir) / "motion_tokenizer")
@@ -298,7 +146,7 @@ def _run_baseline(corpus, tasks, motion_for, settings, progress):
 
     from biomechgpt.evaluation.baseline import NonLLMBaseline
 
-    units = _task_units()
+    units = task_units()
     baseline_tasks = [t for t in tasks if METRICS_BY_TASK[t] in ("classification", "regression")]
     train, validation = {}, {}
     for task in baseline_tasks:
@@ -436,7 +284,7 @@ def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser
     if not files:
         return {"skipped": f"no recording with a known content (normal.mot, crouch*.mot, *walk*, *run*, "
                            f"treadmill_walking_*/) in {reference_dir}"}
-    unit = _task_units().get("cadence")
+    unit = task_units().get("cadence")
     recordings, summary = [], {}
     for path in files:
         name = str(path.relative_to(root).as_posix())
@@ -458,17 +306,17 @@ def _reference_check(model, baseline, corpus, reference_dir: Path | None, parser
             entry["biomechgpt_error"] = " ".join(str(err).split())
             answers = []
         for task, answer in zip(tasks, answers):
-            label, value, value_unit = parse_prediction(task, _field(answer, "answer"), parser)
-            entry[task] = {"expected": expected[task], "biomechgpt_answer": _field(answer, "answer")}
+            label, value, value_unit = parse_prediction(task, answer_field(answer, "answer"), parser)
+            entry[task] = {"expected": expected[task], "biomechgpt_answer": answer_field(answer, "answer")}
             if task == "cadence":
                 try:
-                    value = _convert(None if value is None else float(value), value_unit or unit, unit)
+                    value = convert_value(None if value is None else float(value), value_unit or unit, unit)
                 except ValueError:
                     value = None
                 entry[task]["biomechgpt"] = value
                 entry[task]["expected"] = round(float(expected[task]), 1)
             else:
-                entry[task].update(biomechgpt=label, confidence=_field(answer, "confidence"))
+                entry[task].update(biomechgpt=label, confidence=answer_field(answer, "confidence"))
         if baseline is not None:
             for task in tasks:
                 if task in baseline.tasks:
@@ -556,8 +404,8 @@ def _wording_check(model: Any, test: pd.DataFrame, predictions: pd.DataFrame, mo
     base = pd.concat(picked)
     asked = pd.DataFrame([{**row, "question": question} for _, row in base.iterrows()
                           for question in wordings[row["task"]]]).reset_index(drop=True)
-    ways = {"model": _predictions_frame(asked, answer_rows(model, asked, progress=False, motion_for=motion_for),
-                                        parser)}
+    ways = {"model": predictions_frame(asked, answer_rows(model, asked, progress=False, motion_for=motion_for),
+                                       parser)}
     processor = getattr(model, "processor", None)
     if processor is not None and hasattr(processor, "route_question"):
         from biomechgpt.answering import answer_questions
@@ -568,7 +416,7 @@ def _wording_check(model: Any, test: pd.DataFrame, predictions: pd.DataFrame, mo
             motion = motion_for(trial) if reads_motion(model) else [int(c) for c in first["motion_codes"]]
             for i, reply in zip(rows.index, answer_questions(model, motion, list(rows.question))):
                 replies[i] = reply
-        ways["ask"] = _predictions_frame(asked, replies, parser)
+        ways["ask"] = predictions_frame(asked, replies, parser)
     trained = predictions.set_index("id")
     tasks: dict[str, dict] = {}
     for task, rows in base.groupby("task", sort=False):
@@ -757,23 +605,23 @@ def evaluate_model(
     out = Path(out_dir)
     bad = [name for name in experiments if name not in EXPERIMENTS]
     if bad:
-        raise _usage_error(f"unknown experiment(s) {', '.join(bad)}; choose from {', '.join(EXPERIMENTS)}")
+        raise UsageError(f"unknown experiment(s) {', '.join(bad)}; choose from {', '.join(EXPERIMENTS)}")
     if wording_trials is None:
         wording_trials = 5 if quick else 20
     if isinstance(wording_trials, bool) or not isinstance(wording_trials, int) or wording_trials < 0:
-        raise _usage_error(f"wording_trials {wording_trials!r}: expected a whole number >= 0")
+        raise UsageError(f"wording_trials {wording_trials!r}: expected a whole number >= 0")
     if sim_to_real and reference_dir is not None and not Path(reference_dir).is_dir():
-        raise _usage_error(f"reference_dir {reference_dir}: not a folder (the real recordings of the sim-to-real "
+        raise UsageError(f"reference_dir {reference_dir}: not a folder (the real recordings of the sim-to-real "
                            "check)")
     corpus = load_corpus(dataset_dir)
-    parser = parser or _corpus_parser()
+    parser = parser or corpus_parser()
     test = corpus[corpus.split == "test"].sort_values("id", kind="stable")
     if test.empty:
-        raise _usage_error(f"{dataset_dir}: the QA corpus has no test split")
+        raise UsageError(f"{dataset_dir}: the QA corpus has no test split")
     wanted = list(tasks) if tasks is not None else [t for t in METRICS_BY_TASK if t in set(test.task)]
     unknown = sorted(set(wanted) - set(METRICS_BY_TASK))
     if unknown:
-        raise _usage_error(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(METRICS_BY_TASK)}")
+        raise UsageError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(METRICS_BY_TASK)}")
     test = test[test.task.isin(wanted)]
     if max_rows_per_task is not None:
         test = test.groupby("task", sort=False).head(max_rows_per_task)
@@ -783,17 +631,17 @@ def evaluate_model(
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     is_path = isinstance(model_dir, (str, Path))
-    model = _load_model(model_dir) if is_path else model_dir
+    model = load_model(model_dir) if is_path else model_dir
     if motion_source is not None:
         motion_for, motion_note = motion_source, "motion given by the caller"
     elif reads_motion(model) and cohort_dir is None:
-        raise _usage_error("this model reads the motion itself: evaluating it needs the cohort (--cohort), not the "
+        raise UsageError("this model reads the motion itself: evaluating it needs the cohort (--cohort), not the "
                            "motion decoded from the corpus's codes")
     else:
         motion_for, motion_note = _motion_source(corpus, cohort_dir, model_dir if is_path else None)
     answers = answer_rows(model, test.reset_index(drop=True), batch_size=batch_size, progress=progress,
                           motion_for=motion_for)
-    predictions = _predictions_frame(test.reset_index(drop=True), answers, parser)
+    predictions = predictions_frame(test.reset_index(drop=True), answers, parser)
     timings["biomechgpt_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

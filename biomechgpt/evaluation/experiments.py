@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from biomechgpt.errors import UsageError
+from biomechgpt.evaluation.common import answer_rows, corpus_parser, load_corpus, load_model, predictions_frame
 from biomechgpt.metrics import HEADLINE_METRIC, METRICS_BY_TASK, compute_task_metrics
 
 __all__ = ["EXPERIMENTS", "ExperimentSettings", "run_experiments", "transfer_experiment", "size_experiment"]
@@ -74,12 +76,6 @@ def _default_train(dataset_dir: Path, base_model: str, out_dir: Path, *, motion_
                        max_steps=max_steps, batch_size=batch_size, progress=progress, resume=False, **extra)
 
 
-def _default_load(model_dir: Path):
-    from biomechgpt.evaluation.evaluate import _load_model
-
-    return _load_model(model_dir)
-
-
 def _find_motion_tokenizer(dataset_dir: Path, model_dir: Path | None) -> Path | None:
     for folder in (dataset_dir / "motion_tokenizer", dataset_dir.parent / "tokenizer",
                    *([model_dir / "motion_tokenizer"] if model_dir is not None else [])):
@@ -124,8 +120,6 @@ class _Runner:
         return self._trained[key]
 
     def score(self, model_dir: Path, tasks: Sequence[str]) -> tuple[dict[str, float | None], int | None]:
-        from biomechgpt.evaluation.evaluate import _predictions_frame, answer_rows
-
         model = self.load_fn(model_dir)
         rows = self.test[self.test.task.isin(tasks)].reset_index(drop=True)
         if self._motion_for is None and self.cohort_dir is not None:
@@ -133,7 +127,7 @@ class _Runner:
 
             self._motion_for = load_cohort(self.cohort_dir).motion
         answers = answer_rows(model, rows, progress=False, motion_for=self._motion_for)
-        predictions = _predictions_frame(rows, answers, self.parser)
+        predictions = predictions_frame(rows, answers, self.parser)
         scores = {}
         for task in tasks:
             part = predictions[predictions.task == task]
@@ -259,16 +253,14 @@ def run_experiments(
         cohort_dir (`str` or `Path`, *optional*): the cohort, for models that read continuous motion (training on its
             motions and answering about them).
     """
-    from biomechgpt.evaluation.evaluate import _corpus_parser, _usage_error, load_corpus
-
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
-        raise _usage_error(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+        raise UsageError(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
     settings = settings or (ExperimentSettings.quick(seed) if quick else ExperimentSettings(seed=seed))
     corpus = load_corpus(dataset_dir)
     motion_tokenizer = _find_motion_tokenizer(Path(dataset_dir), Path(model_dir) if model_dir else None)
-    runner = _Runner(corpus, dataset_dir, out_dir, settings, train_fn or _default_train, load_fn or _default_load,
-                     motion_tokenizer, parser or _corpus_parser(), progress, cohort_dir)
+    runner = _Runner(corpus, dataset_dir, out_dir, settings, train_fn or _default_train, load_fn or load_model,
+                     motion_tokenizer, parser or corpus_parser(), progress, cohort_dir)
     main_model = _same_as_main_model(Path(model_dir), settings) if model_dir else None
     if main_model is not None:  # the all-task `tiny` model at this budget is the model being evaluated
         runner._trained[(str(runner.dataset_dir), "tiny")] = main_model
