@@ -19,11 +19,11 @@ from biomechgpt.release import (
     ANSWER_RTOL,
     Release,
     ReleaseError,
-    _compare_answers,
     list_files,
     prepare_release,
     upload_release,
 )
+from biomechgpt.release.validation import _compare_answers
 from test_train_helpers import make_corpus, make_motion_tokenizer, make_tiny_model_and_processor
 
 METRICS = {"tasks": {
