@@ -61,7 +61,8 @@ def register(subparsers) -> None:
                         "walking_speed)")
     parser.add_argument("--max-rows-per-task", type=positive_int, metavar="N",
                         help="score only the first N test questions of each task")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="questions per forward pass (default 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=256,
+                        help="questions per forward pass (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baseline and experiments (default 0)")
     parser.add_argument("--reference-motion", type=_folder, metavar="DIR",
                         help="folder of real recordings for the sim-to-real check (default: "

@@ -119,7 +119,7 @@ def reads_motion(model: Any) -> bool:
     return getattr(getattr(model, "config", None), "motion_input", "codes") != "codes"
 
 
-def answer_rows(model: Any, rows: pd.DataFrame, *, batch_size: int = 64, chunk_size: int = 512,
+def answer_rows(model: Any, rows: pd.DataFrame, *, batch_size: int = 256, chunk_size: int = 1024,
                 progress: bool = True, motion_for: Callable[[str], Any] | None = None) -> list[Any]:
     """The model's answers to `rows` (columns `question`, `motion_codes`, `trial_id`), in row order.
 
