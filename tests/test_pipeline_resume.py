@@ -25,6 +25,7 @@ class FakeStages:
 
     def __init__(self, monkeypatch) -> None:
         self.calls: list[str] = []
+        self.argv: dict[str, list[str]] = {}  # command -> its last argv
         self.fail_at: str | None = None
         self.seen_checkpoint: dict[str, bool] = {}
         monkeypatch.setattr("biomechgpt.pipeline._run_stage", self)
@@ -32,6 +33,7 @@ class FakeStages:
     def __call__(self, argv: list[str]) -> tuple[int, float, float]:
         command = argv[0]
         self.calls.append(command)
+        self.argv[command] = list(argv)
         out = Path(argv[argv.index("--out") + 1])
         if command == "evaluate":
             (out / "metrics.json").write_text(json.dumps({"tasks": {}}))
@@ -108,6 +110,38 @@ def test_other_settings_are_refused_and_overwrite_starts_over(tmp_path, stages, 
     run_pipeline(tmp_path, "r", quick=True, seed=1, overwrite=True)
     assert stages.calls == [COMMAND[name] for name in ALL] and not (run / "notes.txt").exists()
     assert _state(run)["settings"]["seed"] == 1
+
+
+def _option(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
+def test_the_default_recipe_shortens_training_and_full_keeps_every_stage_default(tmp_path, stages, capsys):
+    assert cli.main(["run", "--out", str(tmp_path)]) == 0
+    default = dict(stages.argv)
+    assert (tmp_path / "default" / "metrics.json").is_file()
+    assert _option(default["simulate"], "--participants") == "500"
+    assert _option(default["train-tokenizer"], "--steps") == "600"
+    assert [_option(default["train"], f) for f in ("--encoder-epochs", "--alignment-epochs", "--epochs",
+                                                   "--readout-answer-weight")] == ["12.0", "1.0", "0.25", "2.0"]
+
+    stages.argv = {}
+    assert cli.main(["run", "--full", "--out", str(tmp_path)]) == 0
+    full = stages.argv
+    assert (tmp_path / "full" / "metrics.json").is_file()
+    assert _option(full["simulate"], "--participants") == "500"
+    assert _option(full["train-tokenizer"], "--steps") is None  # the stages' own defaults: 3,000 steps, 12 + 4 epochs
+    assert [_option(full["train"], f) for f in ("--encoder-epochs", "--alignment-epochs", "--epochs",
+                                                "--readout-answer-weight")] == [None, None, "1.0", None]
+
+    capsys.readouterr()
+    assert cli.main(["run", "--full", "--out", str(tmp_path), "--name", "default"]) == 2  # another recipe's folder
+    assert "this run was started with other settings (tokenizer_steps 600 -> None" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--full", "--quick", "--out", str(tmp_path)])
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="recipe: unknown recipe 'fast'"):
+        run_pipeline(tmp_path, "x", recipe="fast")
 
 
 def test_unknown_stages_are_refused_before_anything_is_removed(tmp_path, stages):
