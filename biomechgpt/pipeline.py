@@ -63,19 +63,20 @@ class PipelineSettings:
 
     @classmethod
     def default(cls, seed: int = 0) -> PipelineSettings:
-        # Within about 15 minutes on 2 CPU cores. What the answers know comes from stage 1 (the motion encoder and
-        # its task heads, 12 epochs, kept whole). The language model gets one caption epoch and a quarter of the QA
-        # conversations instead of 4 and 1, and the heads count twice beside it: on the default run's test split
-        # that scores what `full` scores (README, "Results of the default run"). The MotionTokenizer's codes feed
-        # the corpus, the chat page and the out-of-distribution check, not this model's answers: 600 steps.
-        return cls(participants=500, seed=seed, tokenizer_steps=600, train_epochs=0.25, encoder_epochs=12.0,
-                   alignment_epochs=1.0, readout_answer_weight=2.0)
+        # Within 15 minutes on 2 CPU cores. What the answers know comes from stage 1 (the motion encoder and its task
+        # heads); the language model puts it into words and needs far less than it got (README, "Results of the
+        # default run": one caption epoch and a quarter QA epoch with the heads counting twice score what 4 and 1
+        # score). The MotionTokenizer's codes feed the corpus, the chat page and the out-of-distribution check, not
+        # this model's answers.
+        return cls(participants=500, seed=seed, tokenizer_steps=400, train_epochs=0.15, encoder_epochs=8.0,
+                   alignment_epochs=0.5, readout_answer_weight=2.0)
 
     @classmethod
     def full(cls, seed: int = 0) -> PipelineSettings:
-        # Every stage at its own default (MotionTokenizer 3,000 steps, 12 encoder epochs, 4 caption epochs, one QA
-        # epoch): about 37 minutes on 2 CPU cores.
-        return cls(participants=500, seed=seed, train_epochs=1.0)
+        # About 25 minutes on 2 CPU cores: the MotionTokenizer at its own 3,000 steps, stage 1 at 12 epochs, and the
+        # language model at the length that scored what 4 caption epochs and a QA epoch score.
+        return cls(participants=500, seed=seed, train_epochs=0.25, encoder_epochs=12.0, alignment_epochs=1.0,
+                   readout_answer_weight=2.0)
 
     @classmethod
     def quick(cls, seed: int = 0) -> PipelineSettings:
