@@ -131,10 +131,10 @@ def test_qlora_still_trains_after_an_evaluation_pass(hub_llama):
     """bitsandbytes repacks 4-bit weights on a no-grad CPU forward unless told not to (FACTS.md)."""
     from peft import PeftModel
 
-    from biomechgpt.training.train_lm import BiomechGPTTrainingArguments, _build_model, _wrap_for_mode
+    from biomechgpt.training.train_lm import BiomechGPTTrainingArguments, build_model, _wrap_for_mode
 
     args = BiomechGPTTrainingArguments(mode="qlora")
-    model, _ = _build_model(str(hub_llama), "qlora", [], None, CODEBOOK, args)
+    model, _ = build_model(str(hub_llama), "qlora", [], None, CODEBOOK, args)
     peft_model = _wrap_for_mode(model, "qlora", args)
     # QLoRA: the base's linear layers are 4-bit and frozen; only the adapters, the new tokens' rows and the projector
     # train

@@ -58,7 +58,7 @@ def _rebuild_base(model_dir: Path, summary: dict, adapter_config: dict):
     import torch
     from safetensors.torch import load_file
 
-    from biomechgpt.training.train_lm import BiomechGPTTrainingArguments, _build_model
+    from biomechgpt.training.train_lm import BiomechGPTTrainingArguments, build_model
 
     base_model = summary.get("base_model")
     if not base_model:
@@ -82,7 +82,7 @@ def _rebuild_base(model_dir: Path, summary: dict, adapter_config: dict):
                                      "motion_readout_labels", "motion_readout_scales", "readout_answer_weight")
               if config.get(k) is not None}
     try:
-        model, _ = _build_model(str(base_model), "lora", [], motion_tokenizer, config["codebook_size"], args,
+        model, _ = build_model(str(base_model), "lora", [], motion_tokenizer, config["codebook_size"], args,
                                 {**args.motion_encoder, **fields})
     except OSError as err:
         raise ReleaseError(f"base model {base_model}: cannot be loaded to build the adapter's base "

@@ -189,9 +189,9 @@ def _local_load(folder: Path, base: Path | None = None):
         else:
             from peft import PeftModel
 
-            from biomechgpt.training.train_lm import _quiet_peft
+            from biomechgpt.training.train_lm import quiet_peft
 
-            with _quiet_peft():
+            with quiet_peft():
                 model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder)
             model = model.merge_and_unload()
         processor = AutoProcessor.from_pretrained(folder)

@@ -36,7 +36,8 @@ from typing import Any
 
 from biomechgpt.processing.motion import MotionInputError
 
-__all__ = ["BiomechGPTTrainingArguments", "train_model", "load_corpus", "corpus_task_metadata", "TRAINING_MODES"]
+__all__ = ["BiomechGPTTrainingArguments", "train_model", "build_model", "quiet_peft", "load_corpus",
+           "corpus_task_metadata", "TRAINING_MODES"]
 
 logger = logging.getLogger(__name__)
 
@@ -583,8 +584,11 @@ def _encoder_fields(frame, metadata: dict, args: BiomechGPTTrainingArguments) ->
     return fields
 
 
-def _build_model(base_model: str, mode: str, texts: list[str], motion_tokenizer: Any, codebook_size: int,
-                 args: BiomechGPTTrainingArguments, encoder_fields: dict[str, Any] | None = None):
+def build_model(base_model: str, mode: str, texts: list[str], motion_tokenizer: Any, codebook_size: int,
+                args: BiomechGPTTrainingArguments, encoder_fields: dict[str, Any] | None = None):
+    """The untrained `BiomechGPTForCausalLM` around `base_model` and its text tokenizer, as training builds it (the
+    release rebuilds an adapter's base with it). `texts` extend a tiny base's vocabulary; `encoder_fields` are the
+    motion encoder's config fields (default: from `args`)."""
     from biomechgpt.modeling.modeling_biomechgpt import BiomechGPTForCausalLM
 
     language_model, tokenizer = _load_base(base_model, mode, texts, args)
@@ -619,7 +623,7 @@ def _wrap_for_mode(model, mode: str, args: BiomechGPTTrainingArguments):
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    with _quiet_peft():
+    with quiet_peft():
         if mode == "qlora":
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
             _disable_bnb_cpu_repacking(model)
@@ -627,7 +631,7 @@ def _wrap_for_mode(model, mode: str, args: BiomechGPTTrainingArguments):
 
 
 @contextlib.contextmanager
-def _quiet_peft():
+def quiet_peft():
     """peft 0.21 reads `is_gradient_checkpointing`, which transformers 5.24 deprecates: a FutureWarning each run."""
     import warnings
 
@@ -662,10 +666,10 @@ def _merged_model(trained, mode: str, base_model: str, texts: list[str], motion_
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     state = get_peft_model_state_dict(trained)
-    model, _ = _build_model(base_model, "lora", texts, motion_tokenizer, codebook_size, args, encoder_fields)
+    model, _ = build_model(base_model, "lora", texts, motion_tokenizer, codebook_size, args, encoder_fields)
     if model.config.reads_features:  # the stage-1 encoder (frozen, so not in the adapter's state)
         model.motion_encoder.load_state_dict(trained.get_base_model().motion_encoder.state_dict())
-    with _quiet_peft():
+    with quiet_peft():
         peft_model = get_peft_model(model, _lora_config(model, args))
     set_peft_model_state_dict(peft_model, state)
     return peft_model.merge_and_unload()
@@ -738,7 +742,7 @@ def train_model(
     set_seed(args.seed)
     metadata = corpus_task_metadata(frame)
     encoder_fields = _encoder_fields(frame, metadata, args)
-    model, tokenizer = _build_model(base_model, mode, texts, motion_tokenizer, codebook_size, args, encoder_fields)
+    model, tokenizer = build_model(base_model, mode, texts, motion_tokenizer, codebook_size, args, encoder_fields)
     processor = BiomechGPTProcessor(
         tokenizer, motion_tokenizer, motion_token_offset=model.config.motion_token_offset,
         codebook_size=codebook_size, max_motion_codes=args.max_motion_codes, motion_input=args.motion_input,
