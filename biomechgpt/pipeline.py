@@ -63,18 +63,20 @@ class PipelineSettings:
 
     @classmethod
     def default(cls, seed: int = 0) -> PipelineSettings:
-        # Within 15 minutes on 2 CPU cores. What the answers know comes from stage 1 (the motion encoder and its task
-        # heads); the language model puts it into words and needs far less than it got (README, "Results of the
-        # default run": one caption epoch and a quarter QA epoch with the heads counting twice score what 4 and 1
-        # score). The MotionTokenizer's codes feed the corpus, the chat page and the out-of-distribution check, not
-        # this model's answers.
-        return cls(participants=500, seed=seed, tokenizer_steps=400, train_epochs=0.15, encoder_epochs=8.0,
-                   alignment_epochs=0.5, readout_answer_weight=2.0)
+        # What the answers know comes from stage 1 (the motion encoder and its task heads, 12 epochs); the language
+        # model puts it into words and needs far less than it got: one caption epoch and a quarter QA epoch with the
+        # heads counting twice score what 4 and 1 scored with the heads counting once. The MotionTokenizer's codes
+        # feed the corpus, the chat page and the out-of-distribution check, not this model's answers: 600 steps.
+        # 18.5 minutes on 2 CPU cores; cutting further to fit 15 (8 encoder epochs, half the language-model
+        # training, 400 tokenizer steps) cost diagnosis 0.72 -> 0.57 and still took 15.6 (README, "Results of the
+        # default run").
+        return cls(participants=500, seed=seed, tokenizer_steps=600, train_epochs=0.25, encoder_epochs=12.0,
+                   alignment_epochs=1.0, readout_answer_weight=2.0)
 
     @classmethod
     def full(cls, seed: int = 0) -> PipelineSettings:
-        # About 25 minutes on 2 CPU cores: the MotionTokenizer at its own 3,000 steps, stage 1 at 12 epochs, and the
-        # language model at the length that scored what 4 caption epochs and a QA epoch score.
+        # The default with the MotionTokenizer at its own 3,000 steps: closer reconstructions on simulated and real
+        # files (so a sharper out-of-distribution check and better codes), the same answers; about 25 minutes.
         return cls(participants=500, seed=seed, train_epochs=0.25, encoder_epochs=12.0, alignment_epochs=1.0,
                    readout_answer_weight=2.0)
 
@@ -88,8 +90,8 @@ RECIPES: dict[str, Callable[[int], PipelineSettings]] = {
     "full": PipelineSettings.full,
     "quick": PipelineSettings.quick,
 }
-"""`biomechgpt run`'s recipes: `default` fits the 15-minute budget, `full` trains every stage longer, `quick` is a
-smoke test."""
+"""`biomechgpt run`'s recipes: `default`, `full` (the MotionTokenizer trained 5 times longer) and `quick` (a smoke
+test)."""
 
 
 def _optional(flag: str, value) -> list[str]:

@@ -116,14 +116,14 @@ def _option(argv: list[str], flag: str) -> str | None:
     return argv[argv.index(flag) + 1] if flag in argv else None
 
 
-def test_the_default_recipe_trains_shorter_than_full(tmp_path, stages, capsys):
+def test_full_trains_the_motion_tokenizer_longer_than_the_default(tmp_path, stages, capsys):
     assert cli.main(["run", "--out", str(tmp_path)]) == 0
     default = dict(stages.argv)
     assert (tmp_path / "default" / "metrics.json").is_file()
     assert _option(default["simulate"], "--participants") == "500"
-    assert _option(default["train-tokenizer"], "--steps") == "400"
+    assert _option(default["train-tokenizer"], "--steps") == "600"
     assert [_option(default["train"], f) for f in ("--encoder-epochs", "--alignment-epochs", "--epochs",
-                                                   "--readout-answer-weight")] == ["8.0", "0.5", "0.15", "2.0"]
+                                                   "--readout-answer-weight")] == ["12.0", "1.0", "0.25", "2.0"]
 
     stages.argv = {}
     assert cli.main(["run", "--full", "--out", str(tmp_path)]) == 0
@@ -136,7 +136,7 @@ def test_the_default_recipe_trains_shorter_than_full(tmp_path, stages, capsys):
 
     capsys.readouterr()
     assert cli.main(["run", "--full", "--out", str(tmp_path), "--name", "default"]) == 2  # another recipe's folder
-    assert "this run was started with other settings (tokenizer_steps 400 -> None" in capsys.readouterr().err
+    assert "this run was started with other settings (tokenizer_steps 600 -> None" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["run", "--full", "--quick", "--out", str(tmp_path)])
     assert "not allowed with argument" in capsys.readouterr().err

@@ -102,6 +102,8 @@ class BiomechGPTTrainingArguments:
             heads count in closed-set and numeric answers beside the language model (`BiomechGPTConfig`); 0 answers
             from the language model alone (the heads still feed it their readout tokens). On the default run's test
             split they lift TUG r from 0.71 to 0.96 and diagnosis macro-F1 from 0.47 to 0.59 (see the README).
+            `biomechgpt run` uses 2: after its shorter language-model training, 2 scores what 1 scores after 4
+            caption epochs and a QA epoch (README, "Results of the default run").
         gradient_checkpointing (`bool`, defaults to `False`): recompute activations in the backward pass (less
             memory for a large base, ~30% more time).
         save_dtype (`str`, *optional*): dtype of the saved weights ("float32", "bfloat16" or "float16"); defaults to
