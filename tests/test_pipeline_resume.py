@@ -116,7 +116,7 @@ def _option(argv: list[str], flag: str) -> str | None:
     return argv[argv.index(flag) + 1] if flag in argv else None
 
 
-def test_full_trains_the_motion_tokenizer_longer_than_the_default(tmp_path, stages, capsys):
+def test_full_trains_every_stage_longer_than_the_default(tmp_path, stages, capsys):
     assert cli.main(["run", "--out", str(tmp_path)]) == 0
     default = dict(stages.argv)
     assert (tmp_path / "default" / "metrics.json").is_file()
@@ -130,9 +130,9 @@ def test_full_trains_the_motion_tokenizer_longer_than_the_default(tmp_path, stag
     full = stages.argv
     assert (tmp_path / "full" / "metrics.json").is_file()
     assert _option(full["simulate"], "--participants") == "500"
-    assert _option(full["train-tokenizer"], "--steps") is None  # the tokenizer's own default: 3,000 steps
+    assert _option(full["train-tokenizer"], "--steps") is None  # the stages' own defaults: 3,000 steps, 12 + 4 epochs
     assert [_option(full["train"], f) for f in ("--encoder-epochs", "--alignment-epochs", "--epochs",
-                                                "--readout-answer-weight")] == ["12.0", "1.0", "0.25", "2.0"]
+                                                "--readout-answer-weight")] == [None, None, "1.0", None]
 
     capsys.readouterr()
     assert cli.main(["run", "--full", "--out", str(tmp_path), "--name", "default"]) == 2  # another recipe's folder
