@@ -93,7 +93,7 @@ TASK_CUES: dict[str, tuple[str, ...]] = {
     "impairment": ("+impair*", "+abnormal*", "+limp*", "+pathological", "+gait problem", "+gait disorder",
                    "normal*", "unusual", "healthy", "typical", "affected", "atypical", "+deviation*",
                    "+movement disorder", "look off", "looks off", "wrong", "+unremarkable", "problem*", "trouble",
-                   "difficult*"),
+                   "difficult*", "quality", "stiff*", "awkward*", "clumsy", "jerky", "shuffl*"),
     "impairment_side": ("which side", "+which leg", "+which limb", "+left or right", "+left or the right",
                         "+right or left", "+right leg", "+left leg", "+one side", "+favour*", "+favor*", "+weaker",
                         "+asymmetr*", "+more involved", "+affected side", "side", "left", "right", "+lateralised",
@@ -109,8 +109,8 @@ TASK_CUES: dict[str, tuple[str, ...]] = {
                   "caus*"),
     "assistive_device": ("+cane", "+walker", "+crutch*", "+brace", "+orthosis", "+orthotic*", "+afo", "+aid",
                          "+assistive", "+device", "+stick", "+rollator", "+walking frame"),
-    "fall_history": ("+fall*", "+fell", "+faller*"),
-    "cadence": ("+cadence", "+steps per minute", "+step per minute", "+steps a minute", "+step rate",
+    "fall_history": ("+fall*", "+fell", "+faller*", "+tumbl*", "+toppl*"),
+    "cadence": ("+cadence", "+cadance", "+steps per minute", "+step per minute", "+steps a minute", "+step rate",
                 "+step frequency", "+stepping rate", "+stepping", "+spm", "+steps min", "per minute", "+steps per min",
                 "each minute", "a minute"),
     "walking_speed": ("speed", "+walking speed", "+gait speed", "+speed of progression", "how fast", "how quick*",
@@ -146,6 +146,8 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
      "which activity"),
     (r"\b(?:asked|instructed|told|supposed|meant) to do\b", "doing"),
     (r"\btasks?\b", "activity"),
+    (r"\bwhat (?:did|do|have) (?:we|you|they) (?:record|capture|film)\w*\b|\bwhat (?:was|is|got) (?:recorded|captured|"
+     r"filmed)\b", "what is it doing"),
     (r"\bwhat (?:did|does|do|is|was) (?:the \w+|he|she|they|this person) (?:do|doing)\b", "what is it doing"),
     (r"\b(?:{0})(?: \w+){{0,3}} or (?:\w+ ){{0,2}}(?:{0})\b".format(
         "walking|running|jogging|standing|sitting|squatting|jumping|hopping|turning|stepping|climbing|marching"),
@@ -156,6 +158,7 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
     (r"\b(?:amiss|odd|strange|weird|peculiar|irregular)\b", "unusual"),
     (r"\b(?:deficits?|dysfunction|disabilit(?:y|ies)|handicap)\b", "impairment"),
     (r"\bdisturb\w*", "impairment"),
+    (r"\b(?:ok|okay|alright|all right)\b", "normal"),
     # impairment side: a half of the body, one-sided
     (r"\b(?:which|what|one|either|the other|left|right) half\b|\bhalf of (?:the|his|her|their) body\b",
      "side"),
@@ -164,6 +167,10 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
     (r"\b(which|what) (?:lower|upper) (?:limb|leg|extremity)\b|\b(which|what) extremity\b", r"\1\2 limb"),
     (r"\b(?:protect\w*|guard\w*|spar(?:e|es|ed|ing))\b", "favour"),
     (r"\b(?:than|compared (?:to|with)|versus|vs) the other(?: one| leg| side| limb| foot)?\b", "one side"),
+    # "on his left" names a side, "in his right hand" does not
+    (r"\b(?:on|to|in) (?:the|his|her|their) (left|right)\b(?! (?:hand|arm|elbow|shoulder|wrist)\b)",
+     r"on the \1 side"),
+    (r"\b(?:less|more|most|least|uneven|unequal) weight\b|\bweight (?:on|through) (?:one|the other)\b", "favour"),
     (r"\bbilateral(?:ly)?\b(?! (?:forearm |elbow )?crutch)", "both sides"),
     (r"\bsymmetr\w*", "asymmetry"),
     # a difference between the sides or the legs
@@ -176,15 +183,23 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
      r"(?:support|help|equipment|gear|gadget)\b", r"\1 aid"),
     (r"\b(?:wheelchair|zimmer|splint|insoles?)\b", "device"),
     (r"\b(?:unaided|unassisted|independently)\b", "without an aid"),
+    (r"\b(?:hold|holds|holding|held|grip|grips|gripping|lean|leans|leaning) (?:on ?to |on )?(?:anything|something)\b|"
+     r"\bhelp (?:him|her|them|the \w+ )?(?:to )?walk\b", "aid"),
     # cadence: the rate, tempo, rhythm or frequency of the steps
     (r"^(?=.*\b(?:foot ?steps?|steps?|stepping|footfalls?)\b)(.*?)\b(?:rate|tempo|rhythm|frequency|how often|"
      r"how frequently)\b", r"\1cadence"),
+    # how quickly the steps come is their rate, not the walking speed
+    (r"\bhow (?:quickly|fast|rapidly) (?:are|do|does|did|is|was) (?:the |his |her |their |its )?(?:foot ?)?steps?\b"
+     r"(?! (?:long|length))|\bhow (?:quickly|fast|rapidly) (?:do|does|did) (?:he|she|they|the \w+) step\b", "cadence"),
     # walking speed: miles per hour, a slow walker
     (r"\b(?:mph|miles (?:per|an|a) hour)\b", "km/h"),
     (r"\b(?:slow|fast|quick|brisk)(?:er)? walkers?\b", "walking speed"),
+    (r"\b(?:slower|faster|quicker|speedier)\b", "speed"),
     # stride length: the size of a step
     (r"\b(?:step|stride) size\b|\bsize of (?:a |each |the )?(?:step|stride)s?\b", "step length"),
     (r"\blength of (?:a |each |one |the |their |his |her )?(?:step|stride)s?\b", "stride length"),
+    (r"\b(?:how much|the) ground\b(?=.*\b(?:steps?|strides?)\b)|"
+     r"\b(?:steps?|strides?)\b.*\bcover\w* (?:much |more |less )?ground\b", "step length"),
     (r"\b(?:short|long|small|big|large|tiny|little)(?:er)? (?:steps?|strides?)\b|"
      r"\b(?:steps?|strides?) (?:\w+ ){0,2}(?:short|long|small|big|large|tiny)(?:er)?\b", "step length"),
     # summary: a note, recap or account of the trial
@@ -207,14 +222,26 @@ _OTHER_SUBJECTS = re.compile(
     r"boots?)\b|"
     # sport and its records ("How fast does the world's fastest man run?")
     r"\b(?:world'?s? (?:records?|\w+est)|olympi\w*|athletes?|sprinters?|footballers?)\b|"
-    r"\b(?:animals?|cheetahs?|horses?|dogs?|cats?|cows?|birds?|lions?|tigers?|elephants?|rabbits?|mice|mouse|"
-    r"insects?|spiders?|ants?|fish|snakes?|monkeys?|apes?|bears?|wolf|wolves|deer|kangaroos?|ostrich(?:es)?|"
-    r"penguins?|ducks?|chickens?|pigs?|sheep|goats?|camels?|giraffes?|zebras?|frogs?|hummingbirds?)\b|"
     # what a kind of being can do ("How fast does a greyhound run?", "How far can a human walk?", "Why do people
     # limp?")
     r"\b(?:how \w+|why) (?:can|could|does|do|will|would) (?:a|an|the average|most|humans?|people|someone|anyone)\b|"
     # advice for the asker ("How do I improve my running?", "What is the best exercise for knee pain?")
     r"\bhow (?:do|should) (?:i|we)\b|\bshould (?:i|we)\b|\bbest (?:\w+ )?(?:for|to)\b")
+# An animal is refused unless the question names the recording or the recorded person itself: a pronoun does not
+# ("My dog limps on his back leg, what is wrong with his gait?").
+_ANIMALS = re.compile(
+    r"\b(?:animals?|pets?|cheetahs?|horses?|ponies|pony|dogs?|puppy|puppies|cats?|kittens?|cows?|birds?|lions?|"
+    r"tigers?|elephants?|rabbits?|mice|mouse|insects?|spiders?|ants?|fish|snakes?|monkeys?|apes?|bears?|wolf|wolves|"
+    r"deer|kangaroos?|ostrich(?:es)?|penguins?|ducks?|chickens?|pigs?|sheep|goats?|camels?|giraffes?|zebras?|frogs?|"
+    r"hummingbirds?|greyhounds?)\b")
+_THE_RECORDING_ITSELF = re.compile(
+    r"\b(?:this|these|here|patients?|subjects?|participants?|person|recording|trial|clip|file|video)\b")
+# General knowledge, not about anyone recorded ("What are the main symptoms of Parkinson's disease in general?", "How
+# long does it usually take to recover from a hip replacement?"): refused unless the question points at the recording.
+_GENERAL_KNOWLEDGE = re.compile(
+    r"\bin general\b|\bgenerally\b|\bon average\b|\b(?:usually|typically|normally) (?:take|takes|last|lasts)\b|"
+    r"\bwhat are the (?:\w+ )?(?:symptoms|signs|causes|treatments)\b|\b(?:main|common|typical|usual|early|first) "
+    r"(?:symptoms|signs|causes)\b|\brecover\w* from\b")
 # A person named with a title ("Mrs Jones") is the recorded one; a question about anyone else named ("How fast can
 # Usain Bolt run?") is refused unless it points at the recording too.
 _TITLED_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.? [A-Z][\w']*(?: [A-Z][\w']*)?")
@@ -949,8 +976,9 @@ class BiomechGPTProcessor(ProcessorMixin):
         page and the Hub remote code.
 
         1. A question about an animal, a product, what a kind of being can do or advice for the asker, and not about
-           the recorded person, is refused (`task` is `None`); so is one naming someone else ("Usain Bolt") that does
-           not point at the recording.
+           the recorded person, is refused (`task` is `None`); so is general knowledge ("in general", "symptoms of")
+           or one naming someone else ("Usain Bolt") that does not point at the recording, and one about someone
+           else's trait ("Kipchoge's cadence") even if it does.
         2. The others are read in the cues' words (`routing_text`). A task scores the words of its cues (`TASK_CUES`)
            found in the question (one more for a clinical cue: it says more than an everyday one) plus the similarity
            (IDF-weighted overlap of the words that are not stop words) to its nearest example question
@@ -965,8 +993,10 @@ class BiomechGPTProcessor(ProcessorMixin):
         """
         text = _plain_text(question)
         points = bool(_POINTS_AT_THE_RECORDING.search(text))
-        if (_OTHER_SUBJECTS.search(text) and not _ABOUT_THE_RECORDING.search(text)) or (
-                not points and self._names_someone(question)):
+        if ((_OTHER_SUBJECTS.search(text) and not _ABOUT_THE_RECORDING.search(text))
+                or (_ANIMALS.search(text) and not _THE_RECORDING_ITSELF.search(text))
+                or (not points and (_GENERAL_KNOWLEDGE.search(text) or self._names_someone(question)))
+                or self._names_someone(question, possessive=True)):
             return QuestionRoute(None)
         words = _WORD.findall(self._in_clinical_words(text))
         body = any(_word_matches(a, w) for a in _ANCHORS for w in words)
@@ -992,11 +1022,14 @@ class BiomechGPTProcessor(ProcessorMixin):
         alternatives = tuple(t for t in ranked[1:] if scores[t] >= AMBIGUOUS_SHARE * best)
         return QuestionRoute(ranked[0], best, alternatives)
 
-    def _names_someone(self, question: str) -> bool:
+    def _names_someone(self, question: str, possessive: bool = False) -> bool:
         """Whether `question` names a person or a place ("Usain Bolt", "London"): a capitalised word inside a sentence
-        that no task's vocabulary knows and that is not an eponym ("Huntington's disease")."""
+        that no task's vocabulary knows and that is not an eponym ("Huntington's disease"). With `possessive`, only a
+        name with "'s" counts ("Kipchoge's cadence", someone else's even where "he" points at the recording)."""
         index = self._vocabulary()
         for match in _CAPITALISED.finditer(question):
+            if possessive and not match.group().lower().endswith("'s"):
+                continue
             before = question[:match.start()].rstrip()
             if not before or before[-1] in ".?!:;\"'(":  # a sentence's first word
                 continue

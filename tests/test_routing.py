@@ -80,8 +80,9 @@ def routing_scores(processor, rows) -> tuple[float, float, list[str]]:
     ("routing_questions_unseen5.tsv", 0.98, 1.0),
     ("routing_questions_unseen6.tsv", 0.98, 1.0),
     ("routing_questions_dev.tsv", 0.98, 1.0),
-    ("routing_questions_unseen7.tsv", 0.87, 1.0),  # never tuned on: 58 of 66, 10 of 10 off-topic refused
-    ("routing_questions_unseen8.tsv", 0.97, 1.0),  # never tuned on: 69 of 71, 10 of 10 off-topic refused
+    ("routing_questions_unseen7.tsv", 0.98, 1.0),  # 58 of 66 before it was tuned on
+    ("routing_questions_unseen8.tsv", 0.98, 1.0),  # 69 of 71 before it was tuned on
+    ("routing_questions_unseen9.tsv", 0.98, 1.0),  # written blind: 74 of 80, 8 of 12 refused before it was tuned on
 ])
 def test_natural_questions_are_routed_and_off_topic_ones_refused(processor, name, floor, refused_floor):
     rows = read_questions(name)
@@ -187,6 +188,17 @@ def test_the_issue_17_questions(processor, question, task):
     ("How many mph does she walk?", "walking_speed"),
     ("What is the step size?", "stride_length"),
     ("Give me a quick recap.", "summary"),
+    ("Is his walking OK?", "impairment"),
+    ("Does the walking look stiff or awkward?", "impairment"),
+    ("Is she putting less weight on one leg?", "impairment_side"),
+    ("Is she hopping on one leg?", "activity"),  # "one leg" alone is no side
+    ("Is the impairment on his left?", "impairment_side"),
+    ("Is the person holding anything to help them walk?", "assistive_device"),
+    ("Has he taken any tumbles in the past year?", "fall_history"),
+    ("How quickly does she step?", "cadence"),  # the steps' rate, not the walking speed
+    ("Is he walking slower than usual for his age?", "walking_speed"),
+    ("How much ground does each step cover?", "stride_length"),
+    ("What did we record for this patient?", "activity"),
 ])
 def test_everyday_wordings_are_read_in_the_cues_words(processor, question, task):
     assert processor.route_question(question).task == task
@@ -199,6 +211,10 @@ def test_everyday_wordings_are_read_in_the_cues_words(processor, question, task)
     ("Which walking aid should I buy?", None),
     ("What walking aid would you recommend for this patient?", "assistive_device"),
     ("Does this patient walk with a cane or a guide dog?", "assistive_device"),  # about the recorded person
+    ("My dog limps on his back leg, what is wrong with his gait?", None),  # "his" is the dog's
+    ("How long does it usually take to recover from a knee replacement?", None),  # general knowledge
+    ("What are the main symptoms of Parkinson's disease?", None),
+    ("Any signs of Parkinson's disease in this patient?", "diagnosis"),
 ])
 def test_questions_about_another_being_or_a_product_are_refused(processor, question, task):
     assert processor.route_question(question).task == task
@@ -211,6 +227,7 @@ def test_questions_about_another_being_or_a_product_are_refused(processor, quest
     ("Does Mrs Jones use a cane?", "assistive_device"),  # a person named with a title is the recorded one
     ("Did Charlie Chaplin limp?", None),
     ("Does she limp like Charlie Chaplin?", "impairment"),  # points at the recording
+    ("What is Eliud Kipchoge's cadence when he races?", None),  # someone else's trait, though "he" points
     ("Any sign of Huntington's disease?", "diagnosis"),  # an eponym
     ("What was the Timed Up and Go result?", "tug_time"),
 ])
