@@ -35,8 +35,10 @@ _SUMMARY_LABELS = ("activity", "impairment", "impairment_side", "diagnosis", "as
 _ANSWER_KEYS = ("question", "task", "answer", "model_text", "label", "value", "unit", "confidence", "spread",
                 "probabilities", "recordings", "warning")
 # The corpus's answer template (dataset_builder.templates.ANSWERS) a task's shown answer uses, when not its first:
-# "This trial shows walking.", where the first reads "The person is performing walking."
-_SHOWN_TEMPLATE = {"activity": 1}
+# "This trial shows walking.", where the first reads "The person is performing walking."; for yes/no tasks a sentence
+# without "Yes," or "No,", which reads wrong after a question asked the other way round ("Is her walking OK?" ->
+# "No impairment is visible.", not "Yes, the movement is impaired.").
+_SHOWN_TEMPLATE = {"activity": 1, "impairment": 4, "fall_history": 3}
 _UNIT_IN_WORDS = 1  # UNIT_PHRASES: "steps per minute", "metres per second", not "steps/min"
 
 

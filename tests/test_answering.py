@@ -167,6 +167,15 @@ def test_every_label_is_shown_in_one_plain_sentence(task, label):
             assert answer["label"] == label and answer["confidence"] == 0.7
 
 
+@pytest.mark.parametrize("task, label", [(t, label) for t, label in CLOSED_LABELS
+                                         if t in ("impairment", "fall_history")])
+def test_a_yes_no_answer_is_shown_without_yes_or_no(task, label):
+    """"Is her walking OK?" must not be answered "Yes, the movement is impaired.": the shown sentence states the
+    label whichever way round the question was asked."""
+    shown = answer_sentence(task, label)
+    assert not shown.lower().startswith(("yes", "no,", "no.", "no;")), shown
+
+
 @pytest.mark.parametrize("task", [t for t, spec in TASKS.items() if spec.kind == "numeric"])
 @pytest.mark.parametrize("value", [0.537, 1.0, 12.46, 97.6])
 def test_a_number_is_shown_with_its_value_and_unit(task, value):
