@@ -993,10 +993,10 @@ class BiomechGPTProcessor(ProcessorMixin):
         """
         text = _plain_text(question)
         points = bool(_POINTS_AT_THE_RECORDING.search(text))
+        named = self._names_someone(question)  # (anyone, anyone with "'s")
         if ((_OTHER_SUBJECTS.search(text) and not _ABOUT_THE_RECORDING.search(text))
                 or (_ANIMALS.search(text) and not _THE_RECORDING_ITSELF.search(text))
-                or (not points and (_GENERAL_KNOWLEDGE.search(text) or self._names_someone(question)))
-                or self._names_someone(question, possessive=True)):
+                or (not points and (_GENERAL_KNOWLEDGE.search(text) or named[0])) or named[1]):
             return QuestionRoute(None)
         words = _WORD.findall(self._in_clinical_words(text))
         body = any(_word_matches(a, w) for a in _ANCHORS for w in words)
@@ -1022,14 +1022,13 @@ class BiomechGPTProcessor(ProcessorMixin):
         alternatives = tuple(t for t in ranked[1:] if scores[t] >= AMBIGUOUS_SHARE * best)
         return QuestionRoute(ranked[0], best, alternatives)
 
-    def _names_someone(self, question: str, possessive: bool = False) -> bool:
-        """Whether `question` names a person or a place ("Usain Bolt", "London"): a capitalised word inside a sentence
-        that no task's vocabulary knows and that is not an eponym ("Huntington's disease"). With `possessive`, only a
-        name with "'s" counts ("Kipchoge's cadence", someone else's even where "he" points at the recording)."""
+    def _names_someone(self, question: str) -> tuple[bool, bool]:
+        """Whether `question` names a person or a place ("Usain Bolt", "London"), and whether it names one with "'s"
+        ("Kipchoge's cadence": someone else's, even where "he" points at the recording). A name is a capitalised word
+        inside a sentence that no task's vocabulary knows and that is not an eponym ("Huntington's disease")."""
         index = self._vocabulary()
+        anyone = False
         for match in _CAPITALISED.finditer(question):
-            if possessive and not match.group().lower().endswith("'s"):
-                continue
             before = question[:match.start()].rstrip()
             if not before or before[-1] in ".?!:;\"'(":  # a sentence's first word
                 continue
@@ -1037,8 +1036,10 @@ class BiomechGPTProcessor(ProcessorMixin):
             known = word in _FILLER_WORDS or any(_stem(word) in stems or word.startswith(prefixes)
                                                  for stems, prefixes in index.values())
             if not known and not _EPONYM_OF.match(question[match.end():].lower()):
-                return True
-        return False
+                if match.group().lower().endswith("'s"):
+                    return True, True
+                anyone = True
+        return anyone, False
 
     def _vocabulary(self) -> dict[str, tuple[set[str], tuple[str, ...]]]:
         """task -> (the stems of its vocabulary, the prefixes of its "*" cues), see `_vocabulary_similarity`."""
