@@ -215,6 +215,8 @@ _LABEL_NAMES_NAME = {"diagnosis": "diagnosis", "assistive_device": "assistive de
                      "impairment_side": "affected side"}
 _NOT_LABEL_NAMES = frozenset({"healthy", "control", "hemiparesis", "hemiparetic", "left", "right", "both"})
 _CORPUS_LEXICON_MODULE = "biomechgpt.dataset_builder"
+# The words that name the recording or the recorded person themselves (a pronoun adds "he", "his", ...).
+_RECORDING_WORDS = r"this|these|here|patients?|subjects?|participants?|person|recording|trial|clip|file|video"
 # A question about an animal, a product or what a kind of being can do ("How fast can a cheetah run?", "Which running
 # shoe should I buy?"), and not about the recorded person, is refused.
 _OTHER_SUBJECTS = re.compile(
@@ -234,8 +236,7 @@ _ANIMALS = re.compile(
     r"tigers?|elephants?|rabbits?|mice|mouse|insects?|spiders?|ants?|fish|snakes?|monkeys?|apes?|bears?|wolf|wolves|"
     r"deer|kangaroos?|ostrich(?:es)?|penguins?|ducks?|chickens?|pigs?|sheep|goats?|camels?|giraffes?|zebras?|frogs?|"
     r"hummingbirds?|greyhounds?)\b")
-_THE_RECORDING_ITSELF = re.compile(
-    r"\b(?:this|these|here|patients?|subjects?|participants?|person|recording|trial|clip|file|video)\b")
+_THE_RECORDING_ITSELF = re.compile(rf"\b(?:{_RECORDING_WORDS})\b")
 # General knowledge, not about anyone recorded ("What are the main symptoms of Parkinson's disease in general?", "How
 # long does it usually take to recover from a hip replacement?"): refused unless the question points at the recording.
 _GENERAL_KNOWLEDGE = re.compile(
@@ -247,9 +248,7 @@ _GENERAL_KNOWLEDGE = re.compile(
 _TITLED_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.? [A-Z][\w']*(?: [A-Z][\w']*)?")
 _CAPITALISED = re.compile(r"\b[A-Z][a-z][\w']*")
 _EPONYM_OF = re.compile(r"(?:'s)? (?:disease|syndrome|palsy|test|scale|sign|gait|walk|ataxia|chorea)\b")
-_ABOUT_THE_RECORDING = re.compile(
-    r"\b(?:this|these|here|he|she|they|him|her|them|his|their|patients?|subjects?|participants?|person|recording|"
-    r"trial|clip|file|video)\b")
+_ABOUT_THE_RECORDING = re.compile(rf"\b(?:{_RECORDING_WORDS}|he|she|they|him|her|them|his|their)\b")
 # Words that point at the recorded person or the recording ("they" does not: "which side do they drive on"; "this"
 # does unless it is the model or the chat): a weak cue counts in a question that has one.
 _POINTS_AT_THE_RECORDING = re.compile(
