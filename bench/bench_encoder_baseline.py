@@ -8,7 +8,7 @@ and prints the validation learning curve (metric per epoch) and the selected epo
 `biomechgpt evaluate` does not score (its baseline is the better of gradient-boosted trees and a small CNN).
 
     .venv/bin/python bench/bench_encoder_baseline.py --run runs/default [--epochs 12] [--threads 2] \
-        [--no-statistics-token]
+        [--no-statistics-token] [--descriptors]
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=64, help="encoder channels (default: 64)")
     parser.add_argument("--no-statistics-token", action="store_true",
                         help="every query token attends (default, as training: the last one pools mean and std)")
+    parser.add_argument("--descriptors", action="store_true",
+                        help="one more query token reads the whole trial's descriptors (motion_descriptors.py)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -37,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     from biomechgpt.cohort import load_cohort
     from biomechgpt.modeling.modeling_motion_encoder import BiomechGPTMotionEncoder
     from biomechgpt.processing.feature_extraction_motion import MotionFeatureExtractor
+    from biomechgpt.processing.motion_descriptors import descriptor_names
     from biomechgpt.training.pretrain_encoder import encoder_targets, pretrain_motion_encoder
-    from biomechgpt.training.train_lm import _trial_features, corpus_task_metadata, load_corpus
+    from biomechgpt.dataset_builder.corpus import load_corpus
+    from biomechgpt.training.train_lm import _trial_features, corpus_task_metadata
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,11 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     extractor = MotionFeatureExtractor()
     features, targets = {}, {}
     for split, rows in splits.items():
-        features[split] = _trial_features(cohort, sorted(rows["trial_id"].unique()), extractor, progress=False)
+        features[split] = _trial_features(cohort, sorted(rows["trial_id"].unique()), extractor, progress=False,
+                                          descriptors=args.descriptors)
         targets[split] = encoder_targets(rows, metadata["task_kinds"], metadata["task_units"],
                                          classes=targets["train"].classes if split != "train" else None)
     torch.manual_seed(args.seed)
-    encoder = BiomechGPTMotionEncoder(33, args.hidden, 3, 16, statistics_token=not args.no_statistics_token)
+    encoder = BiomechGPTMotionEncoder(33, args.hidden, 3, 16, statistics_token=not args.no_statistics_token,
+                                      descriptor_size=len(descriptor_names()) if args.descriptors else 0)
     started = time.perf_counter()
     summary = pretrain_motion_encoder(
         encoder, features["train"], targets["train"], validation_features=features["validation"],
@@ -64,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs, seed=args.seed, progress=False)
     seconds = time.perf_counter() - started
     tasks = list(summary["report_scores"])
-    pooling = "no statistics token" if args.no_statistics_token else "statistics token"
+    pooling = ("no statistics token" if args.no_statistics_token else "statistics token") + (
+        ", descriptor token" if args.descriptors else "")
     print(f"motion encoder + linear heads, hidden {args.hidden}, {pooling}, {summary['trials']} training trials, "
           f"{summary['steps']} steps in {seconds:.0f} s on {torch.get_num_threads()} threads")
     print("validation learning curve (macro-F1 for closed-set tasks, Pearson r for numeric ones):")

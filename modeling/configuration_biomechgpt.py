@@ -66,6 +66,9 @@ class BiomechGPTConfig(PretrainedConfig):
         motion_statistics_token (`bool`, *optional*, defaults to `False`):
             Whether the motion encoder's last query token pools the mean and standard deviation of its frames over
             time instead of attending (see [`BiomechGPTMotionEncoder`]); `biomechgpt train` sets it.
+        motion_descriptor_size (`int`, *optional*, defaults to 0):
+            With more than 0, the motion encoder's last query token reads that many trial-level descriptors of the
+            whole recording (`motion_descriptors.py`; the processor computes them with `motion_descriptors=True`).
         motion_readout_tasks (`list[str]`, *optional*):
             Tasks with a readout token (see [`BiomechGPTMotionEncoder`]); the last of the `num_motion_tokens` soft
             tokens, in this order. Empty: every soft token is a query token.
@@ -120,6 +123,7 @@ class BiomechGPTConfig(PretrainedConfig):
     motion_encoder_hidden_size: int = 64
     motion_encoder_layers: int = 3
     motion_statistics_token: bool = False
+    motion_descriptor_size: int = 0
     motion_readout_tasks: list[str] | None = None
     motion_readout_sizes: list[int] | None = None
     motion_readout_labels: list[list[str]] | None = None
@@ -158,11 +162,18 @@ class BiomechGPTConfig(PretrainedConfig):
             raise ValueError(f"motion_readout_sizes must be at least 1 each, got {self.motion_readout_sizes}")
         if not isinstance(self.motion_statistics_token, bool):
             raise ValueError(f"motion_statistics_token must be true or false, got {self.motion_statistics_token!r}")
-        reserved = len(self.motion_readout_tasks) + self.motion_statistics_token
+        if isinstance(self.motion_descriptor_size, bool) or not isinstance(self.motion_descriptor_size, int) \
+                or self.motion_descriptor_size < 0:
+            raise ValueError(f"motion_descriptor_size must be a whole number of at least 0, got "
+                             f"{self.motion_descriptor_size!r}")
+        if self.motion_descriptor_size and self.motion_input == "codes":
+            raise ValueError("motion_descriptor_size needs a motion encoder (motion_input 'continuous' or 'both')")
+        reserved = len(self.motion_readout_tasks) + self.motion_statistics_token + (self.motion_descriptor_size > 0)
         if reserved >= self.num_motion_tokens:
             raise ValueError(f"num_motion_tokens {self.num_motion_tokens} must exceed the "
                              f"{len(self.motion_readout_tasks)} readout tokens"
                              + (" plus the statistics token" if self.motion_statistics_token else "")
+                             + (" plus the descriptor token" if self.motion_descriptor_size else "")
                              + " (at least one learned query token)")
         self._check_readout_calibration()
         for name in ("motion_start_token_id", "motion_end_token_id", "motion_feature_token_id"):

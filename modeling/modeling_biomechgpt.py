@@ -237,6 +237,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         motion_mask: torch.BoolTensor | None = None,
         coordinate_mask: torch.BoolTensor | None = None,
         motion_durations: torch.FloatTensor | None = None,
+        motion_descriptors: torch.FloatTensor | None = None,
         motion_features: torch.FloatTensor | None = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
@@ -248,8 +249,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
                 `-100` marks positions without loss (the processor keeps only answer tokens).
             motion_values (`torch.FloatTensor` of shape `(batch, frames, channels)`, *optional*): feature frames of
                 each row's motion, for models that read them (`config.motion_input` "continuous" or "both"); see
-                [`BiomechGPTProcessor.collate_motion_inputs`] for them and `motion_mask`, `coordinate_mask` and
-                `motion_durations`.
+                [`BiomechGPTProcessor.collate_motion_inputs`] for them and `motion_mask`, `coordinate_mask`,
+                `motion_durations` and (with `config.motion_descriptor_size`) `motion_descriptors`.
             motion_features (`torch.FloatTensor` of shape `(batch, num_motion_tokens, encoder_hidden)`, *optional*):
                 the motion encoder's output, computed beforehand (e.g. once per trial while the encoder is frozen), in
                 place of `motion_values`.
@@ -260,7 +261,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         if motion_values is not None or motion_features is not None:
             inputs_embeds = self.embed_inputs(input_ids, motion_values=motion_values, motion_mask=motion_mask,
                                               coordinate_mask=coordinate_mask, motion_durations=motion_durations,
-                                              motion_features=motion_features)
+                                              motion_descriptors=motion_descriptors, motion_features=motion_features)
             input_ids = None
         return self.language_model(
             input_ids=input_ids,
@@ -280,28 +281,31 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, GenerationMixin):
         self.motion_encoder = BiomechGPTMotionEncoder(
             config.motion_feature_channels, config.motion_encoder_hidden_size, config.motion_encoder_layers,
             config.num_motion_tokens, readout_sizes=config.motion_readout_sizes or (),
-            readout_tasks=config.motion_readout_tasks or (), statistics_token=config.motion_statistics_token)
+            readout_tasks=config.motion_readout_tasks or (), statistics_token=config.motion_statistics_token,
+            descriptor_size=config.motion_descriptor_size)
         self.multi_modal_projector = BiomechGPTMultiModalProjector(
             config.motion_encoder_hidden_size, config.get_text_config(decoder=True).hidden_size)
 
     def get_motion_features(self, motion_values: torch.Tensor, motion_mask: torch.Tensor,
-                            coordinate_mask: torch.Tensor, motion_durations: torch.Tensor) -> torch.Tensor:
+                            coordinate_mask: torch.Tensor, motion_durations: torch.Tensor,
+                            motion_descriptors: torch.Tensor | None = None) -> torch.Tensor:
         """The motion encoder's soft tokens `(batch, num_motion_tokens, encoder_hidden)`, before the projector."""
         if not self.config.reads_features:
             raise ValueError(f"this model reads motion as {self.config.motion_input!r}: it has no motion encoder")
-        return self.motion_encoder(motion_values, motion_mask, coordinate_mask, motion_durations)
+        return self.motion_encoder(motion_values, motion_mask, coordinate_mask, motion_durations, motion_descriptors)
 
     def embed_inputs(self, input_ids: torch.LongTensor, *, motion_values: torch.Tensor | None = None,
                      motion_mask: torch.Tensor | None = None, coordinate_mask: torch.Tensor | None = None,
-                     motion_durations: torch.Tensor | None = None, motion_features: torch.Tensor | None = None
-                     ) -> torch.Tensor:
+                     motion_durations: torch.Tensor | None = None, motion_descriptors: torch.Tensor | None = None,
+                     motion_features: torch.Tensor | None = None) -> torch.Tensor:
         """Input embeddings of `input_ids` with each row's projected motion tokens at its placeholder positions
         (`config.num_motion_tokens` placeholders per row, as LLaVA expands its image token)."""
         embeds = self.get_input_embeddings()(input_ids)  # (batch, sequence, hidden)
         if motion_features is None:
             if motion_values is None or motion_mask is None or coordinate_mask is None or motion_durations is None:
                 raise ValueError("motion_values needs motion_mask, coordinate_mask and motion_durations")
-            motion_features = self.get_motion_features(motion_values, motion_mask, coordinate_mask, motion_durations)
+            motion_features = self.get_motion_features(motion_values, motion_mask, coordinate_mask, motion_durations,
+                                                       motion_descriptors)
         projected = self.multi_modal_projector(motion_features.to(self.multi_modal_projector.linear_1.weight.dtype))
         slots = input_ids == self.config.motion_feature_token_id  # (batch, sequence)
         expected = projected.shape[0] * projected.shape[1]

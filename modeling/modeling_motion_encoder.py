@@ -55,6 +55,12 @@ class BiomechGPTMotionEncoder(nn.Module):
     (`bench/bench_encoder_baseline.py`): diagnosis macro-F1 0.632 -> 0.665, assistive device 0.579 -> 0.602, side and
     fall history within 0.01, numeric r equal or up to 0.011 higher, at the same cost.
 
+    With `descriptor_size`, one more query token reads the recording's biomechanical descriptors
+    (`processing/motion_descriptors.py`: tempo, speed, ranges of motion and their asymmetry, each coordinate's mean,
+    spread and percentiles, computed on the whole recording, not only the crop the frames come from) through a
+    two-layer MLP. Standardised descriptors are clipped to +-8 so that a recording far outside the training range
+    (another lab's conventions, a broken channel) cannot swamp the token.
+
     With `readout_sizes`, the last `len(readout_sizes)` soft tokens are readout tokens: one linear head per task on
     all the query tokens (stage 1 trains them on the task's targets: class logits, or a standardised value), whose
     log-probabilities (or value) a linear map and a layer norm turn into a token. A small language model struggles
@@ -73,11 +79,14 @@ class BiomechGPTMotionEncoder(nn.Module):
         readout_tasks (`list[str]`, *optional*): the task of each readout head (names only, for training).
         statistics_token (`bool`, *optional*, defaults to `False`): the last query token pools mean and standard
             deviation over the frames instead of attending.
+        descriptor_size (`int`, *optional*, defaults to 0): with more than 0, the last query token is an MLP of
+            that many trial-level descriptors of the whole recording (`motion_descriptors`, standardised with
+            statistics stored here), after the statistics token if there is one.
     """
 
     def __init__(self, num_channels: int, hidden_size: int, num_layers: int, num_tokens: int, num_heads: int = 4,
                  readout_sizes: tuple[int, ...] | list[int] = (), readout_tasks: tuple[str, ...] | list[str] = (),
-                 statistics_token: bool = False) -> None:
+                 statistics_token: bool = False, descriptor_size: int = 0) -> None:
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"motion encoder hidden size {hidden_size} is not a multiple of {num_heads} heads")
@@ -89,9 +98,14 @@ class BiomechGPTMotionEncoder(nn.Module):
             raise ValueError(f"readout sizes must be at least 1, got {list(self.readout_sizes)}")
         self.num_queries = num_tokens - len(self.readout_sizes)  # the statistics token counts as a query token
         self.statistics_token = bool(statistics_token)
-        if self.num_queries < 1 + self.statistics_token:
+        if int(descriptor_size) < 0:
+            raise ValueError(f"descriptor_size must be 0 or more, got {descriptor_size}")
+        self.descriptor_size = int(descriptor_size)
+        pooled = self.statistics_token + (self.descriptor_size > 0)  # query tokens that do not attend
+        if self.num_queries < 1 + pooled:
             raise ValueError(f"{num_tokens} soft tokens leave no query token beside {len(self.readout_sizes)} "
-                             f"readout tokens" + (" and the statistics token" if self.statistics_token else ""))
+                             f"readout tokens" + (" and the statistics token" if self.statistics_token else "")
+                             + (" and the descriptor token" if self.descriptor_size else ""))
         self.num_channels = num_channels
         self.num_tokens = num_tokens
         self.register_buffer("feature_mean", torch.zeros(num_channels))
@@ -102,11 +116,16 @@ class BiomechGPTMotionEncoder(nn.Module):
         self.blocks_high = nn.ModuleList(_ResidualBlock(hidden_size, d) for d in dilations)
         self.down = nn.Conv1d(hidden_size, hidden_size, 4, stride=2, padding=1)
         self.blocks_low = nn.ModuleList(_ResidualBlock(hidden_size, d) for d in dilations)
-        learned = self.num_queries - self.statistics_token
+        learned = self.num_queries - pooled
         self.queries = nn.Parameter(torch.randn(learned, hidden_size) / math.sqrt(hidden_size))
         self.pool = nn.MultiheadAttention(hidden_size, num_heads, batch_first=True)
         if self.statistics_token:
             self.statistics = nn.Linear(2 * hidden_size, hidden_size)
+        if self.descriptor_size:
+            self.register_buffer("descriptor_mean", torch.zeros(self.descriptor_size))
+            self.register_buffer("descriptor_std", torch.ones(self.descriptor_size))
+            self.descriptors = nn.Sequential(nn.Dropout(0.2), nn.Linear(self.descriptor_size, 2 * hidden_size),
+                                             nn.GELU(), nn.Linear(2 * hidden_size, hidden_size))
         self.norm = nn.LayerNorm(hidden_size)
         if self.readout_sizes:
             width = self.num_queries * hidden_size
@@ -120,12 +139,21 @@ class BiomechGPTMotionEncoder(nn.Module):
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=self.feature_mean.dtype))
         self.feature_std.copy_(torch.as_tensor(std, dtype=self.feature_std.dtype).clamp_min(1e-3))
 
+    @torch.no_grad()
+    def set_descriptor_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the mean and spread of training descriptors (std floored: some are constant, e.g. on one activity)."""
+        if not self.descriptor_size:
+            raise ValueError("this motion encoder reads no descriptors (descriptor_size 0)")
+        self.descriptor_mean.copy_(torch.as_tensor(mean, dtype=self.descriptor_mean.dtype))
+        self.descriptor_std.copy_(torch.as_tensor(std, dtype=self.descriptor_std.dtype).clamp_min(1e-6))
+
     def forward(
         self,
         motion_values: torch.Tensor,
         motion_mask: torch.Tensor,
         coordinate_mask: torch.Tensor,
         motion_durations: torch.Tensor,
+        motion_descriptors: torch.Tensor | None = None,
         return_readout: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         r"""
@@ -134,6 +162,8 @@ class BiomechGPTMotionEncoder(nn.Module):
             motion_mask (`torch.BoolTensor` of shape `(batch, frames)`): real frames (padding after them).
             coordinate_mask (`torch.BoolTensor` of shape `(batch, channels)`): channels present in the recording.
             motion_durations (`torch.FloatTensor` of shape `(batch,)`): length of the whole recording in seconds.
+            motion_descriptors (`torch.FloatTensor` of shape `(batch, descriptor_size)`, *optional*): the whole
+                recording's descriptors; required when `descriptor_size` is set, refused otherwise.
             return_readout (`bool`, *optional*, defaults to `False`): also return each readout head's output.
 
         Returns:
@@ -141,7 +171,7 @@ class BiomechGPTMotionEncoder(nn.Module):
             with `return_readout`, a tuple of those and the list of head outputs `(batch, size)` (empty without
             readout heads).
         """
-        queries = self.encode(motion_values, motion_mask, coordinate_mask, motion_durations)
+        queries = self.encode(motion_values, motion_mask, coordinate_mask, motion_durations, motion_descriptors)
         if not self.readout_sizes:
             return (queries, []) if return_readout else queries
         tokens = []
@@ -164,12 +194,21 @@ class BiomechGPTMotionEncoder(nn.Module):
         motion_mask: torch.Tensor,
         coordinate_mask: torch.Tensor,
         motion_durations: torch.Tensor,
+        motion_descriptors: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The query tokens `(batch, num_queries, hidden)` (the arguments as in `forward`)."""
         dtype = self.stem.weight.dtype
         frames = motion_values.shape[1]
         if frames % MOTION_FRAME_MULTIPLE:
             raise ValueError(f"motion_values: {frames} frames, expected a multiple of {MOTION_FRAME_MULTIPLE}")
+        if self.descriptor_size:
+            expected = (motion_values.shape[0], self.descriptor_size)
+            if motion_descriptors is None or tuple(motion_descriptors.shape) != expected:
+                got = "none" if motion_descriptors is None else f"shape {tuple(motion_descriptors.shape)}"
+                raise ValueError(f"motion_descriptors: this motion encoder reads {self.descriptor_size} descriptors "
+                                 f"per motion, expected shape {expected}, got {got}")
+        elif motion_descriptors is not None:
+            raise ValueError("motion_descriptors: this motion encoder reads no descriptors (descriptor_size 0)")
         present = coordinate_mask.to(dtype)[:, None, :]  # (batch, 1, channels)
         x = (motion_values.to(dtype) - self.feature_mean.to(dtype)) / self.feature_std.to(dtype) * present
         duration = torch.log(motion_durations.to(dtype).clamp_min(0.1))[:, None, None].expand(-1, frames, 1)
@@ -193,6 +232,10 @@ class BiomechGPTMotionEncoder(nn.Module):
             mean = x.sum(2) / count
             std = ((((x - mean[:, :, None]) * mask) ** 2).sum(2) / count + 1e-5).sqrt()
             tokens = torch.cat([tokens, self.statistics(torch.cat([mean, std], 1))[:, None]], 1)
+        if self.descriptor_size:
+            z = (motion_descriptors.float() - self.descriptor_mean.float()) / self.descriptor_std.float()
+            z = torch.nan_to_num(z, nan=0.0).clamp(-8.0, 8.0).to(dtype)
+            tokens = torch.cat([tokens, self.descriptors(z)[:, None]], 1)
         return self.norm(tokens)  # (batch, num_queries, hidden)
 
 

@@ -31,6 +31,8 @@ import torch
 from transformers import AutoProcessor
 from transformers.processing_utils import ProcessorMixin
 
+from .motion_descriptors import motion_descriptors as _motion_descriptors
+
 __all__ = [
     "BiomechGPTProcessor",
     "QuestionRoute",
@@ -453,6 +455,9 @@ class BiomechGPTProcessor(ProcessorMixin):
             motion encoder's soft tokens, or both (placeholders first).
         num_motion_tokens (`int`, *optional*, defaults to 16): placeholders per motion.
         motion_feature_token (`str`, *optional*, defaults to `"<motion_features>"`): the placeholder token.
+        motion_descriptors (`bool`, *optional*, defaults to `False`): with continuous input, also compute the whole
+            recording's trial-level descriptors (`motion_descriptors.motion_descriptors`) for a motion encoder that
+            reads them (`BiomechGPTConfig.motion_descriptor_size`).
     """
 
     def __init__(
@@ -475,6 +480,7 @@ class BiomechGPTProcessor(ProcessorMixin):
         motion_input: str = "codes",
         num_motion_tokens: int = 16,
         motion_feature_token: str = "<motion_features>",
+        motion_descriptors: bool = False,
         **kwargs: Any,
     ) -> None:
         if tokenizer is None:
@@ -502,6 +508,11 @@ class BiomechGPTProcessor(ProcessorMixin):
         self.num_motion_tokens = int(num_motion_tokens)
         self.motion_feature_token = motion_feature_token
         self.motion_feature_token_id = None
+        if not isinstance(motion_descriptors, bool):
+            raise ValueError(f"motion_descriptors must be true or false, got {motion_descriptors!r}")
+        if motion_descriptors and motion_input == "codes":
+            raise ValueError("motion_descriptors needs a model that reads continuous motion (motion_input 'codes')")
+        self.motion_descriptors = motion_descriptors
         if motion_input != "codes":
             if self.num_motion_tokens < 1:
                 raise ValueError(f"num_motion_tokens must be at least 1, got {num_motion_tokens}")
@@ -553,6 +564,7 @@ class BiomechGPTProcessor(ProcessorMixin):
             "motion_input": self.motion_input,
             "num_motion_tokens": self.num_motion_tokens,
             "motion_feature_token": self.motion_feature_token,
+            "motion_descriptors": self.motion_descriptors,
         }
         if "auto_map" in self.__dict__:
             out["auto_map"] = self.__dict__["auto_map"]
@@ -665,7 +677,8 @@ class BiomechGPTProcessor(ProcessorMixin):
 
         Returns:
             `dict` with `motion` (the validated `Motion`), `motion_values` (float32 `(frames, channels)`),
-            `coordinate_mask` (bool `(channels,)`), `motion_duration` (seconds of the whole recording) and
+            `coordinate_mask` (bool `(channels,)`), `motion_duration` (seconds of the whole recording), with
+            `motion_descriptors` set `motion_descriptors` (float32 `(descriptors,)`, of the whole recording), and
             `fingerprint` (a digest of all of them, naming the motion in the prefix cache).
         """
         if isinstance(motion, torch.Tensor) or (isinstance(motion, np.ndarray) and motion.ndim < 2) or (
@@ -680,8 +693,12 @@ class BiomechGPTProcessor(ProcessorMixin):
         digest = hashlib.sha1(values.tobytes())
         digest.update(coordinate_mask.tobytes())
         digest.update(np.float64(duration).tobytes())
-        return {"motion": valid, "motion_values": values, "coordinate_mask": coordinate_mask,
-                "motion_duration": duration, "fingerprint": digest.hexdigest()}
+        out = {"motion": valid, "motion_values": values, "coordinate_mask": coordinate_mask,
+               "motion_duration": duration}
+        if self.motion_descriptors:
+            out["motion_descriptors"] = _motion_descriptors(valid).astype(np.float32)
+            digest.update(out["motion_descriptors"].tobytes())
+        return out | {"fingerprint": digest.hexdigest()}
 
     @staticmethod
     def crop_frames(values: np.ndarray, window: int, start: int | None = None) -> np.ndarray:
@@ -699,7 +716,8 @@ class BiomechGPTProcessor(ProcessorMixin):
     def collate_motion_inputs(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """A batch of [`~BiomechGPTProcessor.motion_inputs`] for the model: `motion_values` `(batch, frames,
         channels)` zero-padded to the longest, `motion_mask` `(batch, frames)`, `coordinate_mask` `(batch,
-        channels)`, `motion_durations` `(batch,)`."""
+        channels)`, `motion_durations` `(batch,)` and, where the items have them, `motion_descriptors` `(batch,
+        descriptors)`."""
         width = max(len(item["motion_values"]) for item in items)
         channels = items[0]["motion_values"].shape[1]
         values = torch.zeros(len(items), width, channels)
@@ -708,12 +726,19 @@ class BiomechGPTProcessor(ProcessorMixin):
             n = len(item["motion_values"])
             values[row, :n] = torch.as_tensor(item["motion_values"])
             mask[row, :n] = True
-        return {
+        batch = {
             "motion_values": values,
             "motion_mask": mask,
             "coordinate_mask": torch.as_tensor(np.stack([item["coordinate_mask"] for item in items])),
             "motion_durations": torch.tensor([float(item["motion_duration"]) for item in items]),
         }
+        with_descriptors = sum("motion_descriptors" in item for item in items)
+        if with_descriptors and with_descriptors < len(items):
+            raise ValueError(f"motion_descriptors: {with_descriptors} of {len(items)} motions in a batch have them")
+        if with_descriptors:
+            batch["motion_descriptors"] = torch.as_tensor(np.stack([item["motion_descriptors"] for item in items]),
+                                                          dtype=torch.float32)
+        return batch
 
     def crop_codes(self, codes: Sequence[int]) -> list[int]:
         """The middle `max_motion_codes` codes: steady movement in the middle of a trial, not its start or end."""

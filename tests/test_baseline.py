@@ -38,7 +38,7 @@ def test_gait_features_are_finite_for_still_and_tiny_motions():
 
 def test_gait_features_reject_non_canonical_motion():
     raw = Motion(["knee_angle_r"], np.zeros((10, 1)), 100.0, meta={"source": "x.mot"})
-    with pytest.raises(MotionInputError, match="x.mot: baseline needs a canonical Motion"):
+    with pytest.raises(MotionInputError, match="x.mot: the motion descriptors read only a canonical Motion"):
         gait_features(raw)
 
 

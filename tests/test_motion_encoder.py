@@ -19,8 +19,8 @@ from biomechgpt.modeling.modeling_motion_encoder import BiomechGPTMotionEncoder
 from test_train_helpers import make_motion, make_tiny_model_and_processor
 
 QUESTIONS = ["What activity is the person performing?", "What is the cadence?"]
-# "+readout": readout tokens; "+fused": readout tokens whose calibrated heads also weigh into the answers, and a
-# statistics token (the default training recipe)
+# "+readout": readout tokens; "+fused": readout tokens whose calibrated heads also weigh into the answers and a
+# statistics token (the default training recipe), plus the optional descriptor token
 READS_MOTION = ["continuous", "both", "continuous+readout", "continuous+fused"]
 
 
@@ -29,7 +29,7 @@ def model_and_processor(request):
     motion_input, _, readout = request.param.partition("+")
     model, processor = make_tiny_model_and_processor(motion_input=motion_input, readout=bool(readout),
                                                      readout_weight=1.0 if readout == "fused" else 0.0,
-                                                     statistics=readout == "fused")
+                                                     statistics=readout == "fused", descriptors=readout == "fused")
     model.eval()
     model.processor = processor
     return model, processor
@@ -63,20 +63,84 @@ def test_forward_with_frames_equals_forward_with_precomputed_features(model_and_
     assert features.shape == (1, processor.num_motion_tokens, model.config.motion_encoder_hidden_size)
 
 
-@pytest.mark.parametrize("statistics_token", [False, True])
-def test_encoder_output_does_not_depend_on_batch_padding(statistics_token):
+@pytest.mark.parametrize(("statistics_token", "descriptor_size"), [(False, 0), (True, 0), (True, 5)])
+def test_encoder_output_does_not_depend_on_batch_padding(statistics_token, descriptor_size):
     torch.manual_seed(0)
-    encoder = BiomechGPTMotionEncoder(33, 16, 2, 4, statistics_token=statistics_token).eval()
+    encoder = BiomechGPTMotionEncoder(33, 16, 2, 4, statistics_token=statistics_token,
+                                      descriptor_size=descriptor_size).eval()
     from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
 
     short = {"motion_values": np.random.default_rng(0).normal(size=(40, 33)).astype("float32"),
              "coordinate_mask": np.ones(33, bool), "motion_duration": 1.3}
     long = {"motion_values": np.random.default_rng(1).normal(size=(120, 33)).astype("float32"),
             "coordinate_mask": np.ones(33, bool), "motion_duration": 4.0}
+    if descriptor_size:
+        short["motion_descriptors"] = np.arange(descriptor_size, dtype="float32")
+        long["motion_descriptors"] = -np.arange(descriptor_size, dtype="float32")
     with torch.no_grad():
         alone = encoder(**BiomechGPTProcessor.collate_motion_inputs([short]))
         batched = encoder(**BiomechGPTProcessor.collate_motion_inputs([long, short]))
     torch.testing.assert_close(batched[1], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def _descriptor_encoder(size: int = 5) -> BiomechGPTMotionEncoder:
+    torch.manual_seed(0)
+    encoder = BiomechGPTMotionEncoder(33, 16, 1, 4, descriptor_size=size).eval()
+    encoder.set_descriptor_statistics(torch.zeros(size), torch.ones(size))
+    return encoder
+
+
+def _frames(batch: int = 1, frames: int = 40) -> dict:
+    return {"motion_values": torch.randn(batch, frames, 33),
+            "motion_mask": torch.ones(batch, frames, dtype=torch.bool),
+            "coordinate_mask": torch.ones(batch, 33, dtype=torch.bool),
+            "motion_durations": torch.full((batch,), 2.0)}
+
+
+def test_the_descriptor_token_reads_the_descriptors_and_holds_against_wild_values():
+    encoder = _descriptor_encoder()
+    frames = _frames()
+    with torch.no_grad():
+        base = encoder(**frames, motion_descriptors=torch.zeros(1, 5))
+        moved = encoder(**frames, motion_descriptors=torch.tensor([[3.0, 0, 0, 0, 0]]))
+        wild = encoder(**frames, motion_descriptors=torch.tensor([[1e9, float("nan"), float("inf"), 0, -1e9]]))
+        clipped = encoder(**frames, motion_descriptors=torch.tensor([[8.0, 0, 8.0, 0, -8.0]]))
+    # the descriptor token is the last query token; the attending ones do not see the descriptors
+    torch.testing.assert_close(base[:, :-1], moved[:, :-1], atol=0, rtol=0)
+    assert not torch.allclose(base[:, -1], moved[:, -1])
+    # standardised descriptors are clipped to +-8 and a missing one reads as the training mean
+    torch.testing.assert_close(wild, clipped, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(("size", "descriptors", "message"), [
+    (5, None, "reads 5 descriptors per motion, expected shape \\(1, 5\\), got none"),
+    (5, torch.zeros(1, 4), "got shape \\(1, 4\\)"),
+    (0, torch.zeros(1, 4), "reads no descriptors"),
+])
+def test_descriptors_that_do_not_fit_the_encoder_are_refused_in_one_line(size, descriptors, message):
+    encoder = _descriptor_encoder(size) if size else BiomechGPTMotionEncoder(33, 16, 1, 4).eval()
+    with pytest.raises(ValueError, match=message):
+        encoder(**_frames(), motion_descriptors=descriptors)
+
+
+def test_the_processor_computes_descriptors_of_the_whole_recording():
+    from biomechgpt.processing.motion_descriptors import descriptor_names, motion_descriptors
+
+    _, processor = make_tiny_model_and_processor(motion_input="continuous", descriptors=True)
+    long = make_motion(processor.frame_window + 200, seed=3)
+    inputs = processor.motion_inputs(long)
+    assert len(inputs["motion_values"]) == processor.frame_window  # the frames are the middle window...
+    np.testing.assert_array_equal(inputs["motion_descriptors"],  # ...the descriptors are of all of it
+                                  motion_descriptors(inputs["motion"]).astype("float32"))
+    assert inputs["motion_descriptors"].shape == (len(descriptor_names()),)
+    other = processor.motion_inputs(make_motion(processor.frame_window + 200, seed=4))
+    assert other["fingerprint"] != inputs["fingerprint"]
+    batch = processor.collate_motion_inputs([inputs, other])
+    assert batch["motion_descriptors"].shape == (2, len(descriptor_names()))
+    with pytest.raises(ValueError, match="1 of 2 motions in a batch have them"):
+        processor.collate_motion_inputs([inputs, {k: v for k, v in other.items() if k != "motion_descriptors"}])
+    _, plain = make_tiny_model_and_processor(motion_input="continuous")
+    assert "motion_descriptors" not in plain.motion_inputs(long)
 
 
 def test_answers_batch_equals_single_and_distinct_motions_are_not_confused(model_and_processor):
@@ -345,6 +409,10 @@ def test_training_stores_the_calibration_only_where_the_heads_keep_their_meaning
     ({"motion_readout_tasks": list("abc"), "motion_readout_sizes": [2] * 3, "motion_statistics_token": True},
      "plus the statistics token"),
     ({"motion_statistics_token": "yes"}, "must be true or false"),
+    ({"motion_descriptor_size": -1}, "whole number of at least 0"),
+    ({"motion_descriptor_size": True}, "whole number of at least 0"),
+    ({"motion_readout_tasks": list("abc"), "motion_readout_sizes": [2] * 3, "motion_descriptor_size": 4},
+     "plus the descriptor token"),
 ])
 def test_bad_readout_settings_are_refused_in_one_line(fields, message):
     from transformers import LlamaConfig

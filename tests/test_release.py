@@ -78,7 +78,7 @@ def test_model_folder_holds_exactly_the_release_files(release):
                 "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "configuration_biomechgpt.py",
                 "modeling_biomechgpt.py", "modeling_motion_encoder.py", "processing_biomechgpt.py",
                 "tokenization_motion.py", "configuration_motion_tokenizer.py", "modeling_motion_tokenizer.py",
-                "feature_extraction_motion.py", "motion.py", "motion_tokenizer/config.json",
+                "feature_extraction_motion.py", "motion.py", "motion_descriptors.py", "motion_tokenizer/config.json",
                 "motion_tokenizer/model.safetensors", "motion_tokenizer/preprocessor_config.json"}
     assert names == expected
     config = json.loads((folder / "config.json").read_text())

@@ -73,13 +73,15 @@ def make_hub_llama(folder: Path, *, seed: int = 0) -> Path:
 
 
 def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_input: str = "codes",
-                                  readout: bool = False, readout_weight: float = 0.0, statistics: bool = False):
+                                  readout: bool = False, readout_weight: float = 0.0, statistics: bool = False,
+                                  descriptors: bool = False):
     """An untrained `BiomechGPTForCausalLM` (hidden 32, 2 layers) and its processor with activity / cadence /
     summary task metadata; with `motion_input` "continuous" or "both", a motion encoder (hidden 16, 4 soft tokens)
     and a MotionTokenizer in the processor; with `readout`, two more soft tokens: readouts of activity and cadence.
     A `readout_weight` above 0 calibrates the heads (cadence head: mean 110, std 5, error 4 steps/min) and gives
     cadence a value grid (95-125), so that both kinds of answer weigh the heads in. With `statistics`, the encoder's
-    last query token pools the frames' mean and standard deviation (`motion_statistics_token`)."""
+    last query token pools the frames' mean and standard deviation (`motion_statistics_token`); with `descriptors`,
+    one more query token reads the recording's descriptors (`motion_descriptor_size`, the processor computes them)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -93,8 +95,11 @@ def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_inp
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
                          tie_word_embeddings=tie, pad_token_id=0, eos_token_id=1, bos_token_id=None)
     torch.manual_seed(seed)
+    from biomechgpt.processing.motion_descriptors import descriptor_names
+
     encoder = {"num_motion_tokens": 4, "motion_encoder_hidden_size": 16, "motion_encoder_layers": 1,
-               "motion_statistics_token": statistics}
+               "motion_statistics_token": statistics,
+               "motion_descriptor_size": len(descriptor_names()) if descriptors else 0}
     if readout:
         encoder |= {"num_motion_tokens": 6, "motion_readout_tasks": ["activity", "cadence"],
                     "motion_readout_sizes": [2, 1]}
@@ -107,7 +112,7 @@ def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_inp
     processor = BiomechGPTProcessor(
         tokenizer, make_motion_tokenizer(seed) if motion_input != "codes" else None,
         motion_token_offset=model.config.motion_token_offset, codebook_size=CODEBOOK,
-        motion_input=motion_input, num_motion_tokens=encoder["num_motion_tokens"],
+        motion_input=motion_input, num_motion_tokens=encoder["num_motion_tokens"], motion_descriptors=descriptors,
         task_kinds={"activity": "closed", "cadence": "numeric", "summary": "free"},
         answer_candidates={"activity": {"walking": "Walking.", "running": "Running."}},
         answer_log_priors={"activity": {"walking": -0.69, "running": -0.69}},

@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 import biomechgpt  # noqa: F401  (registers the Auto classes)
 from biomechgpt.cli import main
-from biomechgpt.training.train_lm import corpus_task_metadata, load_corpus, train_model
+from biomechgpt.dataset_builder.corpus import load_corpus
+from biomechgpt.training.train_lm import corpus_task_metadata, train_model
 from test_train_helpers import CODEBOOK, make_corpus, make_hub_llama, make_motion_tokenizer
 
 QUICK = dict(motion_input="codes", batch_size=4, progress=False, tokenizer_vocab_size=300, logging_steps=1)
@@ -40,7 +41,7 @@ def _summary(folder: Path) -> dict:
 
 
 def test_task_metadata_is_learned_from_the_corpus(corpus):
-    meta = corpus_task_metadata(load_corpus(corpus))
+    meta = corpus_task_metadata(load_corpus(corpus, "train"))
     assert meta["task_kinds"] == {"activity": "closed", "cadence": "numeric", "summary": "free"}
     # the shortest frequent wording of each label, and its share among that label's answers
     assert meta["answer_candidates"]["activity"] == {"running": "Running.", "walking": "Walking."}
@@ -308,7 +309,7 @@ def test_captions_carry_each_labelled_answer_of_a_trial_once(corpus):
     from biomechgpt.training.train_lm import CAPTION_QUESTION, build_captions
     from test_train_helpers import make_tiny_model_and_processor
 
-    frame = load_corpus(corpus)
+    frame = load_corpus(corpus, "train")
     _, processor = make_tiny_model_and_processor(motion_input="continuous")
     captions = build_captions(frame, processor, corpus_task_metadata(frame)["task_kinds"])
     assert sorted(c["trial_id"] for c in captions) == sorted(frame["trial_id"].unique())

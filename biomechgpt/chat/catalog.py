@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from biomechgpt.dataset_builder.corpus import load_corpus
 from biomechgpt.labels import SPLITS
 from biomechgpt.processing.motion import Motion, MotionInputError
 
@@ -42,18 +43,6 @@ LABEL_FIELDS: tuple[str, ...] = (
 _CORPUS_LABEL_TASKS = ("activity", "impairment", "impairment_side", "diagnosis", "assistive_device", "fall_history")
 _CORPUS_VALUE_TASKS = ("cadence", "walking_speed", "stride_length", "tug_time", "fsst_time")
 _MAX_CHOICES = 300  # a dropdown with thousands of entries makes the page slow; filters narrow it down
-
-
-def _read_corpus(dataset_dir: Path) -> pd.DataFrame:
-    files = sorted((dataset_dir / "data").glob("*.parquet"))
-    if not files:
-        raise MotionInputError(f"{dataset_dir}: no Parquet shards under data/ (expected a `biomechgpt build-dataset` "
-                               f"folder)")
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    missing = {"trial_id", "split", "task", "question", "answer"} - set(frame.columns)
-    if missing:
-        raise MotionInputError(f"{dataset_dir}: QA corpus lacks the columns {sorted(missing)}")
-    return frame
 
 
 class TrialCatalog:
@@ -105,7 +94,7 @@ class TrialCatalog:
             from biomechgpt.cohort import load_cohort
 
             cohort = load_cohort(cohort_dir)
-        corpus = _read_corpus(Path(dataset_dir)) if dataset_dir is not None else None
+        corpus = load_corpus(dataset_dir) if dataset_dir is not None else None
         return cls(cohort=cohort, corpus=corpus, decode_codes=decode_codes)
 
     @staticmethod

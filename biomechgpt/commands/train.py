@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-motion-statistics-token", action="store_true",
                         help="every query token of the motion encoder attends (default: the last one pools the mean "
                         "and standard deviation of the frames)")
+    parser.add_argument("--motion-descriptors", action="store_true",
+                        help="one more query token of the motion encoder reads the whole recording's gait descriptors "
+                        "(tempo, speed, ranges of motion, asymmetries); default: the feature frames only. Better "
+                        "impairment side and device on simulated trials, worse fall history and real-file cadence")
     parser.add_argument("--readout-answer-weight", type=float, default=1.0, metavar="W",
                         help="how much the readout heads count in closed-set and numeric answers beside the language "
                         "model (default: 1, equal; 0: the language model alone)")
@@ -98,6 +102,7 @@ def _main(args: argparse.Namespace) -> int:
                           gradient_checkpointing=args.gradient_checkpointing, logging_steps=args.logging_steps,
                           save_dtype=args.save_dtype, motion_readout=not args.no_motion_readout,
                           motion_statistics_token=not args.no_motion_statistics_token,
+                          motion_descriptors=args.motion_descriptors,
                           readout_answer_weight=args.readout_answer_weight, **encoder)
     except ValueError as err:  # bad hyperparameters are usage errors
         raise UsageError(str(err)) from None

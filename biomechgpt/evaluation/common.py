@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from biomechgpt.dataset_builder.corpus import CORPUS_COLUMNS, load_corpus
 from biomechgpt.errors import UsageError
 from biomechgpt.metrics import METRICS_BY_TASK
 
@@ -32,31 +33,12 @@ __all__ = [
     "load_model",
 ]
 
-REQUIRED_COLUMNS = ("id", "trial_id", "split", "task", "question", "answer", "target_label", "target_value",
-                    "target_unit", "motion_codes")
-"""The QA corpus columns the evaluation reads."""
+REQUIRED_COLUMNS = CORPUS_COLUMNS
+"""The QA corpus columns the evaluation reads (the corpus contract's, `dataset_builder.corpus`)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Inputs
-
-
-def load_corpus(dataset_dir: str | Path) -> pd.DataFrame:
-    """All splits of a QA corpus folder (`DIR/data/{split}-*.parquet`) as one DataFrame."""
-    folder = Path(dataset_dir)
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: QA corpus folder not found (build one with biomechgpt build-dataset)")
-    shards = sorted((folder / "data").glob("*.parquet"))
-    if not shards:
-        raise UsageError(f"{folder}: no Parquet shards under data/ (not a QA corpus folder)")
-    corpus = pd.concat([pd.read_parquet(path) for path in shards], ignore_index=True)
-    missing = [c for c in REQUIRED_COLUMNS if c not in corpus.columns]
-    if missing:
-        raise UsageError(f"{folder}: QA corpus lacks column(s) {', '.join(missing)}")
-    unknown = sorted(set(corpus.task) - set(METRICS_BY_TASK))
-    if unknown:
-        raise UsageError(f"{folder}: unknown task(s) {', '.join(unknown)} in the QA corpus")
-    return corpus
 
 
 def corpus_parser() -> Callable[[str, str], Any]:

@@ -70,16 +70,19 @@ def _rebuild_base(model_dir: Path, summary: dict, adapter_config: dict):
         motion_tokenizer = MotionTokenizer.from_pretrained(model_dir / MOTION_FOLDER)
     config = read_json(model_dir / "config.json")
     run = summary.get("arguments", {})
-    # the run's own motion input and encoder shape (older configs predate the settings: codes, no statistics token)
+    # the run's own motion input and encoder shape (older configs predate the settings: codes, no statistics or
+    # descriptor token)
     args = BiomechGPTTrainingArguments(
         mode="lora", seed=int(summary.get("seed", 0)), motion_input=config.get("motion_input", "codes"),
         motion_statistics_token=bool(config.get("motion_statistics_token", False)),
+        motion_descriptors=bool(config.get("motion_descriptor_size", 0)),
         **{k: run[k] for k in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers")
            if k in run})
     # the saved config's encoder shape, readout tokens and their calibration included
     fields = {k: config[k] for k in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers",
-                                     "motion_statistics_token", "motion_readout_tasks", "motion_readout_sizes",
-                                     "motion_readout_labels", "motion_readout_scales", "readout_answer_weight")
+                                     "motion_statistics_token", "motion_descriptor_size", "motion_readout_tasks",
+                                     "motion_readout_sizes", "motion_readout_labels", "motion_readout_scales",
+                                     "readout_answer_weight")
               if config.get(k) is not None}
     try:
         model, _ = build_model(str(base_model), "lora", [], motion_tokenizer, config["codebook_size"], args,

@@ -7,8 +7,8 @@ soft tokens, cross-entropy for closed-set tasks and mean squared error on standa
 each task's loss averaged over the trials that carry it and the tasks weighted equally (a task asked of few trials,
 like the TUG time, counts as much as the activity). An encoder with readout tokens keeps its heads (they feed those
 tokens); otherwise the heads are dropped. Stage 2 trains the projector and the language model to put what the soft
-tokens hold into words. The encoder reads the feature frames only (no
-handcrafted gait features); the targets are the corpus's own answers.
+tokens hold into words. The encoder reads the feature frames and, with a descriptor token, the recording's gait
+descriptors (computed from the same motion); the targets are the corpus's own answers.
 
 Selection is on the validation split: the epoch with the highest mean validation score (each task's headline
 metric: macro-F1 for closed-set tasks, Pearson r for numeric ones) is kept, the lower validation loss breaking ties.
@@ -112,7 +112,8 @@ def pretrain_motion_encoder(
         encoder (`BiomechGPTMotionEncoder`): the encoder; its feature statistics are set here from the training
             frames.
         train_features (`dict[str, dict]`): trial id -> `{"motion_values": (frames, channels) of the whole trial,
-            "coordinate_mask", "motion_duration"}` (a random window of at most `window` frames is read each time).
+            "coordinate_mask", "motion_duration"}` and, for an encoder that reads them, `"motion_descriptors"` (a
+            random window of at most `window` frames is read each time; the descriptors are of the whole trial).
         train_targets ([`EncoderTargets`]): the training targets.
         validation_features, validation_targets (*optional*): for selecting the epoch (middle windows).
         epochs (`float`, defaults to 12): passes over the training trials.
@@ -147,6 +148,14 @@ def pretrain_motion_encoder(
     encoder.set_feature_statistics(torch.as_tensor(mean, dtype=torch.float32),
                                    torch.as_tensor(std, dtype=torch.float32))
     del stacked
+    if getattr(encoder, "descriptor_size", 0):
+        missing = [t for t in trials if "motion_descriptors" not in train_features[t]]
+        if missing:
+            raise ValueError(f"the motion encoder reads descriptors, and {len(missing)} training trials have none "
+                             f"(e.g. {missing[0]})")
+        descriptors = np.stack([train_features[t]["motion_descriptors"] for t in trials]).astype(np.float64)
+        encoder.set_descriptor_statistics(torch.as_tensor(descriptors.mean(0), dtype=torch.float32),
+                                          torch.as_tensor(descriptors.std(0), dtype=torch.float32))
 
     value_stats = {task: (float(np.nanmean(v)), float(np.nanstd(v)) or 1.0)
                    for task, v in train_targets.values.items()}
@@ -170,8 +179,7 @@ def pretrain_motion_encoder(
             item = features[t]
             values = item["motion_values"]
             start = int(rng.integers(0, len(values) - window + 1)) if random_crop and len(values) > window else None
-            items.append({"motion_values": BiomechGPTProcessor.crop_frames(values, window, start=start),
-                          "coordinate_mask": item["coordinate_mask"], "motion_duration": item["motion_duration"]})
+            items.append({**item, "motion_values": BiomechGPTProcessor.crop_frames(values, window, start=start)})
         return BiomechGPTProcessor.collate_motion_inputs(items)
 
     def task_losses(tokens: torch.Tensor, targets: EncoderTargets, rows: np.ndarray) -> dict[str, torch.Tensor]:

@@ -34,9 +34,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from biomechgpt.dataset_builder.corpus import CorpusError, load_corpus
 from biomechgpt.processing.motion import MotionInputError
 
-__all__ = ["BiomechGPTTrainingArguments", "train_model", "build_model", "quiet_peft", "load_corpus",
+__all__ = ["BiomechGPTTrainingArguments", "train_model", "build_model", "quiet_peft",
            "corpus_task_metadata", "TRAINING_MODES"]
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,6 @@ logger = logging.getLogger(__name__)
 TRAINING_MODES = ("lora", "qlora", "full")
 SAVE_DTYPES = ("float32", "bfloat16", "float16")
 CHECKPOINTS = "checkpoints"
-CORPUS_COLUMNS = ("id", "trial_id", "split", "task", "question", "answer", "target_label", "target_value",
-                  "target_unit", "motion_codes")
 
 
 @dataclass
@@ -83,6 +82,12 @@ class BiomechGPTTrainingArguments:
         motion_statistics_token (`bool`, defaults to `True`): the encoder's last query token pools the mean and
             standard deviation of its frames (see `BiomechGPTMotionEncoder`: stage-1 diagnosis macro-F1 0.63 -> 0.67
             on the default run's test split, mean of two seeds).
+        motion_descriptors (`bool`, defaults to `False`): one more query token of the encoder reads the whole
+            recording's gait descriptors (`processing/motion_descriptors.py`; see `BiomechGPTMotionEncoder`). On the
+            default run's test split it lifts impairment side macro-F1 0.72 -> 0.80 and device 0.62 -> 0.65, but
+            costs fall history 0.60 -> 0.52 and breaks cadence on the real treadmill files (within 5 steps/min on 1
+            of 13 instead of 8): there the descriptors lie far outside the simulated range (turning 10-16 and pelvis
+            speeds 5 standard deviations out), and the MLP extrapolates. Off by default (README, "Ablations").
         encoder_epochs (`float`, defaults to 12.0): stage 1, passes of the motion encoder alone over the training
             trials with one head per task (see `biomechgpt.training.pretrain_encoder`); 0 skips it.
         encoder_learning_rate (`float`, defaults to 2e-3), encoder_batch_size (`int`, defaults to 32).
@@ -138,6 +143,7 @@ class BiomechGPTTrainingArguments:
     motion_encoder_hidden_size: int = 64
     motion_encoder_layers: int = 3
     motion_statistics_token: bool = True
+    motion_descriptors: bool = False
     encoder_epochs: float = 12.0
     encoder_learning_rate: float = 2e-3
     encoder_batch_size: int = 32
@@ -175,33 +181,18 @@ class BiomechGPTTrainingArguments:
     @property
     def motion_encoder(self) -> dict[str, int | bool]:
         """The encoder fields of `BiomechGPTConfig`."""
+        from biomechgpt.processing.motion_descriptors import descriptor_names
+
+        reads_descriptors = self.motion_descriptors and self.motion_input != "codes"
         return {"num_motion_tokens": self.num_motion_tokens,
                 "motion_encoder_hidden_size": self.motion_encoder_hidden_size,
                 "motion_encoder_layers": self.motion_encoder_layers,
-                "motion_statistics_token": self.motion_statistics_token}
+                "motion_statistics_token": self.motion_statistics_token,
+                "motion_descriptor_size": len(descriptor_names()) if reads_descriptors else 0}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # corpus
-
-
-def load_corpus(dataset_dir: str | os.PathLike, split: str = "train"):
-    """The rows of one split of a QA corpus folder (`DIR/data/{split}-*.parquet`) as a pandas DataFrame."""
-    import pandas as pd
-
-    folder = Path(dataset_dir)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: dataset folder not found")
-    files = sorted((folder / "data").glob(f"{split}-*.parquet"))
-    if not files:
-        raise MotionInputError(f"{folder}: no {split} shards under data/ (expected data/{split}-*.parquet)")
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    missing = [c for c in CORPUS_COLUMNS if c not in frame.columns]
-    if missing:
-        raise MotionInputError(f"{folder}: corpus lacks columns {', '.join(missing)}")
-    if frame.empty:
-        raise MotionInputError(f"{folder}: the {split} split is empty")
-    return frame
 
 
 def corpus_task_metadata(frame, *, max_questions: int = 200) -> dict[str, Any]:
@@ -468,8 +459,10 @@ def _load_cohort(cohort_dir: Any, dataset_dir: Path):
                            "built from; none found next to it, pass --cohort DIR")
 
 
-def _trial_features(cohort, trial_ids, extractor, progress: bool) -> dict[str, dict]:
-    """Trial id -> the whole trial's feature frames, coordinate mask and duration."""
+def _trial_features(cohort, trial_ids, extractor, progress: bool, descriptors: bool = False) -> dict[str, dict]:
+    """Trial id -> the whole trial's feature frames, coordinate mask and duration (and its descriptors)."""
+    from biomechgpt.processing.motion_descriptors import motion_descriptors
+
     from tqdm.auto import tqdm
 
     out = {}
@@ -483,6 +476,8 @@ def _trial_features(cohort, trial_ids, extractor, progress: bool) -> dict[str, d
         values, mask = extractor.motion_to_features(motion)
         out[trial_id] = {"motion_values": values, "coordinate_mask": mask,
                          "motion_duration": motion.n_frames / motion.frame_rate}
+        if descriptors:
+            out[trial_id]["motion_descriptors"] = motion_descriptors(motion).astype("float32")
     return out
 
 
@@ -756,7 +751,8 @@ def train_model(
     processor = BiomechGPTProcessor(
         tokenizer, motion_tokenizer, motion_token_offset=model.config.motion_token_offset,
         codebook_size=codebook_size, max_motion_codes=args.max_motion_codes, motion_input=args.motion_input,
-        num_motion_tokens=encoder_fields["num_motion_tokens"], **metadata)
+        num_motion_tokens=encoder_fields["num_motion_tokens"],
+        motion_descriptors=model.config.motion_descriptor_size > 0, **metadata)
     checkpoints = out_dir / CHECKPOINTS
     examples = _tokenized_conversations(frame, processor, dataset_dir, checkpoints, args)
     motion_features = motion_inputs = encoder_summary = None
@@ -899,14 +895,16 @@ def _prepare_motion_encoder(model, processor, frame, metadata: dict, dataset_dir
     cohort = _load_cohort(cohort_dir, dataset_dir)
     extractor = processor.feature_extractor
     train_ids = sorted(frame["trial_id"].unique())
-    features = _trial_features(cohort, train_ids, extractor, args.progress)
+    descriptors = processor.motion_descriptors
+    features = _trial_features(cohort, train_ids, extractor, args.progress, descriptors)
     summary: dict[str, Any] = {"encoder_epochs": args.encoder_epochs, "frozen": args.freeze_motion_encoder}
     if args.encoder_epochs > 0:
         targets = encoder_targets(frame, metadata["task_kinds"], metadata["task_units"])
         validation = _optional_split(dataset_dir, "validation")
         val_features = val_targets = None
         if validation is not None:
-            val_features = _trial_features(cohort, sorted(validation["trial_id"].unique()), extractor, args.progress)
+            val_features = _trial_features(cohort, sorted(validation["trial_id"].unique()), extractor, args.progress,
+                                           descriptors)
             val_targets = encoder_targets(validation, metadata["task_kinds"], metadata["task_units"],
                                           classes=targets.classes)
         summary |= pretrain_motion_encoder(
@@ -937,7 +935,7 @@ def _optional_split(dataset_dir: Path, split: str):
     """The rows of a split, or `None` when the corpus has none."""
     try:
         return load_corpus(dataset_dir, split)
-    except MotionInputError:
+    except CorpusError:
         return None
 
 
