@@ -151,11 +151,18 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
     (r"\bwhat (?:did|do|have) (?:we|you|they) (?:record|capture|film)\w*\b|\bwhat (?:was|is|got) (?:recorded|captured|"
      r"filmed)\b", "what is it doing"),
     (r"\bwhat (?:did|does|do|is|was) (?:the \w+|he|she|they|this person) (?:do|doing)\b", "what is it doing"),
+    # a movement named as the kind of trial, or set against another ("a walking trial or something else?", "did they
+    # do a TUG or just level walking?")
+    (r"\b(?:walking|running|jogging|squat|squatting|jump|jumping|hopping|stairs?|balance|turning|gait|sit to stand) "
+     r"(?:trial|task|recording|clip|session)s? or\b|\bor (?:just |simply |only )?(?:level |plain |ordinary |normal )?"
+     r"(?:walking|running|standing|squatting|jumping)\??$", "activity"),
     (r"\b(?:{0})(?: \w+){{0,3}} or (?:\w+ ){{0,2}}(?:{0})\b".format(
         "walking|running|jogging|standing|sitting|squatting|jumping|hopping|turning|stepping|climbing|marching"),
      "activity"),
     # impairment: is anything wrong with how they move ("what is wrong with him" stays a diagnosis question)
-    (r"\b(?:is|are|was) (?:there )?(?:anything|something) (?:wrong|off|amiss|not right)\b", "is it abnormal"),
+    (r"\b(?:is|are|was) (?:there )?(?:anything|something) (?:wrong|off|amiss|not right)\b|"
+     r"^(?:(?:is )?(?:there )?)?(?:anything|something) (?:off|amiss|not right)\b", "is it abnormal"),
+    (r"^(?:so,? |and |is it |is this |is that )?(?:normal|typical|abnormal|atypical) or not\b", "is this abnormal"),
     (r"\b(?:wrong|problems?|issues?|trouble|difficult(?:y|ies)) with (?:how|the way)\b", "abnormal"),
     (r"\b(?:amiss|odd|strange|weird|peculiar|irregular)\b", "unusual"),
     (r"\b(?:deficits?|dysfunction|disabilit(?:y|ies)|handicap)\b", "impairment"),
@@ -165,6 +172,7 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
     (r"\b(?:which|what|one|either|the other|left|right) half\b|\bhalf of (?:the|his|her|their) body\b",
      "side"),
     (r"\b(?:one ?sided|unilateral(?:ly)?|lopsided)\b", "on one side"),
+    (r"\blaterality\b", "which side"),
     (r"\bhemi ?(?:body|side)\b", "side"),
     (r"\b(which|what) (?:lower|upper) (?:limb|leg|extremity)\b|\b(which|what) extremity\b", r"\1\2 limb"),
     (r"\b(?:protect\w*|guard\w*|spar(?:e|es|ed|ing))\b", "favour"),
@@ -186,7 +194,7 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
     (r"\b(?:wheelchair|zimmer|splint|insoles?)\b", "device"),
     (r"\b(?:unaided|unassisted|independently)\b", "without an aid"),
     (r"\b(?:hold|holds|holding|held|grip|grips|gripping|lean|leans|leaning) (?:on ?to |on )?(?:anything|something)\b|"
-     r"\bhelp (?:him|her|them|the \w+ )?(?:to )?walk\b", "aid"),
+     r"\bhelp (?:(?:him|her|them|the \w+) )?(?:to )?walk\b", "aid"),
     # cadence: the rate, tempo, rhythm or frequency of the steps
     (r"^(?=.*\b(?:foot ?steps?|steps?|stepping|footfalls?)\b)(.*?)\b(?:rate|tempo|rhythm|frequency|how often|"
      r"how frequently)\b", r"\1cadence"),
@@ -205,7 +213,9 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
     (r"\b(?:short|long|small|big|large|tiny|little)(?:er)? (?:steps?|strides?)\b|"
      r"\b(?:steps?|strides?) (?:\w+ ){0,2}(?:short|long|small|big|large|tiny)(?:er)?\b", "step length"),
     # summary: a note, recap or account of the trial
-    (r"\b(?:synopsis|recap|rundown|gist|write ?up)\b", "summary"),
+    (r"\b(?:synopsis|recap|rundown|gist|write ?up|tl ?;? ?dr)\b", "summary"),
+    (r"\b(?:everything|anything|what(?:'s| is)?) (?:notable|noteworthy|worth noting|important|relevant)\b|"
+     r"\b(?:the )?(?:big|overall|whole) picture\b", "summary"),
     (r"\b(?:clinical|short|brief|quick) (?:note|account|assessment|paragraph)\b", "summary"),
     (r"\bwhat (?:do |did |can )?you (?:observe|notice|see|make of)\b", "your observations"),
 )
