@@ -319,7 +319,7 @@ def test_remote_code_loads_without_the_package(tmp_path, model_and_processor):
 def test_candidates_with_shared_opening_words_rank_as_if_scored_whole(monkeypatch):
     """Opening words every candidate shares are computed once with the question; labels and confidences stay those
     of scoring each whole candidate."""
-    import biomechgpt.modeling.modeling_biomechgpt as modeling
+    import biomechgpt.modeling.answering_biomechgpt as modeling
 
     model, processor = make_tiny_model_and_processor()
     processor.answer_candidates = {"activity": {"walking": "Activity: a walk.", "running": "Activity: a run."}}
@@ -376,7 +376,7 @@ def test_graded_numeric_answer_is_the_mean_of_whole_sentence_scores(model_and_pr
 
 
 def test_trie_layout_shares_leading_tokens_and_sees_only_ancestors():
-    from biomechgpt.modeling.modeling_biomechgpt import _trie_layout
+    from biomechgpt.modeling.answering_biomechgpt import _trie_layout
 
     ids, (predecessors, targets, owners), visible, depth = _trie_layout([50, 51], [[7, 8, 9], [7, 8, 10], [7, 11]])
     # question 50 51, then 7 (shared by all), 8 (shared by the first two); last tokens are targets only

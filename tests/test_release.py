@@ -76,7 +76,8 @@ def test_model_folder_holds_exactly_the_release_files(release):
     names = {name for name, _ in list_files(folder)}
     expected = {"README.md", "config.json", "generation_config.json", "model.safetensors", "processor_config.json",
                 "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "configuration_biomechgpt.py",
-                "modeling_biomechgpt.py", "modeling_motion_encoder.py", "processing_biomechgpt.py",
+                "modeling_biomechgpt.py", "answering_biomechgpt.py", "modeling_motion_encoder.py",
+                "processing_biomechgpt.py",
                 "tokenization_motion.py", "configuration_motion_tokenizer.py", "modeling_motion_tokenizer.py",
                 "feature_extraction_motion.py", "motion.py", "motion_descriptors.py", "motion_tokenizer/config.json",
                 "motion_tokenizer/model.safetensors", "motion_tokenizer/preprocessor_config.json"}
