@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-statistics-token", action="store_true",
                         help="every query token attends (default, as training: the last one pools mean and std)")
     parser.add_argument("--descriptors", action="store_true",
-                        help="one more query token reads the whole trial's descriptors (motion_descriptors.py)")
+                        help="one more query token reads the trial's 49 gait descriptors (motion_descriptors.py)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                                          classes=targets["train"].classes if split != "train" else None)
     torch.manual_seed(args.seed)
     encoder = BiomechGPTMotionEncoder(33, args.hidden, 3, 16, statistics_token=not args.no_statistics_token,
-                                      descriptor_size=len(descriptor_names()) if args.descriptors else 0)
+                                      descriptor_size=len(descriptor_names("gait")) if args.descriptors else 0)
     started = time.perf_counter()
     summary = pretrain_motion_encoder(
         encoder, features["train"], targets["train"], validation_features=features["validation"],

@@ -19,7 +19,15 @@ import numpy as np
 
 from .motion import CANONICAL_COORDINATES, CANONICAL_FRAME_RATE, Motion, MotionInputError
 
-__all__ = ["motion_descriptors", "descriptor_names", "check_canonical"]
+__all__ = ["DESCRIPTOR_SETS", "motion_descriptors", "descriptor_names", "check_canonical"]
+
+DESCRIPTOR_SETS: tuple[str, ...] = ("all", "gait")
+"""`"all"`: every descriptor (the baseline's trees). `"gait"`: the recording-level gait descriptors only (tempo,
+speed, excursion, regularity, step timing, ranges of motion and their asymmetry), without the per-coordinate means,
+spreads, percentiles and speeds and without the path's turning: on real recordings those depend on the lab's
+coordinate conventions and IK noise (on the real treadmill files the turning lies 10-16 and the pelvis speeds 5
+standard deviations outside the simulated range), and a network extrapolates where trees do not. The motion encoder
+reads this set; what the per-coordinate block holds, its statistics token pools from the frames."""
 
 _INDEX = {name: i for i, name in enumerate(CANONICAL_COORDINATES)}
 _TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
@@ -83,7 +91,7 @@ def _step_events(x: np.ndarray, fs: float) -> np.ndarray:
     return (np.flatnonzero(changed) + 1) / fs
 
 
-def _features(motion: Motion) -> dict[str, float]:
+def _features(motion: Motion, per_coordinate: bool = True) -> dict[str, float]:
     v = motion.values.astype(np.float64)
     fs = motion.frame_rate
     f: dict[str, float] = {}
@@ -155,6 +163,8 @@ def _features(motion: Motion) -> dict[str, float]:
         f[f"{pair}_rom_asymmetry"] = float((r - left) / (r + left)) if r + left > 1e-6 else 0.0
         f[f"{pair}_rom_min_side"] = float(min(r, left))
         f[f"{pair}_rom_max_side"] = float(max(r, left))
+    if not per_coordinate:
+        return f
     velocity = np.abs(np.diff(v, axis=0)).mean(axis=0) * fs if n > 1 else np.zeros(v.shape[1])
     mean, std = v.mean(axis=0), v.std(axis=0)  # whole-array reductions: per-column calls dominated the cost
     for name in _ANGLES + ("pelvis_ty",):
@@ -182,13 +192,23 @@ def check_canonical(motion: Motion, what: str = "the motion descriptors") -> Non
         raise MotionInputError(f"{name}: {what} read at least 2 frames, got {motion.n_frames}")
 
 
-def motion_descriptors(motion: Motion) -> np.ndarray:
-    """The descriptors of one canonical `Motion`, in the order of `descriptor_names()` (float64, all finite)."""
+def _selected(motion: Motion, kind: str) -> dict[str, float]:
+    if kind not in DESCRIPTOR_SETS:
+        raise ValueError(f"descriptor set must be one of {DESCRIPTOR_SETS}, got {kind!r}")
+    features = _features(motion, per_coordinate=kind == "all")
+    if kind == "gait":
+        del features["turning_rad"]
+    return features
+
+
+def motion_descriptors(motion: Motion, kind: str = "all") -> np.ndarray:
+    """The descriptors of one canonical `Motion` (`kind`: one of `DESCRIPTOR_SETS`), in the order of
+    `descriptor_names(kind)` (float64, all finite)."""
     check_canonical(motion)
-    return np.fromiter(_features(motion).values(), dtype=np.float64)
+    return np.fromiter(_selected(motion, kind).values(), dtype=np.float64)
 
 
-def descriptor_names() -> list[str]:
-    """Names of the entries `motion_descriptors` returns."""
+def descriptor_names(kind: str = "all") -> list[str]:
+    """Names of the entries `motion_descriptors(motion, kind)` returns."""
     still = Motion(list(CANONICAL_COORDINATES), np.zeros((8, len(CANONICAL_COORDINATES))), CANONICAL_FRAME_RATE)
-    return list(_features(still))
+    return list(_selected(still, kind))

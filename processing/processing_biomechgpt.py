@@ -706,7 +706,7 @@ class BiomechGPTProcessor(ProcessorMixin):
         out = {"motion": valid, "motion_values": values, "coordinate_mask": coordinate_mask,
                "motion_duration": duration}
         if self.motion_descriptors:
-            out["motion_descriptors"] = _motion_descriptors(valid).astype(np.float32)
+            out["motion_descriptors"] = _motion_descriptors(valid, "gait").astype(np.float32)
             digest.update(out["motion_descriptors"].tobytes())
         return out | {"fingerprint": digest.hexdigest()}
 

@@ -123,6 +123,20 @@ def test_descriptors_that_do_not_fit_the_encoder_are_refused_in_one_line(size, d
         encoder(**_frames(), motion_descriptors=descriptors)
 
 
+def test_the_gait_descriptors_are_the_recording_level_part_of_all_of_them():
+    from biomechgpt.processing.motion_descriptors import descriptor_names, motion_descriptors
+
+    motion = make_motion(300)
+    every = dict(zip(descriptor_names(), motion_descriptors(motion)))
+    gait = dict(zip(descriptor_names("gait"), motion_descriptors(motion, "gait")))
+    assert set(gait) < set(every) and "turning_rad" not in gait and "cadence_knee_acf_steps_min" in gait
+    assert not any(name.endswith(("_mean", "_std", "_p5", "_p95")) and not name.startswith("pelvis_height")
+                   for name in gait)
+    assert all(every[name] == value for name, value in gait.items())
+    with pytest.raises(ValueError, match="descriptor set must be one of"):
+        motion_descriptors(motion, "posture")
+
+
 def test_the_processor_computes_descriptors_of_the_whole_recording():
     from biomechgpt.processing.motion_descriptors import descriptor_names, motion_descriptors
 
@@ -131,12 +145,12 @@ def test_the_processor_computes_descriptors_of_the_whole_recording():
     inputs = processor.motion_inputs(long)
     assert len(inputs["motion_values"]) == processor.frame_window  # the frames are the middle window...
     np.testing.assert_array_equal(inputs["motion_descriptors"],  # ...the descriptors are of all of it
-                                  motion_descriptors(inputs["motion"]).astype("float32"))
-    assert inputs["motion_descriptors"].shape == (len(descriptor_names()),)
+                                  motion_descriptors(inputs["motion"], "gait").astype("float32"))
+    assert inputs["motion_descriptors"].shape == (len(descriptor_names("gait")),)
     other = processor.motion_inputs(make_motion(processor.frame_window + 200, seed=4))
     assert other["fingerprint"] != inputs["fingerprint"]
     batch = processor.collate_motion_inputs([inputs, other])
-    assert batch["motion_descriptors"].shape == (2, len(descriptor_names()))
+    assert batch["motion_descriptors"].shape == (2, len(descriptor_names("gait")))
     with pytest.raises(ValueError, match="1 of 2 motions in a batch have them"):
         processor.collate_motion_inputs([inputs, {k: v for k, v in other.items() if k != "motion_descriptors"}])
     _, plain = make_tiny_model_and_processor(motion_input="continuous")

@@ -99,7 +99,7 @@ def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_inp
 
     encoder = {"num_motion_tokens": 4, "motion_encoder_hidden_size": 16, "motion_encoder_layers": 1,
                "motion_statistics_token": statistics,
-               "motion_descriptor_size": len(descriptor_names()) if descriptors else 0}
+               "motion_descriptor_size": len(descriptor_names("gait")) if descriptors else 0}
     if readout:
         encoder |= {"num_motion_tokens": 6, "motion_readout_tasks": ["activity", "cadence"],
                     "motion_readout_sizes": [2, 1]}

@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "and standard deviation of the frames)")
     parser.add_argument("--motion-descriptors", action="store_true",
                         help="one more query token of the motion encoder reads the whole recording's gait descriptors "
-                        "(tempo, speed, ranges of motion, asymmetries); default: the feature frames only. Better "
-                        "impairment side and device on simulated trials, worse fall history and real-file cadence")
+                        "(tempo, speed, step timing, ranges of motion, asymmetries); default: the feature frames "
+                        "only. Better impairment side and real treadmill cadence, worse device and fall history")
     parser.add_argument("--readout-answer-weight", type=float, default=1.0, metavar="W",
                         help="how much the readout heads count in closed-set and numeric answers beside the language "
                         "model (default: 1, equal; 0: the language model alone)")

@@ -83,11 +83,12 @@ class BiomechGPTTrainingArguments:
             standard deviation of its frames (see `BiomechGPTMotionEncoder`: stage-1 diagnosis macro-F1 0.63 -> 0.67
             on the default run's test split, mean of two seeds).
         motion_descriptors (`bool`, defaults to `False`): one more query token of the encoder reads the whole
-            recording's gait descriptors (`processing/motion_descriptors.py`; see `BiomechGPTMotionEncoder`). On the
-            default run's test split it lifts impairment side macro-F1 0.72 -> 0.80 and device 0.62 -> 0.65, but
-            costs fall history 0.60 -> 0.52 and breaks cadence on the real treadmill files (within 5 steps/min on 1
-            of 13 instead of 8): there the descriptors lie far outside the simulated range (turning 10-16 and pelvis
-            speeds 5 standard deviations out), and the MLP extrapolates. Off by default (README, "Ablations").
+            recording's gait descriptors (`motion_descriptors(motion, "gait")`: tempo, speed, step timing, ranges of
+            motion and their asymmetry; see `BiomechGPTMotionEncoder`). With the default recipe on the default run's
+            data (README, "Results of the default run"): impairment side macro-F1 0.72 -> 0.81 (per participant
+            0.87 -> 0.95), every real treadmill file called walking with its cadence within 5 steps/min (13 of 13
+            against 8), but device 0.62 -> 0.56, fall history 0.60 -> 0.55, and four OpenSim example clips called
+            other activities. Off by default until it costs nothing.
         encoder_epochs (`float`, defaults to 12.0): stage 1, passes of the motion encoder alone over the training
             trials with one head per task (see `biomechgpt.training.pretrain_encoder`); 0 skips it.
         encoder_learning_rate (`float`, defaults to 2e-3), encoder_batch_size (`int`, defaults to 32).
@@ -188,7 +189,7 @@ class BiomechGPTTrainingArguments:
                 "motion_encoder_hidden_size": self.motion_encoder_hidden_size,
                 "motion_encoder_layers": self.motion_encoder_layers,
                 "motion_statistics_token": self.motion_statistics_token,
-                "motion_descriptor_size": len(descriptor_names()) if reads_descriptors else 0}
+                "motion_descriptor_size": len(descriptor_names("gait")) if reads_descriptors else 0}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -477,7 +478,7 @@ def _trial_features(cohort, trial_ids, extractor, progress: bool, descriptors: b
         out[trial_id] = {"motion_values": values, "coordinate_mask": mask,
                          "motion_duration": motion.n_frames / motion.frame_rate}
         if descriptors:
-            out[trial_id]["motion_descriptors"] = motion_descriptors(motion).astype("float32")
+            out[trial_id]["motion_descriptors"] = motion_descriptors(motion, "gait").astype("float32")
     return out
 
 
