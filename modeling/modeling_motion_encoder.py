@@ -55,11 +55,11 @@ class BiomechGPTMotionEncoder(nn.Module):
     (`bench/bench_encoder_baseline.py`): diagnosis macro-F1 0.632 -> 0.665, assistive device 0.579 -> 0.602, side and
     fall history within 0.01, numeric r equal or up to 0.011 higher, at the same cost.
 
-    With `descriptor_size`, one more query token reads the recording's biomechanical descriptors
-    (`processing/motion_descriptors.py`: tempo, speed, ranges of motion and their asymmetry, each coordinate's mean,
-    spread and percentiles, computed on the whole recording, not only the crop the frames come from) through a
-    two-layer MLP. Standardised descriptors are clipped to +-8 so that a recording far outside the training range
-    (another lab's conventions, a broken channel) cannot swamp the token.
+    With `descriptor_size`, one more query token reads descriptors of the whole recording, not only of the crop the
+    frames come from, through a two-layer MLP (training gives it the 49 recording-level gait descriptors of
+    `processing/motion_descriptors.py`: tempo, speed, step timing, ranges of motion and their asymmetry).
+    Standardised descriptors are clipped to +-8 so that a recording far outside the training range (another lab's
+    conventions, a broken channel) cannot swamp the token.
 
     With `readout_sizes`, the last `len(readout_sizes)` soft tokens are readout tokens: one linear head per task on
     all the query tokens (stage 1 trains them on the task's targets: class logits, or a standardised value), whose

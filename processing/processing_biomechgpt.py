@@ -214,7 +214,8 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
      r"\b(?:steps?|strides?) (?:\w+ ){0,2}(?:short|long|small|big|large|tiny)(?:er)?\b", "step length"),
     # summary: a note, recap or account of the trial
     (r"\b(?:synopsis|recap|rundown|gist|write ?up|tl ?;? ?dr)\b", "summary"),
-    (r"\b(?:everything|anything|what(?:'s| is)?) (?:notable|noteworthy|worth noting|important|relevant)\b|"
+    (r"\b(?:everything|anything) (?:notable|noteworthy|worth noting|important|relevant)\b|"
+     r"\bwhat(?:'s| is) (?:notable|noteworthy|worth noting)\b|"
      r"\b(?:the )?(?:big|overall|whole) picture\b", "summary"),
     (r"\b(?:clinical|short|brief|quick) (?:note|account|assessment|paragraph)\b", "summary"),
     (r"\bwhat (?:do |did |can )?you (?:observe|notice|see|make of)\b", "your observations"),
