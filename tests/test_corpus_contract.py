@@ -67,3 +67,13 @@ def test_every_stage_reads_the_corpus_with_the_one_reader():
 
     assert catalog.load_corpus is common.load_corpus is train_lm.load_corpus is load_corpus
     assert common.REQUIRED_COLUMNS == CORPUS_COLUMNS
+
+
+def test_the_metrics_know_the_tasks_of_the_registry():
+    from biomechgpt.dataset_builder.tasks import TASKS
+    from biomechgpt.metrics import CLASSIFICATION_TASKS, METRICS_BY_TASK, NUMERIC_TASKS, TEXT_TASKS
+
+    assert list(METRICS_BY_TASK) == list(TASKS)
+    assert CLASSIFICATION_TASKS == tuple(n for n, t in TASKS.items() if t.kind == "classification")
+    assert NUMERIC_TASKS == tuple(n for n, t in TASKS.items() if t.kind == "numeric")
+    assert TEXT_TASKS == ("summary",)

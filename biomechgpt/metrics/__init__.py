@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from biomechgpt.dataset_builder.tasks import TASKS
 from biomechgpt.labels import ACTIVITIES, AFFECTED_SIDES, ASSISTIVE_DEVICES, DIAGNOSES
 from biomechgpt.metrics.functional import (
     UNPARSED_LABEL,
@@ -44,21 +45,11 @@ __all__ = [
     "metric_path",
 ]
 
-# task -> the kind of metric that scores it (also the name of the `evaluate` module, except "text")
-METRICS_BY_TASK: dict[str, str] = {
-    "activity": "classification",
-    "impairment": "classification",
-    "impairment_side": "classification",
-    "diagnosis": "classification",
-    "assistive_device": "classification",
-    "fall_history": "classification",
-    "cadence": "regression",
-    "walking_speed": "regression",
-    "stride_length": "regression",
-    "tug_time": "regression",
-    "fsst_time": "regression",
-    "summary": "text",
-}
+# The kind of metric that scores each kind of task in the registry (also the name of the `evaluate` module, except
+# "text").
+_METRIC_OF_KIND: dict[str, str] = {"classification": "classification", "numeric": "regression", "summary": "text"}
+# task -> the kind of metric that scores it, derived from the corpus's task registry (`dataset_builder.tasks.TASKS`)
+METRICS_BY_TASK: dict[str, str] = {name: _METRIC_OF_KIND[task.kind] for name, task in TASKS.items()}
 CLASSIFICATION_TASKS: tuple[str, ...] = tuple(t for t, k in METRICS_BY_TASK.items() if k == "classification")
 NUMERIC_TASKS: tuple[str, ...] = tuple(t for t, k in METRICS_BY_TASK.items() if k == "regression")
 TEXT_TASKS: tuple[str, ...] = tuple(t for t, k in METRICS_BY_TASK.items() if k == "text")
