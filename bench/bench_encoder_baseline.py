@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from biomechgpt.cohort import load_cohort
     from biomechgpt.modeling.modeling_motion_encoder import BiomechGPTMotionEncoder
     from biomechgpt.processing.feature_extraction_motion import MotionFeatureExtractor
-    from biomechgpt.processing.motion_descriptors import descriptor_names
+    from biomechgpt.processing.motion_descriptors import ENCODER_DESCRIPTORS, descriptor_names
     from biomechgpt.training.pretrain_encoder import encoder_targets, pretrain_motion_encoder
     from biomechgpt.dataset_builder.corpus import load_corpus
     from biomechgpt.training.train_lm import _trial_features, corpus_task_metadata
@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         targets[split] = encoder_targets(rows, metadata["task_kinds"], metadata["task_units"],
                                          classes=targets["train"].classes if split != "train" else None)
     torch.manual_seed(args.seed)
+    descriptor_size = len(descriptor_names(ENCODER_DESCRIPTORS)) if args.descriptors else 0
     encoder = BiomechGPTMotionEncoder(33, args.hidden, 3, 16, statistics_token=not args.no_statistics_token,
-                                      descriptor_size=len(descriptor_names("gait")) if args.descriptors else 0)
+                                      descriptor_size=descriptor_size)
     started = time.perf_counter()
     summary = pretrain_motion_encoder(
         encoder, features["train"], targets["train"], validation_features=features["validation"],

@@ -19,7 +19,7 @@ import numpy as np
 
 from .motion import CANONICAL_COORDINATES, CANONICAL_FRAME_RATE, Motion, MotionInputError
 
-__all__ = ["DESCRIPTOR_SETS", "motion_descriptors", "descriptor_names", "check_canonical"]
+__all__ = ["DESCRIPTOR_SETS", "ENCODER_DESCRIPTORS", "motion_descriptors", "descriptor_names", "check_canonical"]
 
 DESCRIPTOR_SETS: tuple[str, ...] = ("all", "gait")
 """`"all"`: every descriptor (the baseline's trees). `"gait"`: the recording-level gait descriptors only (tempo,
@@ -28,6 +28,8 @@ spreads, percentiles and speeds and without the path's turning: on real recordin
 coordinate conventions and IK noise (on the real treadmill files the turning lies 10-16 and the pelvis speeds 5
 standard deviations outside the simulated range), and a network extrapolates where trees do not. The motion encoder
 reads this set; what the per-coordinate block holds, its statistics token pools from the frames."""
+ENCODER_DESCRIPTORS = "gait"
+"""The set a motion encoder's descriptor token reads (training and the processor both take it from here)."""
 
 _INDEX = {name: i for i, name in enumerate(CANONICAL_COORDINATES)}
 _TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")

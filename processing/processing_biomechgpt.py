@@ -31,7 +31,7 @@ import torch
 from transformers import AutoProcessor
 from transformers.processing_utils import ProcessorMixin
 
-from .motion_descriptors import motion_descriptors as _motion_descriptors
+from .motion_descriptors import ENCODER_DESCRIPTORS, motion_descriptors
 
 __all__ = [
     "BiomechGPTProcessor",
@@ -707,9 +707,15 @@ class BiomechGPTProcessor(ProcessorMixin):
         out = {"motion": valid, "motion_values": values, "coordinate_mask": coordinate_mask,
                "motion_duration": duration}
         if self.motion_descriptors:
-            out["motion_descriptors"] = _motion_descriptors(valid, "gait").astype(np.float32)
+            out["motion_descriptors"] = self.encoder_descriptors(valid)
             digest.update(out["motion_descriptors"].tobytes())
         return out | {"fingerprint": digest.hexdigest()}
+
+    @staticmethod
+    def encoder_descriptors(motion: Any) -> np.ndarray:
+        """The descriptors a motion encoder's descriptor token reads of a whole canonical `Motion` (float32; the
+        `ENCODER_DESCRIPTORS` set of `motion_descriptors.py`), as training computes them too."""
+        return motion_descriptors(motion, ENCODER_DESCRIPTORS).astype(np.float32)
 
     @staticmethod
     def crop_frames(values: np.ndarray, window: int, start: int | None = None) -> np.ndarray:

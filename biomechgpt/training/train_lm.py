@@ -182,14 +182,14 @@ class BiomechGPTTrainingArguments:
     @property
     def motion_encoder(self) -> dict[str, int | bool]:
         """The encoder fields of `BiomechGPTConfig`."""
-        from biomechgpt.processing.motion_descriptors import descriptor_names
+        from biomechgpt.processing.motion_descriptors import ENCODER_DESCRIPTORS, descriptor_names
 
         reads_descriptors = self.motion_descriptors and self.motion_input != "codes"
         return {"num_motion_tokens": self.num_motion_tokens,
                 "motion_encoder_hidden_size": self.motion_encoder_hidden_size,
                 "motion_encoder_layers": self.motion_encoder_layers,
                 "motion_statistics_token": self.motion_statistics_token,
-                "motion_descriptor_size": len(descriptor_names("gait")) if reads_descriptors else 0}
+                "motion_descriptor_size": len(descriptor_names(ENCODER_DESCRIPTORS)) if reads_descriptors else 0}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -462,9 +462,9 @@ def _load_cohort(cohort_dir: Any, dataset_dir: Path):
 
 def _trial_features(cohort, trial_ids, extractor, progress: bool, descriptors: bool = False) -> dict[str, dict]:
     """Trial id -> the whole trial's feature frames, coordinate mask and duration (and its descriptors)."""
-    from biomechgpt.processing.motion_descriptors import motion_descriptors
-
     from tqdm.auto import tqdm
+
+    from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
 
     out = {}
     known = set(cohort.trials["trial_id"])
@@ -478,7 +478,7 @@ def _trial_features(cohort, trial_ids, extractor, progress: bool, descriptors: b
         out[trial_id] = {"motion_values": values, "coordinate_mask": mask,
                          "motion_duration": motion.n_frames / motion.frame_rate}
         if descriptors:
-            out[trial_id]["motion_descriptors"] = motion_descriptors(motion, "gait").astype("float32")
+            out[trial_id]["motion_descriptors"] = BiomechGPTProcessor.encoder_descriptors(motion)
     return out
 
 
