@@ -108,7 +108,7 @@ TASK_CUES: dict[str, tuple[str, ...]] = {
                   "+neuromuscular", "+ataxi*", "+neuropath*", "+dystoni*", "+spastic*", "+dipleg*", "+huntington*",
                   "+dementia", "+polio*", "+spina bifida", "+muscular dystrophy", "+scoliosis", "+joint replacement",
                   "+hip replacement", "+knee replacement", "+sclerosis", "+vestibular", "+aetiology", "+etiology",
-                  "caus*"),
+                  "+dx", "+ddx", "caus*"),
     "assistive_device": ("+cane", "+walker", "+crutch*", "+brace", "+orthosis", "+orthotic*", "+afo", "+aid",
                          "+assistive", "+device", "+stick", "+rollator", "+walking frame"),
     "fall_history": ("+fall*", "+fell", "+faller*", "+tumbl*", "+toppl*"),
@@ -122,7 +122,7 @@ TASK_CUES: dict[str, tuple[str, ...]] = {
                       "+centimeters", "+gait cycle", "how long are", "how long is each", "length"),
     "tug_time": ("+timed up and go", "+up and go", "+tug", "get up", "sit back down", "+completion time",
                  "how long did", "how many seconds"),
-    "fsst_time": ("+four square*", "+fsst", "+4 square*", "+square step", "+completion time", "how long did",
+    "fsst_time": ("+four square*", "+fsst", "+4sst", "+4 square*", "+square step", "+completion time", "how long did",
                   "how many seconds"),
     "summary": ("+summar*", "+sum up", "describe", "+description", "+overview", "tell me about", "+report",
                 "+impression*", "+findings", "+overall", "what do you see", "what you see", "+in a nutshell",
@@ -138,6 +138,10 @@ _ANCHORS = ("walk*", "run*", "step*", "mov*", "motion", "gait", "leg", "legs", "
 # applied in order before the cues are matched. Only routing reads the rewording: the model is asked its task's own
 # question and the user sees theirs.
 EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
+    # the TUG told step by step, with its time asked ("how many seconds did it take him to get up from the chair,
+    # walk to the line, turn back and sit down?"): before "get up from the chair" becomes a sit-to-stand
+    (r"\b(?:how (?:many seconds|long)|time)\b(?=.*\b(?:get|gets|getting|got|stand|stands|rise|rises) up\b.*"
+     r"\bwalk\w*\b.*\b(?:turn\w*|sit\w* (?:back )?down)\b)", r"\g<0> up and go"),
     # activity: what the person is doing
     (r"\bup to\b(?! ?\d)", "doing"),
     (r"\b(?:carry|carries|carrying|carried) out\b|\bengaged in\b|\bbusy with\b", "doing"),
@@ -198,6 +202,7 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
     # cadence: the rate, tempo, rhythm or frequency of the steps
     (r"^(?=.*\b(?:foot ?steps?|steps?|stepping|footfalls?)\b)(.*?)\b(?:rate|tempo|rhythm|frequency|how often|"
      r"how frequently)\b", r"\1cadence"),
+    (r"\bhow many (?:steps )?(?:a|per|each|every) minute\b", "steps per minute"),
     # how quickly the steps come is their rate, not the walking speed
     (r"\bhow (?:quickly|fast|rapidly) (?:are|do|does|did|is|was) (?:the |his |her |their |its )?(?:foot ?)?steps?\b"
      r"(?! (?:long|length))|\bhow (?:quickly|fast|rapidly) (?:do|does|did) (?:he|she|they|the \w+) step\b", "cadence"),
@@ -216,7 +221,8 @@ EVERYDAY_WORDINGS: tuple[tuple[str, str], ...] = (
     (r"\b(?:synopsis|recap|rundown|gist|write ?up|tl ?;? ?dr)\b", "summary"),
     (r"\b(?:everything|anything) (?:notable|noteworthy|worth noting|important|relevant)\b|"
      r"\bwhat(?:'s| is) (?:notable|noteworthy|worth noting)\b|"
-     r"\b(?:the )?(?:big|overall|whole) picture\b", "summary"),
+     r"\b(?:the )?(?:big|overall|whole) picture\b|"
+     r"\b(?:everything|all) (?:you can (?:tell|say|see)?|you know|there is to (?:know|say))\b", "summary"),
     (r"\b(?:clinical|short|brief|quick) (?:note|account|assessment|paragraph)\b", "summary"),
     (r"\bwhat (?:do |did |can )?you (?:observe|notice|see|make of)\b", "your observations"),
 )
@@ -249,13 +255,25 @@ _ANIMALS = re.compile(
     r"tigers?|elephants?|rabbits?|mice|mouse|insects?|spiders?|ants?|fish|snakes?|monkeys?|apes?|bears?|wolf|wolves|"
     r"deer|kangaroos?|ostrich(?:es)?|penguins?|ducks?|chickens?|pigs?|sheep|goats?|camels?|giraffes?|zebras?|frogs?|"
     r"hummingbirds?|greyhounds?)\b")
+# Someone the asker knows who is not said to be recorded ("My neighbour walks with a limp, what do you think he
+# has?"): refused unless the question names the recording itself. "my dad", "my mum" are, in practice, the person a
+# family member recorded.
+_SOMEONE_ELSE = re.compile(
+    r"\b(?:my|our|a) (?:neighbou?rs?|friends?|colleagues?|co ?workers?|boss|flatmates?|roommates?|classmates?|"
+    r"teammates?|acquaintances?)\b")
 _THE_RECORDING_ITSELF = re.compile(rf"\b(?:{_RECORDING_WORDS})\b")
 # General knowledge, not about anyone recorded ("What are the main symptoms of Parkinson's disease in general?", "How
 # long does it usually take to recover from a hip replacement?"): refused unless the question points at the recording.
 _GENERAL_KNOWLEDGE = re.compile(
     r"\bin general\b|\bgenerally\b|\bon average\b|\b(?:usually|typically|normally) (?:take|takes|last|lasts)\b|"
     r"\bwhat are the (?:\w+ )?(?:symptoms|signs|causes|treatments)\b|\b(?:main|common|typical|usual|early|first) "
-    r"(?:symptoms|signs|causes)\b|\brecover\w* from\b")
+    r"(?:symptoms|signs|causes)\b|\brecover\w* from\b|"
+    # populations ("What is a normal walking speed for healthy adults?", "the average TUG time for people over 80",
+    # "How many people in the UK have knee osteoarthritis?") and causes ("what causes Parkinson's disease?")
+    r"\bfor (?:(?:healthy|older|elderly|young|most|all|normal|typical) )?(?:adults|people|men|women|children|kids|"
+    r"seniors|pensioners|the elderly|elderly people|athletes|runners|patients)\b|"
+    r"\b(?:people|adults|men|women|children|patients) (?:over|under|aged|above|below|older than|younger than)\b|"
+    r"\bhow (?:many|much of the) (?:people|adults|patients)\b|\bwhat causes\b|\bcauses of\b")
 # A person named with a title ("Mrs Jones") is the recorded one; a question about anyone else named ("How fast can
 # Usain Bolt run?") is refused unless it points at the recording too.
 _TITLED_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.? [A-Z][\w']*(?: [A-Z][\w']*)?")
@@ -1033,10 +1051,11 @@ class BiomechGPTProcessor(ProcessorMixin):
         Tasks scoring at least `AMBIGUOUS_SHARE` of the best are `alternatives`.
         """
         text = _plain_text(question)
-        points = bool(_POINTS_AT_THE_RECORDING.search(text))
+        # a fragment of one or two words ("speed?", "cadence?") asks about the recording in front of the user
+        points = bool(_POINTS_AT_THE_RECORDING.search(text)) or len(_WORD.findall(text)) <= 2
         named = self._names_someone(question)  # (anyone, anyone with "'s")
         if ((_OTHER_SUBJECTS.search(text) and not _ABOUT_THE_RECORDING.search(text))
-                or (_ANIMALS.search(text) and not _THE_RECORDING_ITSELF.search(text))
+                or ((_ANIMALS.search(text) or _SOMEONE_ELSE.search(text)) and not _THE_RECORDING_ITSELF.search(text))
                 or (not points and (_GENERAL_KNOWLEDGE.search(text) or named[0])) or named[1]):
             return QuestionRoute(None)
         words = _WORD.findall(self._in_clinical_words(text))

@@ -84,6 +84,7 @@ def routing_scores(processor, rows) -> tuple[float, float, list[str]]:
     ("routing_questions_unseen8.tsv", 0.98, 1.0),  # 69 of 71 before it was tuned on
     ("routing_questions_unseen9.tsv", 0.98, 1.0),  # written blind: 74 of 80, 8 of 12 refused before it was tuned on
     ("routing_questions_unseen10.tsv", 0.98, 1.0),  # written blind: 87 of 96, 14 of 14 refused before it was tuned on
+    ("routing_questions_unseen11.tsv", 0.98, 1.0),  # written blind: 89 of 100, 11 of 16 refused before it was tuned on
 ])
 def test_natural_questions_are_routed_and_off_topic_ones_refused(processor, name, floor, refused_floor):
     rows = read_questions(name)
