@@ -64,6 +64,7 @@ class Task:
         source (`str`): "participant" or "trial": which cohort table holds the ground truth.
         column (`str`, *optional*): the cohort column that holds the ground truth.
         activities (`tuple[str, ...]`, *optional*): only trials of these activities get this task.
+        title (`str`): how the report, the model card and the Hub's model index name the task.
     """
 
     name: str
@@ -75,6 +76,7 @@ class Task:
     source: Literal["participant", "trial"] = "participant"
     column: str | None = None
     activities: tuple[str, ...] | None = None
+    title: str = ""
     _bool_labels: tuple[str, str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,27 +107,30 @@ TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         Task("activity", "classification", "Which activity or clinical test the trial shows.", ACTIVITIES,
-             source="trial", column="activity"),
+             source="trial", column="activity", title="Activity recognition"),
         Task("impairment", "classification", "Whether the participant's movement is impaired.", IMPAIRMENT_LABELS,
-             column="impaired", _bool_labels=("unimpaired", "impaired")),
+             column="impaired", _bool_labels=("unimpaired", "impaired"), title="Impairment detection"),
         Task("impairment_side", "classification", "Which side is affected (none, left, right, bilateral).",
-             AFFECTED_SIDES, column="affected_side"),
-        Task("diagnosis", "classification", "The participant's diagnosis, or healthy.", DIAGNOSES, column="diagnosis"),
+             AFFECTED_SIDES, column="affected_side", title="Affected side"),
+        Task("diagnosis", "classification", "The participant's diagnosis, or healthy.", DIAGNOSES, column="diagnosis",
+             title="Diagnosis"),
         Task("assistive_device", "classification", "The assistive device the participant uses, if any.",
-             ASSISTIVE_DEVICES, column="assistive_device"),
+             ASSISTIVE_DEVICES, column="assistive_device", title="Assistive device"),
         Task("fall_history", "classification", "Whether the participant has a history of falls.",
-             FALL_HISTORY_LABELS, column="fall_history", _bool_labels=("non_faller", "faller")),
+             FALL_HISTORY_LABELS, column="fall_history", _bool_labels=("non_faller", "faller"), title="Fall history"),
         Task("cadence", "numeric", "Cadence of a gait trial in steps per minute.", unit="steps/min",
-             units=("steps/min",), source="trial", column="cadence_steps_per_min"),
+             units=("steps/min",), source="trial", column="cadence_steps_per_min", title="Cadence (steps/min)"),
         Task("walking_speed", "numeric", "Walking (or running) speed of a gait trial.", unit="m/s",
-             units=("m/s", "km/h"), source="trial", column="walking_speed_m_s"),
+             units=("m/s", "km/h"), source="trial", column="walking_speed_m_s", title="Walking speed (m/s)"),
         Task("stride_length", "numeric", "Stride length of a gait trial.", unit="m", units=("m", "cm"),
-             source="trial", column="stride_length_m"),
+             source="trial", column="stride_length_m", title="Stride length (m)"),
         Task("tug_time", "numeric", "Time to complete the Timed Up and Go test.", unit="s", units=("s",),
-             source="trial", column="test_time_s", activities=("timed_up_and_go",)),
+             source="trial", column="test_time_s", activities=("timed_up_and_go",), title="Timed Up and Go time (s)"),
         Task("fsst_time", "numeric", "Time to complete the Four Square Step Test.", unit="s", units=("s",),
-             source="trial", column="test_time_s", activities=("four_square_step_test",)),
-        Task("summary", "summary", "A short clinical description of the trial combining the tasks above."),
+             source="trial", column="test_time_s", activities=("four_square_step_test",),
+             title="Four Square Step Test time (s)"),
+        Task("summary", "summary", "A short clinical description of the trial combining the tasks above.",
+             title="Trial summary"),
     )
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)

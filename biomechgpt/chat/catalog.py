@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from biomechgpt.dataset_builder.corpus import load_corpus
+from biomechgpt.dataset_builder.tasks import CLASSIFICATION_TASKS, NUMERIC_TASKS
 from biomechgpt.labels import SPLITS
 from biomechgpt.processing.motion import Motion, MotionInputError
 
@@ -33,15 +34,17 @@ PUBLIC_FIELDS: tuple[str, ...] = (
     "age", "sex", "height_m", "mass_kg",
 )
 # Answers of the corpus tasks (and what gives them away): hidden for test-split trials unless revealed.
-LABEL_FIELDS: tuple[str, ...] = (
+_COHORT_LABEL_FIELDS: tuple[str, ...] = (
     "activity", "speed_condition", "treadmill", "diagnosis", "severity", "impaired", "impairment", "affected_side",
     "impairment_side", "assistive_device", "fall_history", "cadence_steps_per_min", "walking_speed_m_s",
     "stride_length_m", "test_time_s", "tug_time_s", "fsst_time_s", "ten_m_walk_speed_m_s",
-    "cadence", "walking_speed", "stride_length", "tug_time", "fsst_time",
 )
+# ... and every closed-set and numeric task of the registry (a corpus-only catalog has a column per task)
+LABEL_FIELDS: tuple[str, ...] = _COHORT_LABEL_FIELDS + tuple(
+    t for t in (*CLASSIFICATION_TASKS, *NUMERIC_TASKS) if t not in _COHORT_LABEL_FIELDS)
 # corpus task -> trial-table column it fills when the corpus is the only source
-_CORPUS_LABEL_TASKS = ("activity", "impairment", "impairment_side", "diagnosis", "assistive_device", "fall_history")
-_CORPUS_VALUE_TASKS = ("cadence", "walking_speed", "stride_length", "tug_time", "fsst_time")
+_CORPUS_LABEL_TASKS = CLASSIFICATION_TASKS
+_CORPUS_VALUE_TASKS = NUMERIC_TASKS
 _MAX_CHOICES = 300  # a dropdown with thousands of entries makes the page slow; filters narrow it down
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from biomechgpt.answering import answer_questions, present_answer
+from biomechgpt.dataset_builder.tasks import TASK_NAMES
 from biomechgpt.processing.motion import Motion
 
 __all__ = [
@@ -32,21 +33,8 @@ __all__ = [
     "without_loading_bars",
 ]
 
-# The corpus tasks (ARCHITECTURE.md, QA corpus folder), in the order the page suggests them.
-TASK_ORDER: tuple[str, ...] = (
-    "activity",
-    "impairment",
-    "impairment_side",
-    "diagnosis",
-    "assistive_device",
-    "fall_history",
-    "cadence",
-    "walking_speed",
-    "stride_length",
-    "tug_time",
-    "fsst_time",
-    "summary",
-)
+# The corpus tasks, in the registry's order (dataset_builder/tasks.py), which is the order the page suggests them.
+TASK_ORDER: tuple[str, ...] = tuple(TASK_NAMES)
 
 # One plain question per task; the page prefers the corpus's own wording when a QA corpus is given.
 SUGGESTED_QUESTIONS: dict[str, str] = {

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from biomechgpt.dataset_builder.tasks import NUMERIC_TASKS, TASKS
 from biomechgpt.metrics import HEADLINE_METRIC, METRICS_BY_TASK
 
 __all__ = [
@@ -34,24 +35,11 @@ __all__ = [
 ]
 
 CONFUSION_TASKS: tuple[str, ...] = ("activity", "impairment", "diagnosis", "assistive_device", "fall_history")
-SCATTER_TASKS: tuple[str, ...] = ("cadence", "walking_speed", "stride_length", "tug_time", "fsst_time")
-_UNITS = {"cadence": "steps/min", "walking_speed": "m/s", "stride_length": "m", "tug_time": "s", "fsst_time": "s"}
+SCATTER_TASKS: tuple[str, ...] = NUMERIC_TASKS
+_UNITS = {name: TASKS[name].unit for name in NUMERIC_TASKS}
 
-# How the report and the model card name each task (also the model-index task names on the Hub).
-TASK_NAMES: dict[str, str] = {
-    "activity": "Activity recognition",
-    "impairment": "Impairment detection",
-    "impairment_side": "Affected side",
-    "diagnosis": "Diagnosis",
-    "assistive_device": "Assistive device",
-    "fall_history": "Fall history",
-    "cadence": "Cadence (steps/min)",
-    "walking_speed": "Walking speed (m/s)",
-    "stride_length": "Stride length (m)",
-    "tug_time": "Timed Up and Go time (s)",
-    "fsst_time": "Four Square Step Test time (s)",
-    "summary": "Trial summary",
-}
+# How the report and the model card name each task (also the model-index task names on the Hub): the registry's.
+TASK_NAMES: dict[str, str] = {name: task.title for name, task in TASKS.items()}
 # How tables name the metrics of `metrics.json` (whose keys stay as they are).
 METRIC_NAMES: dict[str, str] = {
     "accuracy": "accuracy",
