@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="every query token attends (default, as training: the last one pools mean and std)")
     parser.add_argument("--descriptors", action="store_true",
                         help="one more query token reads the trial's 49 gait descriptors (motion_descriptors.py)")
+    parser.add_argument("--mirror", type=float, default=0.0,
+                        help="share of training crops read as their left-right mirror image (default: 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -68,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = pretrain_motion_encoder(
         encoder, features["train"], targets["train"], validation_features=features["validation"],
         validation_targets=targets["validation"], report_features=features["test"], report_targets=targets["test"],
-        epochs=args.epochs, seed=args.seed, progress=False)
+        epochs=args.epochs, seed=args.seed, progress=False, mirror=args.mirror)
     seconds = time.perf_counter() - started
     tasks = list(summary["report_scores"])
     pooling = ("no statistics token" if args.no_statistics_token else "statistics token") + (
-        ", descriptor token" if args.descriptors else "")
+        ", descriptor token" if args.descriptors else "") + (f", mirror {args.mirror:g}" if args.mirror else "")
     print(f"motion encoder + linear heads, hidden {args.hidden}, {pooling}, {summary['trials']} training trials, "
           f"{summary['steps']} steps in {seconds:.0f} s on {torch.get_num_threads()} threads")
     print("validation learning curve (macro-F1 for closed-set tasks, Pearson r for numeric ones):")
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
               + " ".join(f"{scores.get(t, float('nan')):>10.3f}" for t in tasks))
     print(f"test, epoch {summary['selected_epoch']}:  " + " ".join(f"{summary['report_scores'][t]:>10.3f}"
                                                                    for t in tasks))
+    if "report_scores_both_views" in summary:
+        print("test, both views:" + " ".join(f"{summary['report_scores_both_views'][t]:>10.3f}" for t in tasks))
     if args.json:
         Path(args.json).write_text(json.dumps(summary | {"seconds_total": seconds}, indent=2) + "\n")
     return 0

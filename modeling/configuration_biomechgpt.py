@@ -81,6 +81,15 @@ class BiomechGPTConfig(PretrainedConfig):
             Per readout task, a numeric head's `[mean, std, error]` in the task's unit (the head predicts
             `(value - mean) / std`; `error` is its root-mean-square error on the validation split), an empty list for
             a closed-set head.
+        motion_mirror_channels (`list[int]`, *optional*):
+            Per feature channel, the channel its left-right mirror image takes values from (`MIRROR_ORDER` of
+            `motion.py`). With `motion_readout_mirror`, the readout heads read the motion and its mirror image (see
+            [`BiomechGPTMotionEncoder`]).
+        motion_mirror_signs (`list[float]`, *optional*):
+            Per feature channel, the sign of its mirror image (`MIRROR_SIGN`).
+        motion_readout_mirror (`list[list[int]]`, *optional*):
+            Per readout task, for each output of its head, the output of the mirror image it reads ("left" reads
+            "right"); an empty list for a numeric head.
         readout_answer_weight (`float`, *optional*, defaults to 0.0):
             How much the readout heads count in closed-set and numeric answers beside the language model (a product
             of experts): each candidate's probability is the language model's times the head's to this power (for a
@@ -128,6 +137,9 @@ class BiomechGPTConfig(PretrainedConfig):
     motion_readout_sizes: list[int] | None = None
     motion_readout_labels: list[list[str]] | None = None
     motion_readout_scales: list[list[float]] | None = None
+    motion_mirror_channels: list[int] | None = None
+    motion_mirror_signs: list[float] | None = None
+    motion_readout_mirror: list[list[int]] | None = None
     readout_answer_weight: float = 0.0
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -176,6 +188,7 @@ class BiomechGPTConfig(PretrainedConfig):
                              + (" plus the descriptor token" if self.motion_descriptor_size else "")
                              + " (at least one learned query token)")
         self._check_readout_calibration()
+        self._check_mirror()
         for name in ("motion_start_token_id", "motion_end_token_id", "motion_feature_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.motion_token_offset:
@@ -211,6 +224,31 @@ class BiomechGPTConfig(PretrainedConfig):
             raise ValueError("readout_answer_weight above 0 needs motion_readout_labels and motion_readout_scales "
                              "(the heads' calibration, set by training)")
         self.readout_answer_weight = weight
+
+    def _check_mirror(self) -> None:
+        channels = [int(c) for c in (self.motion_mirror_channels or [])]
+        signs = [float(x) for x in (self.motion_mirror_signs or [])]
+        readout = [[int(k) for k in entry] for entry in (self.motion_readout_mirror or [])]
+        if bool(channels) != bool(readout):
+            raise ValueError("motion_mirror_channels and motion_readout_mirror come together (two-view readout)")
+        if channels:
+            if self.motion_input == "codes":
+                raise ValueError("motion_mirror_channels needs a motion encoder (motion_input 'continuous' or 'both')")
+            if self.motion_descriptor_size:
+                raise ValueError("motion_mirror_channels: the descriptor token has no mirror image")
+            if sorted(channels) != list(range(self.motion_feature_channels)):
+                raise ValueError(f"motion_mirror_channels must order the {self.motion_feature_channels} feature "
+                                 f"channels, got {channels}")
+            if signs and (len(signs) != len(channels) or any(x not in (1.0, -1.0) for x in signs)):
+                raise ValueError(f"motion_mirror_signs must be {len(channels)} signs (1 or -1), got {signs}")
+            if len(readout) != len(self.motion_readout_sizes) or not all(
+                    sorted(entry) == list(range(size)) or (size == 1 and not entry)
+                    for entry, size in zip(readout, self.motion_readout_sizes)):
+                raise ValueError(f"motion_readout_mirror must order each readout head's outputs "
+                                 f"{self.motion_readout_sizes}, got {readout}")
+        self.motion_mirror_channels = channels or None
+        self.motion_mirror_signs = signs or None
+        self.motion_readout_mirror = readout or None
 
     @property
     def vocab_size(self) -> int:

@@ -200,7 +200,8 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, BiomechGPTAnsweringMixin,
             config.motion_feature_channels, config.motion_encoder_hidden_size, config.motion_encoder_layers,
             config.num_motion_tokens, readout_sizes=config.motion_readout_sizes or (),
             readout_tasks=config.motion_readout_tasks or (), statistics_token=config.motion_statistics_token,
-            descriptor_size=config.motion_descriptor_size)
+            descriptor_size=config.motion_descriptor_size, mirror_channels=config.motion_mirror_channels or (),
+            mirror_signs=config.motion_mirror_signs or (), readout_mirror=config.motion_readout_mirror or ())
         self.multi_modal_projector = BiomechGPTMultiModalProjector(
             config.motion_encoder_hidden_size, config.get_text_config(decoder=True).hidden_size)
 
@@ -281,7 +282,7 @@ class BiomechGPTForCausalLM(BiomechGPTPreTrainedModel, BiomechGPTAnsweringMixin,
                 [`BiomechGPTConfig`]); the last two add the `<motion_features>` placeholder token and a motion encoder.
             motion_encoder (`dict`, *optional*): encoder fields of [`BiomechGPTConfig`] (`num_motion_tokens`,
                 `motion_feature_channels`, `motion_encoder_hidden_size`, `motion_encoder_layers`,
-                `motion_statistics_token`, `motion_readout_tasks`, `motion_readout_sizes`).
+                `motion_statistics_token`, `motion_readout_tasks`, `motion_readout_sizes`, the mirror fields).
 
         Returns:
             [`BiomechGPTForCausalLM`] wrapping `language_model`.

@@ -19,6 +19,8 @@ __all__ = [
     "ARM_COORDINATES",
     "LUMBAR_COORDINATES",
     "ANGLE_GROUPS",
+    "MIRROR_ORDER",
+    "MIRROR_SIGN",
     "Motion",
     "MotionInputError",
 ]
@@ -45,6 +47,20 @@ ANGLE_GROUPS: dict[str, tuple[str, ...]] = {
     "arms": ARM_COORDINATES,
     "lumbar": LUMBAR_COORDINATES,
 }
+
+# The left-right mirror image of a canonical motion (and of its feature frames, which keep the channel order): right
+# and left coordinates swap; rotations about the forward and vertical axes (pelvis list and rotation, lumbar bending
+# and rotation) and the rightward translation change sign. The OpenSim models define each left joint's axes mirrored,
+# so a left hip adduction of 5 degrees is the mirror of a right one of 5 degrees, with no sign change. A training
+# trial and its mirror image are equally plausible recordings whose affected side is swapped.
+MIRROR_ORDER: tuple[int, ...] = tuple(
+    CANONICAL_COORDINATES.index(name[:-2] + {"_r": "_l", "_l": "_r"}[name[-2:]] if name[-2:] in ("_r", "_l") else name)
+    for name in CANONICAL_COORDINATES
+)
+MIRROR_SIGN: tuple[float, ...] = tuple(
+    -1.0 if name in ("pelvis_list", "pelvis_rotation", "pelvis_tz", "lumbar_bending", "lumbar_rotation") else 1.0
+    for name in CANONICAL_COORDINATES
+)
 
 # Markerless video (OpenCap and most clinical pipelines) delivers 30 Hz; joint-angle content of walking, running and
 # the clinical tests lies well below 15 Hz, so 30 Hz loses nothing the tasks need and keeps token sequences short.
@@ -142,6 +158,14 @@ class Motion:
     def present(self) -> list[str]:
         """Names of the coordinates that were actually recorded."""
         return [c for c, m in zip(self.coordinates, self.mask) if m]
+
+    def mirrored(self) -> Motion:
+        """The left-right mirror image of a canonical motion (see `MIRROR_ORDER`); `meta["mirrored"]` is flipped."""
+        if tuple(self.coordinates) != CANONICAL_COORDINATES:
+            raise MotionInputError(f"{self.meta.get('source', 'motion')}: only a canonical motion can be mirrored")
+        values = self.values[:, MIRROR_ORDER] * np.asarray(MIRROR_SIGN, dtype=np.float32)
+        meta = {**self.meta, "mirrored": not self.meta.get("mirrored", False)}
+        return Motion(list(self.coordinates), values, self.frame_rate, self.mask[list(MIRROR_ORDER)].copy(), meta)
 
     def slice_frames(self, start: int, stop: int) -> Motion:
         return Motion(list(self.coordinates), self.values[start:stop].copy(), self.frame_rate, self.mask.copy(),

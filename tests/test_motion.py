@@ -107,3 +107,25 @@ def test_printing_a_motion_summarises_it_instead_of_dumping_its_frames():
     text = repr(motion)
     assert text == "Motion(frames=900, duration_s=30.00, frame_rate=30, coordinates=30 of 33 recorded)"
     assert str(motion) == text
+
+
+def test_mirror_image_swaps_the_sides_and_signs_the_lateral_rotations():
+    from biomechgpt.processing.motion import MIRROR_ORDER, MIRROR_SIGN
+
+    rng = np.random.default_rng(0)
+    mask = np.ones(len(CANONICAL_COORDINATES), bool)
+    mask[CANONICAL_COORDINATES.index("arm_flex_l")] = False
+    motion = Motion(list(CANONICAL_COORDINATES), rng.normal(size=(20, len(CANONICAL_COORDINATES))), 30.0, mask,
+                    {"source": "x.mot"})
+    image = motion.mirrored()
+    assert image.meta["mirrored"] and not motion.meta.get("mirrored")
+    np.testing.assert_array_equal(image.column("knee_angle_r"), motion.column("knee_angle_l"))
+    np.testing.assert_array_equal(image.column("hip_adduction_l"), motion.column("hip_adduction_r"))
+    np.testing.assert_array_equal(image.column("pelvis_list"), -motion.column("pelvis_list"))
+    np.testing.assert_array_equal(image.column("pelvis_tz"), -motion.column("pelvis_tz"))
+    np.testing.assert_array_equal(image.column("lumbar_extension"), motion.column("lumbar_extension"))
+    assert image.present() == [c for c in CANONICAL_COORDINATES if c != "arm_flex_r"]
+    np.testing.assert_array_equal(image.mirrored().values, motion.values)  # an involution
+    assert sorted(MIRROR_ORDER) == list(range(len(CANONICAL_COORDINATES))) and set(MIRROR_SIGN) == {1.0, -1.0}
+    with pytest.raises(MotionInputError, match="only a canonical motion can be mirrored"):
+        Motion(["knee_angle_r"], np.zeros((3, 1)), 30.0).mirrored()

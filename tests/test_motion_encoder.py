@@ -20,16 +20,18 @@ from test_train_helpers import make_motion, make_tiny_model_and_processor
 
 QUESTIONS = ["What activity is the person performing?", "What is the cadence?"]
 # "+readout": readout tokens; "+fused": readout tokens whose calibrated heads also weigh into the answers and a
-# statistics token (the default training recipe), plus the optional descriptor token
-READS_MOTION = ["continuous", "both", "continuous+readout", "continuous+fused"]
+# statistics token (the default training recipe), plus the optional descriptor token; "+mirror": fused readout heads
+# that read the motion and its mirror image
+READS_MOTION = ["continuous", "both", "continuous+readout", "continuous+fused", "continuous+mirror"]
 
 
 @pytest.fixture(scope="module", params=READS_MOTION)
 def model_and_processor(request):
     motion_input, _, readout = request.param.partition("+")
     model, processor = make_tiny_model_and_processor(motion_input=motion_input, readout=bool(readout),
-                                                     readout_weight=1.0 if readout == "fused" else 0.0,
-                                                     statistics=readout == "fused", descriptors=readout == "fused")
+                                                     readout_weight=1.0 if readout in ("fused", "mirror") else 0.0,
+                                                     statistics=readout in ("fused", "mirror"),
+                                                     descriptors=readout == "fused", mirror=readout == "mirror")
     model.eval()
     model.processor = processor
     return model, processor
@@ -95,6 +97,90 @@ def _frames(batch: int = 1, frames: int = 40) -> dict:
             "motion_mask": torch.ones(batch, frames, dtype=torch.bool),
             "coordinate_mask": torch.ones(batch, 33, dtype=torch.bool),
             "motion_durations": torch.full((batch,), 2.0)}
+
+
+def _two_view_encoder() -> BiomechGPTMotionEncoder:
+    """An untrained encoder whose readout heads (affected side: left / none / right; a number) read both views."""
+    from biomechgpt.processing.motion import MIRROR_ORDER, MIRROR_SIGN
+
+    torch.manual_seed(0)
+    return BiomechGPTMotionEncoder(33, 16, 1, 5, readout_sizes=[3, 1], readout_tasks=["impairment_side", "cadence"],
+                                   statistics_token=True, mirror_channels=MIRROR_ORDER, mirror_signs=MIRROR_SIGN,
+                                   readout_mirror=[[2, 1, 0], []]).eval()
+
+
+def test_two_view_readout_swaps_the_sides_of_a_mirror_image_exactly():
+    """Reading a motion and its mirror image makes the side head mirror-equivariant by construction: the mirror image
+    of a recording gets the recording's left and right probabilities swapped, and the same numbers."""
+    from biomechgpt.processing.motion import MIRROR_ORDER, MIRROR_SIGN
+
+    encoder = _two_view_encoder()
+    inputs = _frames(batch=3, frames=48)
+    inputs["coordinate_mask"][0, [30, 31]] = False  # the left arm of the first recording is missing
+    order, signs = list(MIRROR_ORDER), torch.tensor(MIRROR_SIGN)
+    mirrored = {**inputs, "motion_values": inputs["motion_values"][:, :, order] * signs,
+                "coordinate_mask": inputs["coordinate_mask"][:, order]}
+    with torch.no_grad():
+        _, (side, value) = encoder(**inputs, return_readout=True)
+        _, (side_image, value_image) = encoder(**mirrored, return_readout=True)
+        one_view = encoder.readout(encoder.encode(**inputs))[0]
+    torch.testing.assert_close(side_image, side[:, [2, 1, 0]], atol=1e-5, rtol=0)
+    torch.testing.assert_close(value_image, value, atol=1e-5, rtol=0)
+    assert not torch.allclose(torch.log_softmax(one_view, 1), side, atol=1e-3)  # one view alone is not equivariant
+    torch.testing.assert_close(side.exp().sum(1), torch.ones(3))  # still log-probabilities
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"readout_mirror": [[2, 1, 0], []]}, "come together"),
+    ({"mirror_channels": list(range(33))}, "come together"),
+    ({"mirror_channels": [0] * 33, "readout_mirror": [[2, 1, 0], []]}, "must order the 33 channels"),
+    ({"mirror_channels": list(range(33)), "mirror_signs": [2.0] * 33, "readout_mirror": [[2, 1, 0], []]},
+     "33 signs"),
+    ({"mirror_channels": list(range(33)), "readout_mirror": [[0, 0, 1], []]}, "must order each readout head"),
+])
+def test_bad_two_view_settings_are_refused_in_one_line(fields, message):
+    with pytest.raises(ValueError, match=message):
+        BiomechGPTMotionEncoder(33, 16, 1, 5, readout_sizes=[3, 1], readout_tasks=["impairment_side", "cadence"],
+                                **fields)
+
+
+def test_stage_one_mirror_images_swap_the_side_labels():
+    """Trials whose 'affected side' is the leg that swings less: mirror images with the label swapped are the same
+    kind of evidence, so training on mirror images only still learns the side, and the heads read both ways."""
+    from biomechgpt.training.pretrain_encoder import encoder_targets, mirror_label_order, pretrain_motion_encoder
+
+    def trials(n: int, seed: int):
+        rng = np.random.default_rng(seed)
+        features, rows = {}, []
+        for k in range(n):
+            side = ("left", "right")[k % 2]
+            values = rng.normal(scale=0.05, size=(60, 33)).astype("float32")
+            phase = 2 * np.pi * np.arange(60) / 30.0 + rng.uniform(0, 2 * np.pi)
+            weak = 13 if side == "left" else 6  # the knee (left: channel 13, right: 6) that swings a third as much
+            for channel in (6, 13):
+                values[:, channel] += (0.3 if channel == weak else 1.0) * np.sin(phase).astype("float32")
+            features[f"t{seed}-{k}"] = {"motion_values": values, "coordinate_mask": np.ones(33, bool),
+                                        "motion_duration": 2.0}
+            rows.append({"trial_id": f"t{seed}-{k}", "task": "impairment_side", "target_label": side,
+                         "target_value": None, "target_unit": None})
+        return features, encoder_targets(pd.DataFrame(rows), {"impairment_side": "closed"}, {})
+
+    assert mirror_label_order(["bilateral", "left", "none", "right"]) == [0, 3, 2, 1]
+    assert mirror_label_order(["cane", "none"]) == [0, 1]
+    train_features, train_targets = trials(96, 0)
+    val_features, val_targets = trials(32, 1)
+    torch.manual_seed(0)
+    encoder = BiomechGPTMotionEncoder(33, 16, 1, 2)
+    summary = pretrain_motion_encoder(encoder, train_features, train_targets, validation_features=val_features,
+                                      validation_targets=val_targets, epochs=16, batch_size=16, learning_rate=3e-3,
+                                      progress=False, mirror=1.0, report_features=val_features,
+                                      report_targets=val_targets)
+    # every training crop was a mirror image with its label swapped: read unmirrored, the side is still right (had
+    # the labels not been swapped, every side would be read wrong)
+    assert summary["report_scores"]["impairment_side"] == 1.0
+    assert summary["report_scores_both_views"]["impairment_side"] == 1.0
+    with pytest.raises(ValueError, match="share between 0 and 1"):
+        pretrain_motion_encoder(encoder, train_features, train_targets, epochs=1, mirror=1.5, progress=False)
 
 
 def test_the_descriptor_token_reads_the_descriptors_and_holds_against_wild_values():
@@ -202,8 +288,11 @@ def test_save_and_load_round_trip_is_exact(tmp_path, model_and_processor):
     motion = make_motion(90)
     mine = model.answer(motion, QUESTIONS, processor=processor)
     theirs = loaded.answer(motion, QUESTIONS, processor=reloaded_processor)
-    assert (theirs[0].label, theirs[0].confidence) == (mine[0].label, mine[0].confidence)
-    assert (theirs[1].answer, theirs[1].value, theirs[1].spread) == (mine[1].answer, mine[1].value, mine[1].spread)
+    # the weights are equal to the bit; the reloaded processor also knows the corpus's label names, which can move a
+    # probability in its seventh digit
+    assert theirs[0].label == mine[0].label and theirs[0].confidence == pytest.approx(mine[0].confidence, abs=1e-6)
+    assert (theirs[1].answer, theirs[1].value) == (mine[1].answer, mine[1].value)
+    assert theirs[1].spread == pytest.approx(mine[1].spread, abs=1e-6)
 
 
 REMOTE_SCRIPT = textwrap.dedent("""
@@ -427,6 +516,13 @@ def test_training_stores_the_calibration_only_where_the_heads_keep_their_meaning
     ({"motion_descriptor_size": True}, "whole number of at least 0"),
     ({"motion_readout_tasks": list("abc"), "motion_readout_sizes": [2] * 3, "motion_descriptor_size": 4},
      "plus the descriptor token"),
+    ({"motion_mirror_channels": list(range(33))}, "come together"),
+    ({"motion_mirror_channels": [0] * 33, "motion_readout_mirror": [[1, 0], []]}, "must order the 33 feature"),
+    ({"motion_mirror_channels": list(range(33)), "motion_mirror_signs": [0.5] * 33,
+      "motion_readout_mirror": [[1, 0], []]}, "33 signs"),
+    ({"motion_mirror_channels": list(range(33)), "motion_readout_mirror": [[0, 0], []]}, "must order each readout"),
+    ({"motion_mirror_channels": list(range(33)), "motion_readout_mirror": [[1, 0], []], "motion_descriptor_size": 4},
+     "descriptor token has no mirror image"),
 ])
 def test_bad_readout_settings_are_refused_in_one_line(fields, message):
     from transformers import LlamaConfig

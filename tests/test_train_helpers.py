@@ -74,14 +74,15 @@ def make_hub_llama(folder: Path, *, seed: int = 0) -> Path:
 
 def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_input: str = "codes",
                                   readout: bool = False, readout_weight: float = 0.0, statistics: bool = False,
-                                  descriptors: bool = False):
+                                  descriptors: bool = False, mirror: bool = False):
     """An untrained `BiomechGPTForCausalLM` (hidden 32, 2 layers) and its processor with activity / cadence /
     summary task metadata; with `motion_input` "continuous" or "both", a motion encoder (hidden 16, 4 soft tokens)
     and a MotionTokenizer in the processor; with `readout`, two more soft tokens: readouts of activity and cadence.
     A `readout_weight` above 0 calibrates the heads (cadence head: mean 110, std 5, error 4 steps/min) and gives
     cadence a value grid (95-125), so that both kinds of answer weigh the heads in. With `statistics`, the encoder's
     last query token pools the frames' mean and standard deviation (`motion_statistics_token`); with `descriptors`,
-    one more query token reads the recording's descriptors (`motion_descriptor_size`, the processor computes them)."""
+    one more query token reads the recording's descriptors (`motion_descriptor_size`, the processor computes them);
+    with `mirror` (and `readout`), the readout heads read the motion and its mirror image."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -103,6 +104,11 @@ def make_tiny_model_and_processor(*, seed: int = 0, tie: bool = True, motion_inp
     if readout:
         encoder |= {"num_motion_tokens": 6, "motion_readout_tasks": ["activity", "cadence"],
                     "motion_readout_sizes": [2, 1]}
+    if mirror:
+        from biomechgpt.processing.motion import MIRROR_ORDER, MIRROR_SIGN
+
+        encoder |= {"motion_mirror_channels": list(MIRROR_ORDER), "motion_mirror_signs": list(MIRROR_SIGN),
+                    "motion_readout_mirror": [[0, 1], []]}
     if readout_weight:
         encoder |= {"motion_readout_labels": [["running", "walking"], []],
                     "motion_readout_scales": [[], [110.0, 5.0, 4.0]], "readout_answer_weight": readout_weight}

@@ -235,6 +235,7 @@ def test_train_command_saves_the_motion_tokenizer(corpus, tmp_path, capsys):
     (["--base-model", "nonsense"], "not a folder, a Hub id"),
     (["--alignment-epochs", "-1"], "alignment_epochs must be a finite number >= 0, got -1.0"),
     (["--readout-answer-weight", "nan"], "readout_answer_weight must be a finite number >= 0, got nan"),
+    (["--encoder-mirror", "1.5"], "encoder_mirror must be a share between 0 and 1, got 1.5"),
 ])
 def test_train_command_bad_input_is_one_line(corpus, tmp_path, capsys, argv, message):
     base = ["train", "--dataset", str(corpus), "--out", str(tmp_path / "m"), "--tokenizer", str(tmp_path),
@@ -343,3 +344,29 @@ def test_readout_tokens_one_per_closed_set_and_numeric_task_unless_switched_off(
     for args in (BiomechGPTTrainingArguments(motion_readout=False), BiomechGPTTrainingArguments(encoder_epochs=0),
                  BiomechGPTTrainingArguments(motion_input="codes")):
         assert _encoder_fields(frame, metadata, args) == args.motion_encoder  # no stage-1 heads, no readout
+
+
+def test_encoder_mirror_gives_the_readout_heads_two_views_with_the_sides_swapped():
+    import pandas as pd
+
+    from biomechgpt.processing.motion import MIRROR_ORDER, MIRROR_SIGN
+    from biomechgpt.training.train_lm import BiomechGPTTrainingArguments, _encoder_fields
+
+    frame = pd.DataFrame([
+        {"trial_id": t, "task": "impairment_side", "target_label": side, "target_value": None, "target_unit": None}
+        for t, side in (("a", "left"), ("b", "none"), ("c", "right"), ("d", "bilateral"))
+    ] + [{"trial_id": "a", "task": "cadence", "target_label": None, "target_value": 100.0,
+          "target_unit": "steps/min"}])
+    metadata = {"task_kinds": {"impairment_side": "closed", "cadence": "numeric"},
+                "task_units": {"cadence": "steps/min"}}
+    fields = _encoder_fields(frame, metadata, BiomechGPTTrainingArguments(encoder_mirror=0.5))
+    assert fields["motion_readout_tasks"] == ["impairment_side", "cadence"]
+    # labels in sorted order: bilateral, left, none, right -> left and right swap
+    assert fields["motion_readout_mirror"] == [[0, 3, 2, 1], []]
+    assert fields["motion_mirror_channels"] == list(MIRROR_ORDER)
+    assert fields["motion_mirror_signs"] == list(MIRROR_SIGN)
+    assert "motion_mirror_channels" not in _encoder_fields(frame, metadata, BiomechGPTTrainingArguments())
+    with pytest.raises(ValueError, match="share between 0 and 1"):
+        BiomechGPTTrainingArguments(encoder_mirror=2.0)
+    with pytest.raises(ValueError, match="descriptor token has no mirror image"):
+        BiomechGPTTrainingArguments(encoder_mirror=0.5, motion_descriptors=True)

@@ -55,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="one more query token of the motion encoder reads the whole recording's gait descriptors "
                         "(tempo, speed, step timing, ranges of motion, asymmetries); default: the feature frames "
                         "only. Better impairment side and real treadmill cadence, worse device and fall history")
+    parser.add_argument("--encoder-mirror", type=float, default=None, metavar="SHARE",
+                        help="stage 1: the share of training crops read as their left-right mirror image, the "
+                        "affected side swapped; the readout heads then read the motion and its mirror image "
+                        "(default: 0, none)")
     parser.add_argument("--readout-answer-weight", type=float, default=1.0, metavar="W",
                         help="how much the readout heads count in closed-set and numeric answers beside the language "
                         "model (default: 1, equal; 0: the language model alone)")
@@ -92,6 +96,8 @@ def _main(args: argparse.Namespace) -> int:
     encoder = {} if args.encoder_epochs is None else {"encoder_epochs": args.encoder_epochs}
     if args.alignment_epochs is not None:
         encoder["alignment_epochs"] = args.alignment_epochs
+    if args.encoder_mirror is not None:
+        encoder["encoder_mirror"] = args.encoder_mirror
     try:
         out = train_model(args.dataset, args.base_model, args.out, motion_tokenizer=args.tokenizer, mode=args.mode,
                           seed=args.seed, resume=not args.no_resume, epochs=args.epochs, max_steps=args.max_steps,

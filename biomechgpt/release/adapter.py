@@ -82,6 +82,7 @@ def _rebuild_base(model_dir: Path, summary: dict, adapter_config: dict):
     fields = {k: config[k] for k in ("num_motion_tokens", "motion_encoder_hidden_size", "motion_encoder_layers",
                                      "motion_statistics_token", "motion_descriptor_size", "motion_readout_tasks",
                                      "motion_readout_sizes", "motion_readout_labels", "motion_readout_scales",
+                                     "motion_mirror_channels", "motion_mirror_signs", "motion_readout_mirror",
                                      "readout_answer_weight")
               if config.get(k) is not None}
     try:

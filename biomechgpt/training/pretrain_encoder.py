@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EncoderTargets", "encoder_targets", "pretrain_motion_encoder", "readout_calibration"]
+__all__ = ["EncoderTargets", "encoder_targets", "mirror_label_order", "pretrain_motion_encoder", "readout_calibration"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ def pretrain_motion_encoder(
     progress: bool = True,
     report_features: dict[str, dict] | None = None,
     report_targets: EncoderTargets | None = None,
+    mirror: float = 0.0,
 ) -> dict:
     """Train `encoder` (a `BiomechGPTMotionEncoder`) in place on every task's trial-level target.
 
@@ -124,11 +125,16 @@ def pretrain_motion_encoder(
         progress (`bool`, defaults to `True`): a progress bar.
         report_features, report_targets (*optional*): a held-out split scored once with the selected epoch's encoder
             and heads (`report_scores`): the encoder with linear heads is itself a neural baseline.
+        mirror (`float`, defaults to 0): the share of training crops read as their left-right mirror image
+            (`Motion.mirrored`), with "left" and "right" swapped in every closed-set target that has both. An
+            affected side is a property of the trial that a mirror image turns into the other side; without it,
+            each side is learned from half the impaired trials.
 
     Returns:
         `dict`: the learning curve (training and validation loss per epoch, validation scores per task and the
         numeric heads' root-mean-square errors), the selected epoch, the time taken, and `readout_calibration` (see
-        [`readout_calibration`]).
+        [`readout_calibration`]); with a report split, its `report_scores` and, for an encoder without descriptors,
+        `report_scores_both_views` (each head reading the trial and its mirror image, as a two-view readout does).
     """
     import torch
     from torch import nn
@@ -170,25 +176,41 @@ def pretrain_motion_encoder(
         optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))))
     row_of = {t: i for i, t in enumerate(train_targets.trial_ids)}
     lengths = {t: min(len(train_features[t]["motion_values"]), window) for t in trials}
+    if not 0.0 <= mirror <= 1.0:
+        raise ValueError(f"mirror must be a share between 0 and 1, got {mirror}")
+    if mirror and getattr(encoder, "descriptor_size", 0):
+        raise ValueError("mirror: the descriptor token reads descriptors of the unmirrored recording; "
+                         "train an encoder with descriptors without mirror images")
+    swapped = _mirrored_labels(train_targets)
 
-    def batch_inputs(features: dict[str, dict], ids: list[str], random_crop: bool) -> dict:
+    def batch_inputs(features: dict[str, dict], ids: list[str], random_crop: bool,
+                     flip: np.ndarray | None = None) -> dict:
+        from biomechgpt.processing.motion import MIRROR_ORDER, MIRROR_SIGN
         from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
 
         items = []
-        for t in ids:
+        for k, t in enumerate(ids):
             item = features[t]
             values = item["motion_values"]
             start = int(rng.integers(0, len(values) - window + 1)) if random_crop and len(values) > window else None
-            items.append({**item, "motion_values": BiomechGPTProcessor.crop_frames(values, window, start=start)})
+            values = BiomechGPTProcessor.crop_frames(values, window, start=start)
+            if flip is not None and flip[k]:
+                item = {**item, "coordinate_mask": np.asarray(item["coordinate_mask"])[list(MIRROR_ORDER)]}
+                values = values[:, MIRROR_ORDER] * np.asarray(MIRROR_SIGN, dtype=values.dtype)
+            items.append({**item, "motion_values": values})
         return BiomechGPTProcessor.collate_motion_inputs(items)
 
-    def task_losses(tokens: torch.Tensor, targets: EncoderTargets, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    def task_losses(tokens: torch.Tensor, targets: EncoderTargets, rows: np.ndarray,
+                    flip: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         flat = dropout(tokens.flatten(1).float())
         losses = {}
         for task, labels in targets.labels.items():
             if task not in heads:
                 continue
-            y = torch.as_tensor(labels[rows])
+            y = labels[rows]
+            if flip is not None and task in swapped:
+                y = np.where(flip, swapped[task][y], y)
+            y = torch.as_tensor(y)
             keep = y >= 0
             if keep.any():
                 losses[task] = nn.functional.cross_entropy(heads[task](flat[keep]), y[keep])
@@ -202,7 +224,8 @@ def pretrain_motion_encoder(
                 losses[task] = nn.functional.mse_loss(heads[task](flat[keep])[:, 0], (y[keep] - mu) / sigma)
         return losses
 
-    def evaluate(features: dict[str, dict], targets: EncoderTargets) -> tuple[float, dict[str, float], dict]:
+    def evaluate(features: dict[str, dict], targets: EncoderTargets,
+                 both_views: bool = False) -> tuple[float, dict[str, float], dict]:
         encoder.eval()
         heads.eval()
         dropout.eval()
@@ -217,16 +240,28 @@ def pretrain_motion_encoder(
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     tokens = encoder.encode(**batch_inputs(features, ids, False))
                 flat = tokens.flatten(1).float()
+                mirrored = None
+                if both_views:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        mirrored = encoder.encode(**batch_inputs(features, ids, False, np.ones(len(ids), bool)))
+                    mirrored = mirrored.flatten(1).float()
                 for task, loss in task_losses(tokens, targets, rows).items():
                     sums[task] = sums.get(task, 0.0) + float(loss) * len(ids)
                 for task, labels in targets.labels.items():
                     y = labels[rows]
-                    pred = heads[task](flat).argmax(1).numpy()
+                    logits = torch.log_softmax(heads[task](flat), 1)
+                    if mirrored is not None:
+                        image = torch.log_softmax(heads[task](mirrored), 1)
+                        logits = logits + (image[:, swapped[task][:-1]] if task in swapped else image)
+                    pred = logits.argmax(1).numpy()
                     scores.setdefault(task, []).extend(zip(y[y >= 0], pred[y >= 0]))
                 for task, values in targets.values.items():
                     y = values[rows]
                     mu, sigma = value_stats[task]
-                    pred = heads[task](flat)[:, 0].numpy() * sigma + mu
+                    value = heads[task](flat)[:, 0]
+                    if mirrored is not None:
+                        value = (value + heads[task](mirrored)[:, 0]) / 2
+                    pred = value.numpy() * sigma + mu
                     scores.setdefault(task, []).extend(zip(y[~np.isnan(y)], pred[~np.isnan(y)]))
         encoder.train()
         heads.train()
@@ -255,9 +290,10 @@ def pretrain_motion_encoder(
             if step >= total_steps:
                 break
             rows = np.array([row_of[t] for t in ids])
+            flip = rng.random(len(ids)) < mirror if mirror else None
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                tokens = encoder.encode(**batch_inputs(train_features, ids, True))
-            losses = task_losses(tokens, train_targets, rows)
+                tokens = encoder.encode(**batch_inputs(train_features, ids, True, flip))
+            losses = task_losses(tokens, train_targets, rows, flip)
             loss = sum(losses.values()) / len(losses)  # every task counts the same
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -290,6 +326,8 @@ def pretrain_motion_encoder(
     if report_features is not None and report_targets is not None:
         summary["report_loss"], summary["report_scores"], summary["report_errors"] = evaluate(
             report_features, report_targets)
+        if not getattr(encoder, "descriptor_size", 0):
+            _, summary["report_scores_both_views"], _ = evaluate(report_features, report_targets, both_views=True)
     encoder.eval()
     return summary
 
@@ -315,6 +353,20 @@ def readout_calibration(train_targets: EncoderTargets, value_stats: dict[str, tu
     return {"labels": {task: list(classes) for task, classes in train_targets.classes.items()},
             "scales": {task: [mu, sigma, max(float(errors.get(task, sigma)), 1e-6)]
                        for task, (mu, sigma) in value_stats.items()}}
+
+
+def mirror_label_order(classes: list[str]) -> list[int]:
+    """For each label, the index of its mirror image's label: "left" and "right" swap, every other label is its own
+    (the identity for a task without both sides)."""
+    image = {"left": "right", "right": "left"} if "left" in classes and "right" in classes else {}
+    return [classes.index(image.get(c, c)) for c in classes]
+
+
+def _mirrored_labels(targets: EncoderTargets) -> dict[str, np.ndarray]:
+    """Closed-set task with both a "left" and a "right" label -> the class index of each class's mirror image (an
+    index array whose last entry maps a missing label, -1, to itself)."""
+    return {task: np.asarray(mirror_label_order(classes) + [-1], dtype=np.int64)
+            for task, classes in targets.classes.items() if "left" in classes and "right" in classes}
 
 
 def _task_heads(encoder: Any, targets: EncoderTargets):

@@ -92,6 +92,9 @@ class BiomechGPTTrainingArguments:
         encoder_epochs (`float`, defaults to 12.0): stage 1, passes of the motion encoder alone over the training
             trials with one head per task (see `biomechgpt.training.pretrain_encoder`); 0 skips it.
         encoder_learning_rate (`float`, defaults to 2e-3), encoder_batch_size (`int`, defaults to 32).
+        encoder_mirror (`float`, defaults to 0): the share of stage-1 crops read as their left-right mirror image
+            (the affected side swapped); above 0, the readout heads also read both the motion and its mirror image at
+            answer time (`BiomechGPTConfig.motion_mirror_channels`). Not with `motion_descriptors`.
         alignment_epochs (`float`, defaults to 4.0): stage 2a for models that read continuous motion, passes over
             one short conversation per trial whose answer lists all of the trial's closed-set and numeric answers
             (see `build_captions`) before the QA conversations; 0 skips it. A caption epoch costs about a third of a
@@ -148,6 +151,7 @@ class BiomechGPTTrainingArguments:
     encoder_epochs: float = 12.0
     encoder_learning_rate: float = 2e-3
     encoder_batch_size: int = 32
+    encoder_mirror: float = 0.0
     alignment_epochs: float = 4.0
     freeze_motion_encoder: bool = True
     motion_readout: bool = True
@@ -175,6 +179,10 @@ class BiomechGPTTrainingArguments:
             raise ValueError(f"save_dtype must be one of {SAVE_DTYPES}, got {self.save_dtype!r}")
         if self.logging_steps < 1:
             raise ValueError(f"logging_steps must be at least 1, got {self.logging_steps}")
+        if not 0.0 <= self.encoder_mirror <= 1.0:
+            raise ValueError(f"encoder_mirror must be a share between 0 and 1, got {self.encoder_mirror}")
+        if self.encoder_mirror and self.motion_descriptors:
+            raise ValueError("encoder_mirror: the descriptor token has no mirror image; use one or the other")
         for name in ("encoder_epochs", "alignment_epochs", "readout_answer_weight"):
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
@@ -587,6 +595,14 @@ def _encoder_fields(frame, metadata: dict, args: BiomechGPTTrainingArguments) ->
     fields["num_motion_tokens"] = args.num_motion_tokens + len(sizes)
     fields["motion_readout_tasks"] = list(sizes)
     fields["motion_readout_sizes"] = list(sizes.values())
+    if args.encoder_mirror:
+        from biomechgpt.processing.motion import MIRROR_ORDER, MIRROR_SIGN
+        from biomechgpt.training.pretrain_encoder import mirror_label_order
+
+        fields["motion_mirror_channels"] = list(MIRROR_ORDER)
+        fields["motion_mirror_signs"] = list(MIRROR_SIGN)
+        fields["motion_readout_mirror"] = [mirror_label_order(targets.classes[task]) if task in targets.classes
+                                           else [] for task in sizes]
     return fields
 
 
@@ -912,7 +928,7 @@ def _prepare_motion_encoder(model, processor, frame, metadata: dict, dataset_dir
             model.motion_encoder, features, targets, validation_features=val_features,
             validation_targets=val_targets, epochs=args.encoder_epochs, batch_size=args.encoder_batch_size,
             learning_rate=args.encoder_learning_rate, window=processor.frame_window, seed=args.seed,
-            progress=args.progress)
+            progress=args.progress, mirror=args.encoder_mirror)
         _calibrate_readout(model.config, summary["readout_calibration"], args)
     windows = {t: _middle_window(item, processor) for t, item in features.items()}
     if args.freeze_motion_encoder:
