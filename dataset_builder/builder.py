@@ -2,7 +2,8 @@
 
 `build_dataset` runs the builder (`download_and_prepare` straight to Parquet) and lays the result out as a Hub
 dataset repository: `data/{split}-00000-of-00001.parquet` plus a `README.md` card whose YAML `configs` points at the
-shards, so `datasets.load_dataset(folder)` reads it with no code (datasets 4+ runs no loading scripts).
+shards, so `datasets.load_dataset(folder)` reads it with no code (datasets 4+ runs no loading scripts), and the
+answer space of the train split (`answer_space.json`, see `answer_space`), which training reads instead of deriving.
 
 Each trial is tokenized once (in batches, before any question is written) and its codes are repeated on every row of
 that trial; the rows of one trial are consecutive, so training code can group them into one conversation.
@@ -365,7 +366,8 @@ def build_dataset(
     Args:
         cohort_dir (`str` or `Path`): the cohort folder (`biomechgpt simulate --out`).
         tokenizer_dir (`str` or `Path`, *optional*): the MotionTokenizer folder (`biomechgpt train-tokenizer --out`).
-        out_dir (`str` or `Path`): where to write `data/{split}-00000-of-00001.parquet` and `README.md`.
+        out_dir (`str` or `Path`): where to write `data/{split}-00000-of-00001.parquet`, `README.md` and
+            `answer_space.json` (see `answer_space.write_answer_space`).
         seed (`int`, defaults to 0): same seed, same bytes.
         questions_per_trial (`int`, *optional*): see `BiomechGPTQAConfig`; default asks every applicable task once.
         overwrite (`bool`, defaults to `False`): replace a non-empty `out_dir`.
@@ -377,6 +379,7 @@ def build_dataset(
     Raises:
         `MotionInputError`: a missing or invalid cohort or tokenizer folder, or an existing non-empty `out_dir`.
     """
+    from .answer_space import write_answer_space
     from .card import write_dataset_card
 
     if questions_per_trial is not None and int(questions_per_trial) < 1:
@@ -412,6 +415,10 @@ def build_dataset(
                            questions_per_trial=questions_per_trial,
                            codebook_size=getattr(tokenizer, "codebook_size", None),
                            downsample_factor=getattr(tokenizer, "downsample_factor", None))
+        # written in the staging folder so that `out` never holds shards without their answer space; a cohort
+        # without training participants has no training rows to learn one from
+        if "train" in builder.info.splits:
+            write_answer_space(final)
         if out.exists():
             shutil.rmtree(out) if overwrite else out.rmdir()
         final.rename(out)

@@ -76,7 +76,7 @@ class BiomechGPTMotionEncoder(nn.Module):
     trains on mirror images as well (`pretrain_motion_encoder(mirror=...)`), so both views are ones the heads know;
     the side of an impairment then comes from an asymmetry read both ways round. Stage-1 heads on the default run's
     test split, seed 0: affected side macro-F1 0.683 without mirror images, 0.738 trained with them, 0.769 reading
-    both views; in the whole model it costs fall history (README, "How the model reads motion"), so training makes
+    both views; in the whole model it costs fall history (README, "What this says"), so training makes
     it an option (`--encoder-mirror`).
 
     Args:

@@ -131,8 +131,8 @@ def test_layout_columns_and_load_dataset(corpus_dir):
     import datasets
 
     files = sorted(p.relative_to(corpus_dir).as_posix() for p in corpus_dir.rglob("*") if p.is_file())
-    assert files == ["README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet",
-                     "data/validation-00000-of-00001.parquet"]
+    assert files == ["README.md", "answer_space.json", "data/test-00000-of-00001.parquet",
+                     "data/train-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet"]
     loaded = datasets.load_dataset(str(corpus_dir))
     assert set(loaded) == {"train", "validation", "test"}
     required = ["id", "participant_id", "trial_id", "split", "task", "question", "answer", "target_label",

@@ -7,7 +7,8 @@ A release is built in a staging folder first, exactly as it will be uploaded, th
   (so it loads with `trust_remote_code=True` where biomechgpt is not installed), the text tokenizer,
   `processor_config.json`, the MotionTokenizer under `motion_tokenizer/`, and the model card as `README.md` with the
   evaluation's `model-index` results;
-- the **dataset** folder: the Parquet shards under `data/` and the dataset card `README.md`;
+- the **dataset** folder: the Parquet shards under `data/`, the dataset card `README.md` and the corpus's
+  `answer_space.json`;
 - for a LoRA / QLoRA run released as an **adapter**: the PEFT adapter that training saved (`MODEL/adapter/`: the
   LoRA factors plus the trained rows of the motion vocabulary) and the **base** it applies to (the text model with
   the motion vocabulary added, before fine-tuning), each its own repository.

@@ -2,8 +2,8 @@
 
 `build_model_release` copies a model folder's weights, code files, processor, text tokenizer and MotionTokenizer and
 writes the model card (`README.md` with the evaluation's `model-index` results); `build_dataset_release` copies a QA
-corpus folder's card and Parquet shards. The file checks (`refuse_pickles`, `check_safetensors`) and the staging
-helpers here are shared by the adapter release (`biomechgpt.release.adapter`) and the validation
+corpus folder's card, Parquet shards and answer space. The file checks (`refuse_pickles`, `check_safetensors`) and
+the staging helpers here are shared by the adapter release (`biomechgpt.release.adapter`) and the validation
 (`biomechgpt.release.validation`).
 """
 
@@ -15,6 +15,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from biomechgpt.dataset_builder.answer_space import ANSWER_SPACE_FILE
 
 __all__ = [
     "PICKLE_SUFFIXES",
@@ -310,7 +312,8 @@ def build_model_release(
 
 
 def build_dataset_release(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Stage a QA corpus folder for upload: its dataset card and the Parquet shards under `data/`."""
+    """Stage a QA corpus folder for upload: its dataset card, the Parquet shards under `data/` and, when the corpus
+    has one (corpora built before it have not), `answer_space.json`."""
     dataset_dir, out = Path(dataset_dir), None
     if not dataset_dir.is_dir():
         raise ReleaseError(f"--dataset {dataset_dir}: folder not found")
@@ -325,6 +328,8 @@ def build_dataset_release(dataset_dir: str | os.PathLike, out_dir: str | os.Path
     copy_file(dataset_dir / "README.md", out / "README.md")
     for shard in shards:
         copy_file(shard, out / "data" / shard.name)
+    if (dataset_dir / ANSWER_SPACE_FILE).is_file():
+        copy_file(dataset_dir / ANSWER_SPACE_FILE, out / ANSWER_SPACE_FILE)
     return out
 
 

@@ -27,13 +27,13 @@ import logging
 import math
 import os
 import random
-import re
 import shutil
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# corpus_task_metadata is re-exported: benches and older callers import it from here
+from biomechgpt.dataset_builder.answer_space import corpus_task_metadata, load_answer_space
 from biomechgpt.dataset_builder.corpus import CorpusError, load_corpus
 from biomechgpt.processing.motion import MotionInputError
 
@@ -202,117 +202,6 @@ class BiomechGPTTrainingArguments:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # corpus
-
-
-def corpus_task_metadata(frame, *, max_questions: int = 200) -> dict[str, Any]:
-    """What the processor needs to know about the tasks, learned from training rows: each task's kind, one answer
-    sentence per label of closed-set tasks (with its share among that label's answers), units, example questions and
-    the corpus lexicon's names of the closed-set tasks' labels (for routing questions that name one).
-
-    The candidate sentences of a task share one answer template (see `_shared_answer_template`); within it, a label's
-    candidate is the shortest among its frequent answers (at least half as frequent as the most frequent one), and
-    its share among all of that label's answers corrects for the wording's frequency.
-    """
-    kinds: dict[str, str] = {}
-    candidates: dict[str, dict[str, str]] = {}
-    priors: dict[str, dict[str, float]] = {}
-    units: dict[str, str] = {}
-    questions: dict[str, list[str]] = {}
-    numeric: dict[str, list[dict[str, Any]]] = {}
-    for task, rows in sorted(frame.groupby("task"), key=lambda kv: kv[0]):
-        has_value = rows["target_value"].notna().any()
-        has_label = rows["target_label"].notna().any()
-        if has_value:
-            kinds[task] = "numeric"
-            unit_counts = Counter(u for u in rows["target_unit"] if isinstance(u, str))
-            if unit_counts:
-                units[task] = sorted(unit_counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-                wordings = []
-                for unit, count in sorted(unit_counts.items(), key=lambda kv: (kv[0] != units[task], -kv[1], kv[0])):
-                    spec = _numeric_answer(rows[rows["target_unit"] == unit]) if count * 10 >= len(rows) else None
-                    if spec is not None:
-                        wordings.append(spec | {"scale": _unit_scale(unit, units[task])})
-                if wordings and wordings[0]["scale"] == 1.0:
-                    numeric[task] = wordings
-        elif has_label and task != "summary":
-            kinds[task] = "closed"
-            candidates[task], priors[task] = {}, {}
-            template = _shared_answer_template(rows)
-            for label, label_rows in sorted(rows.groupby("target_label"), key=lambda kv: kv[0]):
-                pool = label_rows if template is None else label_rows[label_rows["answer_template"] == template]
-                counts = Counter(str(a).strip() for a in pool["answer"])
-                top = max(counts.values())
-                frequent = [a for a, c in counts.items() if c * 2 >= top]
-                best = min(frequent, key=lambda a: (len(a), -counts[a], a))
-                candidates[task][str(label)] = best
-                priors[task][str(label)] = math.log(counts[best] / len(label_rows))
-        else:
-            kinds[task] = "free"
-        q_counts = Counter(str(q).strip() for q in rows["question"])
-        questions[task] = [q for q, _ in sorted(q_counts.items(), key=lambda kv: (-kv[1], kv[0]))][:max_questions]
-    from biomechgpt.dataset_builder import label_names
-
-    return {"task_kinds": kinds, "answer_candidates": candidates, "answer_log_priors": priors, "task_units": units,
-            "task_questions": questions, "numeric_answers": numeric,
-            "label_names": {task: label_names(task) for task, kind in kinds.items() if kind == "closed"}}
-
-
-_ONE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_GRID_STEPS = (1, 2, 5)
-MAX_GRID_VALUES = 150
-
-
-def _numeric_answer(rows) -> dict[str, Any] | None:
-    """The answer sentence and value grid a numeric task is answered with (`numeric_answers` of the processor).
-
-    The sentence is the most frequent wording among answers with one number, that number replaced by `{}`; the grid
-    runs over the training values at that wording's precision, coarsened (x2, x5, x10, ...) to at most
-    `MAX_GRID_VALUES` values so that scoring every value stays cheap."""
-    shapes: Counter = Counter()
-    for answer in rows["answer"].astype(str):
-        numbers = _ONE_NUMBER.findall(answer)
-        if len(numbers) != 1 or "{" in answer or "}" in answer:
-            continue
-        decimals = len(numbers[0].split(".")[1]) if "." in numbers[0] else 0
-        shapes[(_ONE_NUMBER.sub("{}", answer.strip(), count=1), decimals)] += 1
-    values = rows["target_value"].dropna().astype(float)
-    if not shapes or values.empty:
-        return None
-    (template, decimals), _ = sorted(shapes.items(), key=lambda kv: (-kv[1], len(kv[0][0]), kv[0]))[0]
-    base = 10.0 ** -decimals
-    step = base
-    for scale in (10 ** k * m for k in range(8) for m in _GRID_STEPS):
-        step = base * scale
-        low, high = math.floor(values.min() / step) * step, math.ceil(values.max() / step) * step
-        if (high - low) / step + 1 <= MAX_GRID_VALUES:
-            break
-    return {"template": template, "decimals": decimals, "low": round(low, decimals), "high": round(high, decimals),
-            "step": round(step, decimals)}
-
-
-def _unit_scale(unit: str, canonical: str) -> float:
-    """Factor from `unit` to `canonical` (1.0 for the same unit)."""
-    from biomechgpt.dataset_builder.tasks import convert_unit
-
-    return 1.0 if unit == canonical else float(convert_unit(1.0, unit, canonical))
-
-
-def _shared_answer_template(rows) -> Any:
-    """The answer template that every label of a closed-set task was worded in, most frequent first, or `None`.
-
-    Candidates cut from one template differ only in the label's words ("Activity: a walk." against "Activity: a
-    run."), so ranking compares labels, not sentence shapes. Short forms from different templates ("A walk." against
-    "Chair rises.") let the likelihood of each template's first words decide between labels; on the default corpus
-    that cost 10-15 points of activity accuracy against greedy generation."""
-    if "answer_template" not in rows or rows["answer_template"].isna().all():
-        return None
-    n_labels = rows["target_label"].nunique()
-    covering = rows.groupby("answer_template")["target_label"].nunique()
-    covering = covering[covering == n_labels]
-    if covering.empty:
-        return None
-    counts = rows["answer_template"].value_counts()
-    return sorted(covering.index, key=lambda t: (-counts[t], t))[0]
 
 
 def build_conversations(frame, processor, *, max_turns: int, seed: int, progress: bool = False,
@@ -718,7 +607,8 @@ def train_model(
     """Fine-tune `base_model` on the corpus in `dataset_dir` and save a `BiomechGPTForCausalLM` folder to `out_dir`.
 
     Args:
-        dataset_dir (`str` or `os.PathLike`): a QA corpus folder (`data/train-*.parquet`).
+        dataset_dir (`str` or `os.PathLike`): a QA corpus folder (`data/train-*.parquet`; the processor answers
+            with its `answer_space.json`, or with the train split's when the folder predates that file).
         base_model (`str`, *optional*, defaults to `"tiny"`): "tiny-s" / "tiny" / "tiny-l" (embedded, trained from
             scratch), a Hub id or a local model folder.
         out_dir (`str` or `os.PathLike`): the model folder to write.
@@ -762,7 +652,7 @@ def train_model(
                    | ({CAPTION_QUESTION} if aligns else set()))
 
     set_seed(args.seed)
-    metadata = corpus_task_metadata(frame)
+    metadata = load_answer_space(dataset_dir, frame)
     encoder_fields = _encoder_fields(frame, metadata, args)
     model, tokenizer = build_model(base_model, mode, texts, motion_tokenizer, codebook_size, args, encoder_fields)
     processor = BiomechGPTProcessor(
