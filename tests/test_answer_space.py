@@ -44,12 +44,18 @@ def test_the_builder_writes_the_answer_space_of_the_train_split(corpus_dir, tmp_
     assert load_answer_space(older, load_corpus(older, "train")) == derived
 
 
-def test_the_file_is_read_not_derived_again(tmp_path):
-    folder = make_corpus(tmp_path / "qa")
+def _edited_answer_space(folder):
+    """The corpus's answer_space.json with the walking answer reworded (what no derivation from the rows gives)."""
     path = write_answer_space(folder)
     space = json.loads(path.read_text(encoding="utf-8"))
     space["answer_candidates"]["activity"]["walking"] = "A walk."
     path.write_text(json.dumps(space), encoding="utf-8")
+    return space
+
+
+def test_the_file_is_read_not_derived_again(tmp_path):
+    folder = make_corpus(tmp_path / "qa")
+    space = _edited_answer_space(folder)
     assert load_answer_space(folder, load_corpus(folder, "train")) == space
 
 
@@ -58,10 +64,7 @@ def test_training_answers_with_the_corpus_answer_space(tmp_path):
     from biomechgpt.training.train_lm import train_model
 
     folder = make_corpus(tmp_path / "qa")
-    path = write_answer_space(folder)
-    space = json.loads(path.read_text(encoding="utf-8"))
-    space["answer_candidates"]["activity"]["walking"] = "A walk."
-    path.write_text(json.dumps(space), encoding="utf-8")
+    _edited_answer_space(folder)
     out = train_model(folder, "tiny-s", tmp_path / "model", codebook_size=CODEBOOK, max_steps=1, motion_input="codes",
                       batch_size=4, progress=False, tokenizer_vocab_size=300)
     processor = BiomechGPTProcessor.from_pretrained(out)
