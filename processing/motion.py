@@ -21,6 +21,7 @@ __all__ = [
     "ANGLE_GROUPS",
     "MIRROR_ORDER",
     "MIRROR_SIGN",
+    "mirror_frames",
     "Motion",
     "MotionInputError",
 ]
@@ -61,6 +62,14 @@ MIRROR_SIGN: tuple[float, ...] = tuple(
     -1.0 if name in ("pelvis_list", "pelvis_rotation", "pelvis_tz", "lumbar_bending", "lumbar_rotation") else 1.0
     for name in CANONICAL_COORDINATES
 )
+
+
+def mirror_frames(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mirror image of frames `(frames, coordinates)` in canonical order (joint angles, or the feature frames,
+    which keep that order) and of their coordinate mask."""
+    values = np.asarray(values)
+    return values[:, MIRROR_ORDER] * np.asarray(MIRROR_SIGN, dtype=values.dtype), np.asarray(mask)[list(MIRROR_ORDER)]
+
 
 # Markerless video (OpenCap and most clinical pipelines) delivers 30 Hz; joint-angle content of walking, running and
 # the clinical tests lies well below 15 Hz, so 30 Hz loses nothing the tasks need and keeps token sequences short.
@@ -163,9 +172,9 @@ class Motion:
         """The left-right mirror image of a canonical motion (see `MIRROR_ORDER`); `meta["mirrored"]` is flipped."""
         if tuple(self.coordinates) != CANONICAL_COORDINATES:
             raise MotionInputError(f"{self.meta.get('source', 'motion')}: only a canonical motion can be mirrored")
-        values = self.values[:, MIRROR_ORDER] * np.asarray(MIRROR_SIGN, dtype=np.float32)
+        values, mask = mirror_frames(self.values, self.mask)
         meta = {**self.meta, "mirrored": not self.meta.get("mirrored", False)}
-        return Motion(list(self.coordinates), values, self.frame_rate, self.mask[list(MIRROR_ORDER)].copy(), meta)
+        return Motion(list(self.coordinates), values, self.frame_rate, mask, meta)
 
     def slice_frames(self, start: int, stop: int) -> Motion:
         return Motion(list(self.coordinates), self.values[start:stop].copy(), self.frame_rate, self.mask.copy(),

@@ -185,7 +185,7 @@ def pretrain_motion_encoder(
 
     def batch_inputs(features: dict[str, dict], ids: list[str], random_crop: bool,
                      flip: np.ndarray | None = None) -> dict:
-        from biomechgpt.processing.motion import MIRROR_ORDER, MIRROR_SIGN
+        from biomechgpt.processing.motion import mirror_frames
         from biomechgpt.processing.processing_biomechgpt import BiomechGPTProcessor
 
         items = []
@@ -195,8 +195,8 @@ def pretrain_motion_encoder(
             start = int(rng.integers(0, len(values) - window + 1)) if random_crop and len(values) > window else None
             values = BiomechGPTProcessor.crop_frames(values, window, start=start)
             if flip is not None and flip[k]:
-                item = {**item, "coordinate_mask": np.asarray(item["coordinate_mask"])[list(MIRROR_ORDER)]}
-                values = values[:, MIRROR_ORDER] * np.asarray(MIRROR_SIGN, dtype=values.dtype)
+                values, mask = mirror_frames(values, item["coordinate_mask"])
+                item = {**item, "coordinate_mask": mask}
             items.append({**item, "motion_values": values})
         return BiomechGPTProcessor.collate_motion_inputs(items)
 
