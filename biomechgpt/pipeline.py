@@ -40,6 +40,8 @@ class PipelineSettings:
 
     Args:
         participants (`int`): size of the simulated cohort.
+        held_out (`int`, *optional*): participants in each of its validation and test splits (the rest train);
+            `None` holds out 15% each.
         seed (`int`): one seed for every stage.
         tokenizer_steps (`int`, *optional*): MotionTokenizer training steps.
         train_epochs (`float`, *optional*): language-model fine-tuning epochs over the QA corpus (stage 2b).
@@ -53,6 +55,7 @@ class PipelineSettings:
 
     participants: int
     seed: int = 0
+    held_out: int | None = None
     tokenizer_steps: int | None = None
     train_epochs: float | None = None
     train_max_steps: int | None = None
@@ -114,7 +117,7 @@ STAGES: tuple[Stage, ...] = (
         "simulate",
         "cohort",
         lambda run, s: ["simulate", "--participants", str(s.participants), "--seed", str(s.seed),
-                        "--out", str(run / "cohort")],
+                        *_optional("--held-out", s.held_out), "--out", str(run / "cohort")],
     ),
     Stage(
         "train_tokenizer",

@@ -133,6 +133,23 @@ def test_same_seed_same_bytes_with_any_worker_count(cohort_dir, tmp_path):
     assert _digest(other)["trials.parquet"] != _digest(cohort_dir)["trials.parquet"]
 
 
+def test_held_out_fixes_the_validation_and_test_sizes_and_keeps_the_participants(tables, cohort_dir, tmp_path,
+                                                                                   capsys):
+    people, _ = tables
+    out = tmp_path / "held"
+    assert cli.main(["simulate", "--participants", "5", "--held-out", "1", "--out", str(out), "--quiet"]) == 0
+    assert "train participants 3" in " ".join(capsys.readouterr().out.split())
+    held = pd.read_parquet(out / "participants.parquet")
+    assert held["split"].value_counts().to_dict() == {"train": 3, "validation": 1, "test": 1}
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert (trials["split"] == trials["participant_id"].map(held.set_index("participant_id")["split"])).all()
+    # only the split changes: the people are those of any other cohort of the seed
+    pd.testing.assert_frame_equal(held.drop(columns="split"), people.drop(columns="split").head(5))
+    meta = json.loads((out / "cohort.json").read_text())
+    assert meta["held_out"] == 1 and meta["split_fractions"] == {"train": 0.6, "validation": 0.2, "test": 0.2}
+    assert "held_out" not in json.loads((cohort_dir / "cohort.json").read_text())
+
+
 def test_participants_do_not_depend_on_cohort_size(tables, tmp_path):
     people, _ = tables
     small = simulate_cohort(tmp_path / "small", n_participants=3, seed=0, workers=1)
@@ -324,6 +341,7 @@ def test_realism_report_writes_numbers_and_plots(reference_motion_dir, tmp_path,
     (["--participants", "-2"], "must be at least 1"),
     (["--participants", "x"], "expected a whole number"),
     (["--seed", "-1"], "must be 0 or more"),
+    (["--held-out", "0"], "must be at least 1"),
 ])
 def test_bad_cli_arguments_exit_2_with_one_line(tmp_path, capsys, argv_tail, message):
     with pytest.raises(SystemExit) as info:
@@ -350,7 +368,8 @@ def test_existing_unwritable_or_missing_out_is_a_one_line_error(tmp_path, capsys
 
 
 @pytest.mark.parametrize("kwargs", [{"n_participants": 0}, {"n_participants": 2.5}, {"seed": -1}, {"workers": 0},
-                                    {"participants_per_shard": 0}])
+                                    {"participants_per_shard": 0}, {"held_out": 0}, {"held_out": 1.5},
+                                    {"held_out": 1}])
 def test_simulate_cohort_rejects_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         simulate_cohort(tmp_path / "c", **{"n_participants": 2, **kwargs})

@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     parser.add_argument("--participants", type=positive_int, default=None,
                         help="number of participants (500; with --report, the sample per comparison, 30)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed; same seed, same bytes (0)")
+    parser.add_argument("--held-out", type=positive_int, default=None, metavar="N",
+                        help="participants in each of the validation and test splits, the rest train (default: 15%% "
+                             "each)")
     parser.add_argument("--out", type=Path, help="cohort folder to create")
     parser.add_argument("--workers", type=positive_int, default=None, help="processes (default: all CPU cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing cohort folder")
@@ -40,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.report is not None:
         from biomechgpt.simulation.report import realism_report
+
+        if args.held_out is not None:
+            raise UsageError("--held-out splits a cohort written with --out; the realism report (--report) has no "
+                             "splits")
 
         try:
             summary = realism_report(args.report, reference_dir=args.reference, cohort_dir=args.cohort,
@@ -69,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         out = simulate_cohort(args.out, n_participants=args.participants or 500, seed=args.seed, workers=args.workers,
-                              overwrite=args.overwrite, progress=not args.quiet)
+                              overwrite=args.overwrite, progress=not args.quiet, held_out=args.held_out)
     except ValueError as err:
         raise UsageError(str(err)) from None
     elapsed = time.perf_counter() - start

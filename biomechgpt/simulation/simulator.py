@@ -118,14 +118,17 @@ def _simulate_shard(shard: int, indices: list[int], seed: int, n_digits: int, mo
     return shard, participants, trials
 
 
-def _assign_splits(n: int, seed: int) -> np.ndarray:
+def _assign_splits(n: int, seed: int, held_out: int | None = None) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(2**31 - 1,)))
-    n_val = int(round(SPLIT_FRACTIONS["validation"] * n))
-    n_test = int(round(SPLIT_FRACTIONS["test"] * n))
-    if n >= 3:
-        n_val, n_test = max(n_val, 1), max(n_test, 1)
-    elif n < 3:
-        n_val = n_test = 0
+    if held_out is not None:
+        n_val = n_test = held_out
+    else:
+        n_val = int(round(SPLIT_FRACTIONS["validation"] * n))
+        n_test = int(round(SPLIT_FRACTIONS["test"] * n))
+        if n >= 3:
+            n_val, n_test = max(n_val, 1), max(n_test, 1)
+        else:
+            n_val = n_test = 0
     labels = np.array(["train"] * (n - n_val - n_test) + ["validation"] * n_val + ["test"] * n_test)
     return labels[rng.permutation(n)]
 
@@ -150,7 +153,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 def simulate_cohort(out: str | Path, n_participants: int = 500, seed: int = 0, workers: int | None = None, *,
                     overwrite: bool = False, progress: bool = False,
-                    participants_per_shard: int = PARTICIPANTS_PER_SHARD) -> Path:
+                    participants_per_shard: int = PARTICIPANTS_PER_SHARD, held_out: int | None = None) -> Path:
     """Simulates a clinical cohort and writes it to `out`.
 
     Args:
@@ -161,6 +164,9 @@ def simulate_cohort(out: str | Path, n_participants: int = 500, seed: int = 0, w
         overwrite (`bool`, defaults to `False`): replace an existing cohort folder.
         progress (`bool`, defaults to `False`): show a progress bar on stderr.
         participants_per_shard (`int`, defaults to 25): participants per motion shard (the unit of parallel work).
+        held_out (`int`, *optional*): participants in each of the validation and the test split, the rest train;
+            defaults to `SPLIT_FRACTIONS` (15% each). A larger cohort with the same held-out splits gives the models
+            more people to learn from at the same evaluation cost.
 
     Returns:
         `Path`: the cohort folder, readable with `biomechgpt.load_cohort`.
@@ -177,6 +183,13 @@ def simulate_cohort(out: str | Path, n_participants: int = 500, seed: int = 0, w
     if isinstance(participants_per_shard, bool) or not isinstance(participants_per_shard, (int, np.integer)) \
             or participants_per_shard < 1:
         raise ValueError(f"participants_per_shard must be a positive integer, got {participants_per_shard!r}")
+    if held_out is not None:
+        if isinstance(held_out, bool) or not isinstance(held_out, (int, np.integer)) or held_out < 1:
+            raise ValueError(f"held_out must be a positive integer, got {held_out!r}")
+        if 2 * int(held_out) >= n_participants:
+            raise ValueError(f"held_out {held_out}: validation and test would take {2 * int(held_out)} of the "
+                             f"{n_participants} participants and leave none to train on")
+        held_out = int(held_out)
     n_participants, seed = int(n_participants), int(seed)
     out = Path(out)
     _prepare_out(out, overwrite)
@@ -213,7 +226,7 @@ def simulate_cohort(out: str | Path, n_participants: int = 500, seed: int = 0, w
 
     participant_rows = [row for s in range(len(shards)) for row in results[s][0]]
     trial_rows = [row for s in range(len(shards)) for row in results[s][1]]
-    splits = _assign_splits(n_participants, seed)
+    splits = _assign_splits(n_participants, seed, held_out)
     split_of = {row["participant_id"]: str(split) for row, split in zip(participant_rows, splits)}
     participants = pd.DataFrame(participant_rows)
     participants.insert(1, "split", [split_of[p] for p in participants["participant_id"]])
@@ -242,7 +255,10 @@ def simulate_cohort(out: str | Path, n_participants: int = 500, seed: int = 0, w
         "coordinates": list(CANONICAL_COORDINATES),
         "units": "radians for angles, meters for pelvis_tx/ty/tz; knee flexion positive",
         "shards": [SHARD_PATTERN.format(s) for s in range(len(shards))],
-        "split_fractions": SPLIT_FRACTIONS,
+        "split_fractions": SPLIT_FRACTIONS if held_out is None else {
+            split: round(float((splits == split).mean()), 4) for split in SPLIT_FRACTIONS},
     }
+    if held_out is not None:
+        meta["held_out"] = held_out
     (out / "cohort.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out
