@@ -15,6 +15,7 @@ This file imports only numpy, torch, transformers and sibling files so it can be
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
@@ -357,6 +358,7 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("e") else word
 
 
+@functools.lru_cache(maxsize=1 << 16)  # routing asks it ~1,700 times per question, mostly about the same words
 def _word_matches(pattern: str, word: str) -> bool:
     """Whether a cue word (`pattern`, a prefix when it ends in "*") matches `word` or one of its inflections
     ("steps", "stepping", "paced" match "step" and "pace"; "stepping" matches only itself), also after a negating
@@ -381,7 +383,8 @@ def _matches(pattern: str, word: str) -> bool:
     return False
 
 
-def _phrase_in(words: Sequence[str], phrase: Sequence[str]) -> bool:
+@functools.lru_cache(maxsize=1 << 16)  # the same question's words meet every cue of every task
+def _phrase_in(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
     n = len(phrase)
     return any(all(_word_matches(p, w) for p, w in zip(phrase, words[k:k + n])) for k in range(len(words) - n + 1))
 
@@ -1058,7 +1061,7 @@ class BiomechGPTProcessor(ProcessorMixin):
                 or ((_ANIMALS.search(text) or _SOMEONE_ELSE.search(text)) and not _THE_RECORDING_ITSELF.search(text))
                 or (not points and (_GENERAL_KNOWLEDGE.search(text) or named[0])) or named[1]):
             return QuestionRoute(None)
-        words = _WORD.findall(self._in_clinical_words(text))
+        words = tuple(_WORD.findall(self._in_clinical_words(text)))
         body = any(_word_matches(a, w) for a in _ANCHORS for w in words)
         scores: dict[str, float] = {}
         for task in self.task_kinds:
