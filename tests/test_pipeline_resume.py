@@ -120,23 +120,25 @@ def test_full_trains_every_stage_longer_than_the_default(tmp_path, stages, capsy
     assert cli.main(["run", "--out", str(tmp_path)]) == 0
     default = dict(stages.argv)
     assert (tmp_path / "default" / "metrics.json").is_file()
-    assert _option(default["simulate"], "--participants") == "500"
+    assert _option(default["simulate"], "--participants") == "1000"
+    assert _option(default["simulate"], "--held-out") == "75"
     assert _option(default["train-tokenizer"], "--steps") == "600"
     assert [_option(default["train"], f) for f in ("--encoder-epochs", "--alignment-epochs", "--epochs",
-                                                   "--readout-answer-weight")] == ["12.0", "1.0", "0.25", "2.0"]
+                                                   "--readout-answer-weight")] == ["8.0", "0.4", "0.1", "2.0"]
 
     stages.argv = {}
     assert cli.main(["run", "--full", "--out", str(tmp_path)]) == 0
     full = stages.argv
     assert (tmp_path / "full" / "metrics.json").is_file()
-    assert _option(full["simulate"], "--participants") == "500"
+    assert _option(full["simulate"], "--participants") == "500" and _option(full["simulate"], "--held-out") is None
     assert _option(full["train-tokenizer"], "--steps") is None  # the stages' own defaults: 3,000 steps, 12 + 4 epochs
     assert [_option(full["train"], f) for f in ("--encoder-epochs", "--alignment-epochs", "--epochs",
                                                 "--readout-answer-weight")] == [None, None, "1.0", None]
 
     capsys.readouterr()
     assert cli.main(["run", "--full", "--out", str(tmp_path), "--name", "default"]) == 2  # another recipe's folder
-    assert "this run was started with other settings (tokenizer_steps 600 -> None" in capsys.readouterr().err
+    assert "this run was started with other settings (participants 1000 -> 500, held_out 75 -> None" in \
+        capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["run", "--full", "--quick", "--out", str(tmp_path)])
     assert "not allowed with argument" in capsys.readouterr().err
@@ -213,3 +215,21 @@ def test_two_threads_starting_runs_in_one_folder_one_runs_one_is_refused(tmp_pat
         thread.join(timeout=120)
     assert sorted(outcomes) == sorted(["ran", f"{tmp_path / 'r'}: another biomechgpt run is working in this folder"])
     assert inside.is_set() and stages.calls == [COMMAND[name] for name in ALL]  # the stages ran once
+
+
+def test_participants_and_held_out_replace_the_recipes_cohort(tmp_path, stages, capsys):
+    assert cli.main(["run", "--quick", "--participants", "60", "--held-out", "5", "--out", str(tmp_path)]) == 0
+    simulate = stages.argv["simulate"]
+    assert _option(simulate, "--participants") == "60" and _option(simulate, "--held-out") == "5"
+    assert _state(tmp_path / "quick")["settings"]["held_out"] == 5
+    # the training lengths stay the recipe's
+    assert _option(stages.argv["train"], "--max-steps") == "60"
+
+    stages.calls = []
+    assert cli.main(["run", "--quick", "--held-out", "20", "--out", str(tmp_path), "--name", "few"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == ["biomechgpt run: error: held_out 20: validation and test would take 40 of the 40 "
+                                "participants and leave none to train on"]
+    assert stages.calls == [] and not (tmp_path / "few").exists()
+    with pytest.raises(UsageError, match="participants: expected a whole number of at least 1, got 0"):
+        run_pipeline(tmp_path, "x", quick=True, participants=0)
