@@ -86,6 +86,11 @@ def test_predictions_report_figures_and_card_are_written(evaluated):
     assert "| Activity recognition |" in report and "Skipped:" in report
     card = (out / "model_card.md").read_text()
     assert card.startswith("---\n") and "model-index:" in card and "not a medical device" in card.lower()
+    counts = {split: corpus.loc[corpus.split == split, "participant_id"].nunique()
+              for split in ("train", "validation", "test")}
+    assert metrics["info"]["participants"] == counts
+    assert (f"This model's corpus: {counts['train']:,} training, {counts['validation']:,} validation and "
+            f"{counts['test']:,} test participants.") in card
 
 
 def test_model_card_yaml_holds_the_metrics(evaluated):

@@ -720,6 +720,8 @@ def evaluate_model(
         "dataset": str(dataset_dir),
         "cohort": str(cohort_dir) if cohort_dir is not None else None,
         "split": "test",
+        "participants": {split: int(corpus.loc[corpus.split == split, "participant_id"].nunique())
+                         for split in ("train", "validation", "test")},
         "baseline_input": motion_note,
         "baseline_settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
         "headline_metrics": HEADLINE_METRIC,

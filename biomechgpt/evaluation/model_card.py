@@ -157,7 +157,7 @@ def render_model_card(
         "walking and turning. Joint-angle patterns are calibrated against real OpenSim recordings and changed per "
         "diagnosis and device; ground truth (cadence, speed, stride length, test times) is measured from the "
         "generated motion. `biomechgpt build-dataset` turns it into question–answer pairs with many phrasings per "
-        "task, split by participant (train / validation / test).", "",
+        "task, split by participant (train / validation / test)." + _split_sizes(metrics), "",
         "## Evaluation", "",
         "On the simulated, participant-disjoint test split, against a non-language-model baseline trained on the "
         "same rows (per task, the better, on the validation participants, of gradient-boosted trees on standard gait "
@@ -217,6 +217,15 @@ def render_model_card(
         "```bibtex", CITATION, "```", "",
     ]
     return "\n".join(lines)
+
+
+def _split_sizes(metrics: dict) -> str:
+    """" This model's corpus: N training, ... participants." from `metrics.json`, or nothing for older files."""
+    counts = metrics.get("info", {}).get("participants") or {}
+    if not all(isinstance(counts.get(s), int) for s in ("train", "validation", "test")):
+        return ""
+    return (f" This model's corpus: {counts['train']:,} training, {counts['validation']:,} validation and "
+            f"{counts['test']:,} test participants.")
 
 
 def write_model_card(metrics: dict, out_path: str | Path, **kwargs: Any) -> str:
