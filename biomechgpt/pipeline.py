@@ -290,15 +290,18 @@ def run_pipeline(
     if quick and recipe != "quick":
         raise UsageError(f"recipe: quick=True contradicts recipe {recipe!r}")
     settings = RECIPES[recipe](seed)
-    for flag, value in (("participants", participants), ("held_out", held_out)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise UsageError(f"{flag}: expected a whole number of at least 1, got {value!r}")
+    if participants is not None and (isinstance(participants, bool) or not isinstance(participants, int)
+                                     or participants < 1):
+        raise UsageError(f"participants: expected a whole number of at least 1, got {participants!r}")
     if participants is not None or held_out is not None:
         settings = replace(settings, participants=participants or settings.participants,
                            held_out=held_out if held_out is not None else settings.held_out)
-    if settings.held_out is not None and 2 * settings.held_out >= settings.participants:
-        raise UsageError(f"held_out {settings.held_out}: validation and test would take {2 * settings.held_out} of "
-                         f"the {settings.participants} participants and leave none to train on")
+    from biomechgpt.simulation.simulator import check_held_out
+
+    try:  # here, before the run folder exists, not when the simulate stage starts
+        check_held_out(settings.held_out, settings.participants)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     run_dir = Path(out) / name
     wanted = [s.name for s in STAGES] if stages is None else stages
     unknown = sorted(set(wanted) - {s.name for s in STAGES})

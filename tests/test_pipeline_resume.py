@@ -233,3 +233,6 @@ def test_participants_and_held_out_replace_the_recipes_cohort(tmp_path, stages, 
     assert stages.calls == [] and not (tmp_path / "few").exists()
     with pytest.raises(UsageError, match="participants: expected a whole number of at least 1, got 0"):
         run_pipeline(tmp_path, "x", quick=True, participants=0)
+    with pytest.raises(UsageError, match="held_out must be a positive integer, got 0"):
+        run_pipeline(tmp_path, "x", quick=True, held_out=0)
+    assert not (tmp_path / "x").exists()

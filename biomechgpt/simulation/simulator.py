@@ -24,8 +24,8 @@ from biomechgpt.simulation.ground_truth import fsst_time, gait_ground_truth, tug
 from biomechgpt.simulation.participants import draw_participant
 from biomechgpt.simulation.writer import SHARD_PATTERN, write_npz, write_table
 
-__all__ = ["simulate_cohort", "simulate_participant", "PARTICIPANTS_PER_SHARD", "SPLIT_FRACTIONS", "GEN_COLUMNS",
-           "FORMAT_VERSION"]
+__all__ = ["simulate_cohort", "simulate_participant", "check_held_out", "PARTICIPANTS_PER_SHARD", "SPLIT_FRACTIONS",
+           "GEN_COLUMNS", "FORMAT_VERSION"]
 
 PARTICIPANTS_PER_SHARD = 25
 SPLIT_FRACTIONS = {"train": 0.70, "validation": 0.15, "test": 0.15}
@@ -118,6 +118,19 @@ def _simulate_shard(shard: int, indices: list[int], seed: int, n_digits: int, mo
     return shard, participants, trials
 
 
+def check_held_out(held_out: int | None, n_participants: int) -> int | None:
+    """`held_out` as an int (or `None`), checked: at least 1, and leaving training participants in a cohort of
+    `n_participants`. Raises `ValueError` naming the problem."""
+    if held_out is None:
+        return None
+    if isinstance(held_out, bool) or not isinstance(held_out, (int, np.integer)) or held_out < 1:
+        raise ValueError(f"held_out must be a positive integer, got {held_out!r}")
+    if 2 * int(held_out) >= n_participants:
+        raise ValueError(f"held_out {held_out}: validation and test would take {2 * int(held_out)} of the "
+                         f"{n_participants} participants and leave none to train on")
+    return int(held_out)
+
+
 def _assign_splits(n: int, seed: int, held_out: int | None = None) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(2**31 - 1,)))
     if held_out is not None:
@@ -183,13 +196,7 @@ def simulate_cohort(out: str | Path, n_participants: int = 500, seed: int = 0, w
     if isinstance(participants_per_shard, bool) or not isinstance(participants_per_shard, (int, np.integer)) \
             or participants_per_shard < 1:
         raise ValueError(f"participants_per_shard must be a positive integer, got {participants_per_shard!r}")
-    if held_out is not None:
-        if isinstance(held_out, bool) or not isinstance(held_out, (int, np.integer)) or held_out < 1:
-            raise ValueError(f"held_out must be a positive integer, got {held_out!r}")
-        if 2 * int(held_out) >= n_participants:
-            raise ValueError(f"held_out {held_out}: validation and test would take {2 * int(held_out)} of the "
-                             f"{n_participants} participants and leave none to train on")
-        held_out = int(held_out)
+    held_out = check_held_out(held_out, int(n_participants))
     n_participants, seed = int(n_participants), int(seed)
     out = Path(out)
     _prepare_out(out, overwrite)
